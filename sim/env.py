@@ -1,0 +1,152 @@
+"""Gymnasium environment: pendulum robot + swing-up task + randomisation + imperfections."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sim.imperfections import Imperfections
+from sim.plant import PHYSICS_DT, Plant
+from sim.randomization import DomainRandomization
+from sim.robots import PASSIVE_TORQUE_LIMIT, get_robot
+from sim.robots.params import PendulumParams
+from sim.tasks import realaigym, swingup
+
+
+class SwingUpEnv(gym.Env):
+    """Swing a pendulum robot up from hanging and hold it above 0.9 of its reach until t_final.
+
+    Observation: `sim.tasks.swingup.observation` of the measured joint
+    positions and velocities and the last `action_history` actions.
+    Action: torque of each actuated joint as a fraction of its limit, in [-1, 1].
+    Reward: `sim.tasks.swingup.reward`, minus FAILURE_PENALTY when the
+    hardware's safety envelope is left (which ends the episode).
+    At the end of an episode `info` holds the RealAIGym v2 simulation score
+    and criteria (`info["score"]`) computed on the true trajectory at the
+    physics rate, and `info["success"]`.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        robot: str = "pendubot",
+        params: str | Path | PendulumParams = "model_1.1",
+        control_rate_hz: float = 100.0,
+        imperfections: bool | Mapping[str, Any] | Imperfections = False,
+        randomization: str | Path | None = None,
+        randomization_intensity: float = 1.0,
+        action_history: int = 1,
+        friction_compensation: bool = False,
+        init_noise: float = 0.0,
+        t_final: float = swingup.T_FINAL,
+    ):
+        self.robot = get_robot(robot)
+        self.nominal_params = params if isinstance(params, PendulumParams) else self.robot.load_params(params)
+        self.nominal_imperfections = Imperfections.resolve(imperfections)
+        substeps = round(1.0 / (control_rate_hz * PHYSICS_DT)) if control_rate_hz > 0 else 0
+        if substeps < 1 or abs(substeps * PHYSICS_DT * control_rate_hz - 1.0) > 1e-9:
+            raise ValueError(
+                f"control period 1/{control_rate_hz} Hz must be a whole multiple of the physics step {PHYSICS_DT} s"
+            )
+        if control_rate_hz > 500.0:
+            raise ValueError(f"control rate {control_rate_hz} Hz exceeds the robot's 500 Hz")
+        self.control_rate_hz = float(control_rate_hz)
+        self.substeps = substeps
+        self.randomization = (
+            DomainRandomization.load(randomization, self.nominal_params.n) if randomization is not None else None
+        )
+        self.randomization_intensity = float(randomization_intensity)
+        if not 0.0 <= self.randomization_intensity <= 1.0:
+            raise ValueError(f"randomization_intensity must be in [0, 1], got {randomization_intensity}")
+        if action_history < 0:
+            raise ValueError(f"action_history must be >= 0, got {action_history}")
+        self.action_history = action_history
+        self.friction_compensation = friction_compensation
+        self.init_noise = float(init_noise)
+        self.t_final = float(t_final)
+
+        self.plant = Plant(self.robot, self.nominal_params, self.nominal_imperfections)
+        self.n = self.nominal_params.n
+        active = np.flatnonzero(self.robot.actuated)
+        m = len(active)
+        # Maps an action (m,) in [-1, 1] to joint torques (n,) in N m.
+        self._action_to_torque = np.zeros((self.n, m))
+        self._action_to_torque[active, np.arange(m)] = self.robot.command_limits(self.nominal_params)[active]
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (m,), np.float32)
+        high = np.concatenate(
+            [np.ones(2 * self.n), np.full(self.n, swingup.VELOCITY_CLIP), np.ones(m * action_history)]
+        )
+        self.observation_space = gym.spaces.Box(-high.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        self._past = np.zeros((action_history, m))
+        self._measured = np.zeros(2 * self.n)
+        self._max_steps = int(round(self.t_final * self.control_rate_hz))
+        self._steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        rng = self.np_random
+        info: dict[str, Any] = {}
+        params, imperfections = self.nominal_params, self.nominal_imperfections
+        if self.randomization is not None:
+            params, imperfections, drawn = self.randomization.sample(
+                rng, params, imperfections, self.randomization_intensity
+            )
+            info["randomization"] = drawn
+        self.plant.configure(params, imperfections)
+        x0 = rng.uniform(-self.init_noise, self.init_noise, 2 * self.n) if self.init_noise else np.zeros(2 * self.n)
+        self.plant.reset(x0, rng, self.t_final)
+        self._past[:] = 0.0
+        self._steps = 0
+        self._measured = self.plant.measure()
+        return self._observation(), info
+
+    def _observation(self) -> np.ndarray:
+        return swingup.observation(self._measured[: self.n], self._measured[self.n :], self._past)
+
+    def step(self, action: np.ndarray):
+        action = np.asarray(action, dtype=float).reshape(self.action_space.shape)
+        if not np.isfinite(action).all():
+            raise ValueError(f"action contains NaN or inf: {action.tolist()}")
+        action = action.clip(-1.0, 1.0)
+        tau = self._action_to_torque @ action
+        if self.friction_compensation:
+            tau += self._friction_compensation()
+        act = action.tolist()
+        previous = self._past[-1].tolist() if self.action_history else act
+        self.plant.step(tau, self.substeps, self.np_random)
+        self._steps += 1
+        if self.action_history:
+            self._past[:-1] = self._past[1:]
+            self._past[-1] = action
+        self._measured = self.plant.measure()
+
+        x = self.plant.state().tolist()
+        q, dq = x[: self.n], x[self.n :]
+        params = self.plant.params
+        height = swingup.tip_height(params.l, q)
+        reward = swingup.reward(height, params.reach, dq, act, previous)
+        failure = swingup.outside_envelope(q, dq)
+        terminated = failure is not None
+        truncated = not terminated and self._steps >= self._max_steps
+        info: dict[str, Any] = {"time": self.plant.time}
+        if terminated:
+            reward -= swingup.FAILURE_PENALTY
+            info["failure"] = failure
+        if terminated or truncated:
+            traj = realaigym.Trajectory(*self.plant.trajectory())
+            info["score"] = realaigym.score(traj, "v2", "sim", lengths=params.l)
+            info["success"] = bool(info["score"]["success"])
+        return self._observation(), reward, terminated, truncated, info
+
+    def _friction_compensation(self) -> np.ndarray:
+        """What the hardware does: the passive joint's motor cancels the friction it
+        measures (nominal b dq + cf atan(100 dq)), within PASSIVE_TORQUE_LIMIT. (n,) N m."""
+        p = self.nominal_params
+        dq = self._measured[self.n :]
+        comp = np.asarray(p.b) * dq + np.asarray(p.cf) * np.arctan(100.0 * dq)
+        return np.where(self.robot.actuated, 0.0, np.clip(comp, -PASSIVE_TORQUE_LIMIT, PASSIVE_TORQUE_LIMIT))

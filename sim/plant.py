@@ -1,0 +1,152 @@
+"""The simulated pendulum plant: MuJoCo physics plus the real robot's imperfections.
+
+The Gymnasium env and the simulated device share this class, so a policy meets
+the same plant in training, in evaluation and behind the hardware layer.
+It records the true trajectory at the physics rate (the samples the
+RealAIGym scores are computed on), which doubles as the measurement delay line.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+import scipy.signal
+
+from sim.imperfections import Imperfections
+from sim.robots import Robot, apply_params
+from sim.robots.params import PendulumParams
+
+PHYSICS_DT = 0.002
+"""Physics step, s: the competition's RK4 step."""
+_QPOS_QVEL = mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL
+
+
+class Plant:
+    """A pendulum chain in MuJoCo with imperfections, advanced one control period at a time."""
+
+    def __init__(self, robot: Robot, params: PendulumParams, imperfections: Imperfections | None = None):
+        self.robot = robot
+        self.model = robot.build_model(params)
+        if abs(self.model.opt.timestep - PHYSICS_DT) > 1e-12:
+            raise ValueError(f"{robot.xml} has timestep {self.model.opt.timestep} s, expected {PHYSICS_DT} s")
+        self.data = mujoco.MjData(self.model)
+        # Views into MjData, fetched once: the attribute lookups cost more than the copies.
+        self._data_qfrc, self._data_qvel = self.data.qfrc_applied, self.data.qvel
+        self.n = params.n
+        self._actuated = np.array(robot.actuated, dtype=float)
+        self.configure(params, imperfections or Imperfections())
+        self.reset(np.zeros(2 * self.n), np.random.default_rng(0), horizon_s=0.0)
+
+    def configure(self, params: PendulumParams, imperfections: Imperfections) -> None:
+        """Use this parameter set and these imperfections (e.g. randomised ones) from the next reset on."""
+        self.imperfections = imp = imperfections
+        apply_params(self.model, params)
+        self.model.dof_damping[:] += imp.extra_viscous
+        self.params = params
+        self._delay_steps = int(round(imp.delay_s / PHYSICS_DT))
+        self._coulomb = [cf + imp.extra_coulomb for cf in params.cf]
+        self._friction = any(self._coulomb)
+        self._km = params.km
+        self._decay = np.zeros((0, 1))
+        mujoco.mj_setConst(self.model, self.data)
+
+    def reset(self, x0: np.ndarray, rng: np.random.Generator, horizon_s: float) -> None:
+        """Start from state x0 = [q, dq] at t = 0; buffers are sized for horizon_s (s)."""
+        n = self.n
+        self._X = np.zeros((0, 2 * n))
+        self._U = np.zeros((0, n))
+        self._disturbance = np.zeros((0, n))
+        self._noise = np.zeros((0, n))
+        self._velocity_noise = np.zeros((0, n))
+        self._steps = 0
+        self._lagged_cmd = np.zeros(n)
+        self._grow(int(round(horizon_s / PHYSICS_DT)) + 1, rng)
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:] = x0[:n]
+        self.data.qvel[:] = x0[n:]
+        mujoco.mj_forward(self.model, self.data)
+        self._X[0, :n] = self.data.qpos
+        self._X[0, n:] = self.data.qvel
+
+    def _grow(self, steps: int, rng: np.random.Generator) -> None:
+        """Extend the buffers by `steps` physics steps, drawing their pulses and torque noise."""
+        imp, n = self.imperfections, self.n
+        start = len(self._X)
+        self._X = np.concatenate([self._X, np.zeros((steps, 2 * n))])
+        self._U = np.concatenate([self._U, np.zeros((steps, n))])
+        t = (start + np.arange(steps)) * PHYSICS_DT
+        pulses = np.zeros((steps, n))
+        if imp.pulses_per_joint:
+            count = (imp.pulses_per_joint, n)
+            centres = rng.uniform(t[0], t[-1], count)
+            widths = rng.uniform(*imp.pulse_width_s, count)
+            amplitudes = rng.uniform(*imp.pulse_amplitude, count) * rng.choice([-1.0, 1.0], count)
+            for k in range(imp.pulses_per_joint):
+                pulses += amplitudes[k] * np.exp(-0.5 * ((t[:, None] - centres[k]) / widths[k]) ** 2)
+        # The torque lag is linear, so lag(cmd + noise) = lag(cmd) + lag(noise):
+        # the noise is drawn and lagged here once, the command in step().
+        noise = np.zeros((steps, n))
+        if imp.torque_noise_std > 0:
+            k = imp.torque_response
+            raw = rng.normal(0.0, imp.torque_noise_std, (steps, n)) * self._actuated
+            last = self._noise[-1] if len(self._noise) else np.zeros(n)
+            noise = scipy.signal.lfilter([k], [1.0, k - 1.0], raw, axis=0, zi=(1.0 - k) * last[None, :])[0]
+        self._noise = np.concatenate([self._noise, noise])
+        self._disturbance = np.concatenate([self._disturbance, self._km * noise + pulses])
+        velocity_noise = rng.normal(0.0, imp.velocity_noise_std, (steps, n))
+        self._velocity_noise = np.concatenate([self._velocity_noise, velocity_noise])
+
+    @property
+    def time(self) -> float:
+        """Simulated time since reset, s."""
+        return self._steps * PHYSICS_DT
+
+    def state(self) -> np.ndarray:
+        """True state [q, dq], (2n,), rad and rad/s."""
+        return self._X[self._steps].copy()
+
+    def measure(self) -> np.ndarray:
+        """Measured state [q, dq], (2n,): delayed and with velocity noise per the imperfections."""
+        x = self._X[max(0, self._steps - self._delay_steps)].copy()
+        x[self.n :] += self._velocity_noise[self._steps]
+        return x
+
+    def step(self, tau_cmd: np.ndarray, substeps: int, rng: np.random.Generator) -> None:
+        """Hold the commanded joint torques (n,), N m, for `substeps` physics steps."""
+        model, data = self.model, self.data
+        j = self._steps
+        if j + substeps >= len(self._X):
+            self._grow(max(len(self._X), substeps + 1), rng)
+        # Torque lag per physics step, in closed form for a held command:
+        # c_i = cmd + (1 - k)^i (c_0 - cmd).
+        if len(self._decay) != substeps:
+            self._decay = (1.0 - self.imperfections.torque_response) ** np.arange(1.0, substeps + 1.0)[:, None]
+        lagged = tau_cmd + self._decay * (self._lagged_cmd - tau_cmd)
+        self._lagged_cmd = lagged[-1]
+        # Motor torque, pushes and friction enter as one generalised force per
+        # physics step; Python floats beat numpy on 1- and 2-element arrays here.
+        forces = (self._km * lagged + self._disturbance[j : j + substeps]).tolist()
+        qfrc, qvel, X = self._data_qfrc, self._data_qvel, self._X
+        if self._friction:
+            coulomb = self._coulomb
+            for row in forces:
+                # Coulomb friction cf atan(100 dq) as the spec models it, held over the step.
+                qfrc[:] = [f - c * math.atan(100.0 * v) for f, c, v in zip(row, coulomb, qvel.tolist(), strict=True)]
+                mujoco.mj_step(model, data)
+                j += 1
+                mujoco.mj_getState(model, data, X[j], _QPOS_QVEL)
+        else:
+            for row in forces:
+                qfrc[:] = row
+                mujoco.mj_step(model, data)
+                j += 1
+                mujoco.mj_getState(model, data, X[j], _QPOS_QVEL)
+        self._U[self._steps : j + 1] = tau_cmd
+        self._steps = j
+
+    def trajectory(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(T (N,), X (N, 2n), U (N, n)) at the physics rate since reset; U is the commanded torque."""
+        n = self._steps + 1
+        return np.arange(n) * PHYSICS_DT, self._X[:n].copy(), self._U[:n].copy()

@@ -1,0 +1,127 @@
+"""Robots: MJCF models, named parameter sets and specs.
+
+A robot *kind* is a model file plus parameter sets (`double_pendulum`,
+`pendulum`); a robot *name* is what users type, a kind in one actuation mode
+(`pendubot`, `acrobot`, `double_pendulum`, `pendulum`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from sim.config import ConfigError
+from sim.robots.params import PendulumParams
+from sim.robots.spec import Channel, RobotSpec
+
+_HERE = Path(__file__).parent
+
+POSITION_LIMIT = 3 * math.pi
+"""The hardware's position stop, rad (540 degrees)."""
+VELOCITY_LIMIT = 20.0
+"""The hardware's velocity stop, rad/s."""
+PASSIVE_TORQUE_LIMIT = 0.5
+"""Torque the passive joint may use for friction compensation on hardware, N m."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Robot:
+    """A robot name: its model kind, joints and which joints are actuated."""
+
+    name: str
+    kind: str
+    joints: tuple[str, ...]
+    actuated: tuple[bool, ...]
+
+    @property
+    def xml(self) -> Path:
+        return _HERE / self.kind / f"{self.kind}.xml"
+
+    @property
+    def params_dir(self) -> Path:
+        return _HERE / self.kind
+
+    def param_sets(self) -> list[str]:
+        """Names of the shipped parameter sets, e.g. ['model_1.0', 'model_1.1']."""
+        return sorted(p.stem for p in self.params_dir.glob("*.yaml"))
+
+    def load_params(self, name_or_path: str | Path) -> PendulumParams:
+        """A shipped set by name (`model_1.0`) or a YAML file by path."""
+        path = Path(name_or_path)
+        if path.suffix not in (".yaml", ".yml"):
+            path = self.params_dir / f"{name_or_path}.yaml"
+            if not path.exists():
+                raise ConfigError(
+                    name_or_path,
+                    "",
+                    f"no parameter set of that name for {self.kind}; shipped sets: {', '.join(self.param_sets())}",
+                )
+        params = PendulumParams.load(path)
+        if params.n != len(self.joints):
+            raise ConfigError(path, "m", f"{self.kind} has {len(self.joints)} links, the set gives {params.n}")
+        return params
+
+    def build_model(self, params: PendulumParams) -> mujoco.MjModel:
+        model = mujoco.MjModel.from_xml_path(str(self.xml))
+        apply_params(model, params)
+        return model
+
+    def spec(self, params: PendulumParams) -> RobotSpec:
+        state = [Channel(f"{j}.position", "rad", -POSITION_LIMIT, POSITION_LIMIT) for j in self.joints]
+        state += [Channel(f"{j}.velocity", "rad/s", -VELOCITY_LIMIT, VELOCITY_LIMIT) for j in self.joints]
+        limits = self.command_limits(params)
+        command = [Channel(f"{j}.effort", "N m", -t, t) for j, t in zip(self.joints, limits, strict=True)]
+        return RobotSpec(self.name, tuple(state), tuple(command), control_rate_hz=100.0, max_control_rate_hz=500.0)
+
+    def command_limits(self, params: PendulumParams, friction_compensation: bool = False) -> np.ndarray:
+        """Torque limit per joint, N m: the motor's on actuated joints, else 0 (or the
+        passive joint's friction-compensation allowance)."""
+        passive = PASSIVE_TORQUE_LIMIT if friction_compensation else 0.0
+        return np.array([t if a else passive for t, a in zip(params.torque_limit, self.actuated, strict=True)])
+
+
+ROBOTS: dict[str, Robot] = {
+    "pendubot": Robot("pendubot", "double_pendulum", ("shoulder", "elbow"), (True, False)),
+    "acrobot": Robot("acrobot", "double_pendulum", ("shoulder", "elbow"), (False, True)),
+    "double_pendulum": Robot("double_pendulum", "double_pendulum", ("shoulder", "elbow"), (True, True)),
+    "pendulum": Robot("pendulum", "pendulum", ("shoulder",), (True,)),
+}
+
+
+def get_robot(name: str) -> Robot:
+    try:
+        return ROBOTS[name]
+    except KeyError:
+        raise ValueError(f"unknown robot {name!r}; expected one of {', '.join(ROBOTS)}") from None
+
+
+def apply_params(model: mujoco.MjModel, params: PendulumParams) -> None:
+    """Write a parameter set into a compiled pendulum-chain model, in place.
+
+    The spec gives inertia about the joint axis; MuJoCo wants it about the
+    centre of mass (I_com = I - m r^2). Viscous friction is joint damping and
+    the reflected rotor inertia is armature (shoulder gr^2 Ir + Ir, the elbow
+    rotor riding on link 1; elbow gr^2 Ir). Coulomb friction and the rotor's
+    cross term have no exact MuJoCo counterpart: sim.plant applies the former
+    and the latter is neglected (|gr Ir| < 4e-4 kg m^2).
+    """
+    n = params.n
+    for i in range(n):
+        body = model.body(f"link{i + 1}").id
+        model.body_mass[body] = params.m[i]
+        model.body_ipos[body] = (0.0, 0.0, -params.r[i])
+        i_com = params.I[i] - params.m[i] * params.r[i] ** 2
+        model.body_inertia[body] = (i_com, i_com, i_com)
+        if i + 1 < n:
+            model.body_pos[model.body(f"link{i + 2}").id] = (0.0, 0.0, -params.l[i])
+    model.site_pos[model.site("tip").id] = (0.0, 0.0, -params.l[-1])
+    model.dof_damping[:] = params.b
+    reflected = params.gr**2 * params.Ir
+    model.dof_armature[:] = reflected
+    if n == 2:
+        model.dof_armature[0] += params.Ir
+    model.opt.gravity[:] = (0.0, 0.0, -params.g)

@@ -1,0 +1,100 @@
+"""The swing-up task: start hanging, swing up, stay above 0.9 of the reach until 10 s.
+
+Everything here is a pure function of what the real robot measures (joint
+positions and velocities) and of the actions the policy sent, so the
+real-time loop computes exactly the observation the policy was trained on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim.robots import POSITION_LIMIT, VELOCITY_LIMIT
+from sim.robots.params import PendulumParams
+
+T_FINAL = 10.0
+"""Episode length, s."""
+UP_FRACTION = 0.9
+"""The tip is "up" above this fraction of the reach (RealAIGym's height method)."""
+VELOCITY_SCALE = VELOCITY_LIMIT
+"""Velocities enter the observation divided by this, rad/s."""
+VELOCITY_CLIP = 2.0
+"""...and clipped to +-this (40 rad/s, twice the hardware's stop)."""
+
+
+def observation(q: np.ndarray, dq: np.ndarray, past_actions: np.ndarray) -> np.ndarray:
+    """Policy input, float32 of shape (2n + 2n + k m,).
+
+    Layout: [cos q (n), sin q (n), dq / VELOCITY_SCALE clipped to +-VELOCITY_CLIP (n), past actions
+    (k most recent actions of size m, oldest first, each in [-1, 1])].
+    q in rad and dq in rad/s are measured joint positions and velocities.
+    """
+    dq = np.clip(np.asarray(dq) / VELOCITY_SCALE, -VELOCITY_CLIP, VELOCITY_CLIP)
+    return np.concatenate((np.cos(q), np.sin(q), dq, np.ravel(past_actions)), dtype=np.float32)
+
+
+def state_from_observation(obs: np.ndarray, n: int) -> np.ndarray:
+    """Recover the measured state [q (wrapped to (-pi, pi]), dq] from an observation."""
+    q = np.arctan2(obs[n : 2 * n], obs[:n])
+    return np.concatenate([q, obs[2 * n : 3 * n] * VELOCITY_SCALE]).astype(float)
+
+
+def tip_height(lengths: tuple[float, ...], q: list[float]) -> float:
+    """Height of the tip above the shoulder, m, for joint angles q (rad, relative)."""
+    angle = height = 0.0
+    for length, qi in zip(lengths, q, strict=True):
+        angle += qi
+        height -= length * math.cos(angle)
+    return height
+
+
+def goal_height(p: PendulumParams) -> float:
+    """Height the tip must exceed to count as up, m."""
+    return UP_FRACTION * p.reach
+
+
+def outside_envelope(q: list[float], dq: list[float]) -> str | None:
+    """The hardware's safety stops: |q| > 540 degrees or |dq| > 20 rad/s. Returns the reason or None."""
+    if max(map(abs, q)) > POSITION_LIMIT:
+        return f"joint position {np.round(q, 3).tolist()} rad beyond +-{POSITION_LIMIT:.3f} rad (540 deg)"
+    if max(map(abs, dq)) > VELOCITY_LIMIT:
+        return f"joint velocity {np.round(dq, 3).tolist()} rad/s beyond +-{VELOCITY_LIMIT} rad/s"
+    return None
+
+
+# Reward weights. The terms are chosen so that a policy that swings up fast and
+# holds still at the top with little torque earns the most, mirroring the v2
+# score's criteria (swing-up time, torque cost, smoothness, velocity cost).
+HEIGHT_WEIGHT = 1.0
+UP_BONUS = 1.0
+TORQUE_WEIGHT = 0.05
+SMOOTHNESS_WEIGHT = 0.05
+VELOCITY_WEIGHT = 0.05
+FAILURE_PENALTY = 10.0
+
+
+def reward(
+    tip_height: float, reach: float, dq: list[float], action: list[float], previous_action: list[float]
+) -> float:
+    """Reward of one control step, term by term:
+
+    - height:      HEIGHT_WEIGHT * (h / reach + 1) / 2, in [0, 1], h the tip height (m);
+    - up bonus:    UP_BONUS * exp(-|dq|^2 / VELOCITY_SCALE) while h > 0.9 reach, i.e. up and slow;
+    - torque:      -TORQUE_WEIGHT * mean(action^2), actions in [-1, 1];
+    - smoothness:  -SMOOTHNESS_WEIGHT * mean((action - previous_action)^2);
+    - velocity:    -VELOCITY_WEIGHT * |dq|^2 / VELOCITY_SCALE^2, dq in rad/s.
+
+    Leaving the safety envelope ends the episode with -FAILURE_PENALTY instead
+    (see `FAILURE_PENALTY`); the env adds it, not this function.
+    """
+    speed2 = sum(v * v for v in dq)
+    r = HEIGHT_WEIGHT * 0.5 * (tip_height / reach + 1.0)
+    if tip_height > UP_FRACTION * reach:
+        r += UP_BONUS * math.exp(-speed2 / VELOCITY_SCALE)
+    effort = sum(a * a for a in action)
+    change = sum((a - b) ** 2 for a, b in zip(action, previous_action, strict=True))
+    r -= (TORQUE_WEIGHT * effort + SMOOTHNESS_WEIGHT * change) / len(action)
+    r -= VELOCITY_WEIGHT * speed2 / VELOCITY_SCALE**2
+    return float(r)
