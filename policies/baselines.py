@@ -36,6 +36,14 @@ def wrap(angle: np.ndarray) -> np.ndarray:
     return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
 
 
+def upright_error(x: np.ndarray) -> np.ndarray:
+    """State error from the nearest upright pose that keeps the shoulder within one turn
+    (q1 = +-pi, q2 = 0 mod 2 pi): unwinding towards it keeps the joints inside the
+    hardware's 540 degree stops after a push. (4,), rad and rad/s."""
+    q1_err = x[0] - np.pi if x[0] >= 0 else x[0] + np.pi
+    return np.array([q1_err, wrap(x[1]), x[2], x[3]])
+
+
 def linearise(p: PendulumParams, x0: np.ndarray, u0: np.ndarray, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """Continuous-time A (2n, 2n) and B (2n, n) of dx/dt = f(x, tau) at (x0, u0), by central differences."""
     n2, n = len(x0), len(u0)
@@ -89,7 +97,7 @@ class PendubotEnergyLQR:
 
     def torque(self, x: np.ndarray) -> float:
         """Shoulder torque for the measured state x = [q1, q2, dq1, dq2], N m."""
-        err = np.concatenate([wrap(x[:2] - GOAL[:2]), x[2:]])
+        err = upright_error(x)
         cost = err @ self.S @ err
         # Hysteresis: catch inside the LQR's basin, give up only well outside it.
         if cost < self.catch_cost or (self.lqr_active and cost < 4 * self.catch_cost):
@@ -106,7 +114,7 @@ class PendubotEnergyLQR:
         a = m_inv[0, 0]
         b = -(m_inv @ dynamics.bias(p, q, dq))[0]
         e_err = dynamics.energy(p, q, dq) - self.e_top
-        q1_err = wrap(q[0] - np.pi)
+        q1_err = upright_error(x)[0]
         denominator = k_e * e_err + k_d * a
         return float(-(k_v * dq[0] + k_p * q1_err + k_d * b) / denominator)
 

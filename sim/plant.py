@@ -83,8 +83,13 @@ class Plant:
             centres = rng.uniform(t[0], t[-1], count)
             widths = rng.uniform(*imp.pulse_width_s, count)
             amplitudes = rng.uniform(*imp.pulse_amplitude, count) * rng.choice([-1.0, 1.0], count)
-            for k in range(imp.pulses_per_joint):
-                pulses += amplitudes[k] * np.exp(-0.5 * ((t[:, None] - centres[k]) / widths[k]) ** 2)
+            for k, joint in np.ndindex(count):
+                # Beyond 5 sigma a pulse is below 4e-6 of its peak: evaluate it only where it acts.
+                lo, hi = np.searchsorted(
+                    t, [centres[k, joint] - 5 * widths[k, joint], centres[k, joint] + 5 * widths[k, joint]]
+                )
+                span = (t[lo:hi] - centres[k, joint]) / widths[k, joint]
+                pulses[lo:hi, joint] += amplitudes[k, joint] * np.exp(-0.5 * span**2)
         # The torque lag is linear, so lag(cmd + noise) = lag(cmd) + lag(noise):
         # the noise is drawn and lagged here once, the command in step().
         noise = np.zeros((steps, n))
