@@ -1,16 +1,29 @@
-"""Policies: classical baselines now; training, export and the deploy runtime build on this.
+"""Policies: classical baselines, training, evaluation, export and the deploy runtime.
 
 Every controller has `act(obs) -> action` (and optionally `reset()`), the
-interface the env, the robustness benchmark and the real-time loop share.
+interface the env, the robustness benchmark and the real-time loop share, plus
+`control_rate_hz` and `action_history`: the env conditions its observation needs.
+This module imports neither torch nor stable-baselines3.
 """
 
 from __future__ import annotations
 
-CONTROLLERS = {"baseline": "energy-shaping swing-up + LQR (pendubot)"}
+CONTROLLERS = {
+    "baseline": "energy-shaping swing-up + LQR (pendubot)",
+    "zoo:NAME": "a shipped policy (policies/zoo/NAME.json)",
+    "PATH.json": "an exported policy artifact",
+}
 
 
 def make_controller(name: str, robot: str):
-    """A controller by name for a robot, e.g. make_controller("baseline", "pendubot")."""
+    """A controller by name for a robot: "baseline", "zoo:NAME" or an artifact path."""
+    if name.startswith("zoo:") or name.endswith((".json", ".onnx")):
+        from policies.runtime import load_policy
+
+        policy = load_policy(name)
+        if policy.robot != robot:
+            raise ValueError(f"{name} is a policy for the {policy.robot}, not the {robot}")
+        return policy
     if name == "baseline":
         if robot != "pendubot":
             raise ValueError(f"the classical baseline exists for the pendubot only, not {robot!r}")

@@ -67,6 +67,8 @@ class PendubotEnergyLQR:
 
     control_rate_hz = 500.0
     """The rate it is designed for: the competition's controller rate."""
+    action_history = 0
+    """It needs no past actions in its observation."""
 
     def __init__(
         self,

@@ -44,14 +44,14 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from sim.tasks import realaigym
 
     controller = make_controller(args.controller, args.robot)
-    rate = args.rate or getattr(controller, "control_rate_hz", 100.0)
+    rate = args.rate or controller.control_rate_hz
     env = SwingUpEnv(
         args.robot,
         params=args.params,
         control_rate_hz=rate,
         imperfections=args.imperfections,
         randomization=args.randomization,
-        action_history=0,
+        action_history=controller.action_history,
     )
     obs, info = env.reset(seed=args.seed)
     done = False
@@ -70,14 +70,101 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from sim import robustness
 
     factory = functools.partial(make_controller, args.controller, args.robot)
-    rate = args.rate or getattr(factory(), "control_rate_hz", 100.0)
-    result = robustness.run(factory, args.robot, control_rate_hz=rate, workers=args.workers)
+    rate = factory().control_rate_hz
+    result = robustness.run(factory, args.robot, workers=args.workers)
     result = {"robot": args.robot, "controller": args.controller, "control_rate_hz": rate, **result}
     rows = [(c, result["criteria"][c]["score"]) for c in robustness.CRITERIA]
     width = max(len(c) for c, _ in rows)
     for c, s in rows:
         print(f"{c:<{width}}  {s:.3f}", file=sys.stderr)
     print(f"{'robustness':<{width}}  {result['score']:.3f}  ({result['wall_time_s']:.0f} s)", file=sys.stderr)
+    text = _json(result)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from policies.config import load_config
+    from policies.train import load_run_config, train
+
+    if args.resume:
+        cfg = load_run_config(args.resume)
+        if args.steps:
+            cfg = dataclasses.replace(cfg, n_timesteps=args.steps)
+        run = train(cfg, args.resume, resume=True, progress_bar=not args.no_progress)
+    else:
+        if not args.robot or not args.algo:
+            raise ValueError("give ROBOT and --algo, or --resume RUN")
+        cfg = load_config(args.robot, args.config, args.algo)
+        changes = {k: v for k, v in (("n_timesteps", args.steps), ("seed", args.seed), ("n_envs", args.envs)) if v}
+        cfg = dataclasses.replace(cfg, **changes)
+        run = train(cfg, args.out, progress_bar=not args.no_progress)
+    print(run)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from policies.export import export
+
+    out = args.out or args.run / "policy"
+    print(export(args.run, out, args.checkpoint))
+    return 0
+
+
+def _eval_target(target: str):
+    """(act, robot, env options) for a run directory or a policy artifact."""
+    path = Path(target)
+    if path.is_dir():
+        from policies.train import ALGORITHMS, load_normalization, load_run_config, normalize
+
+        cfg = load_run_config(path)
+        checkpoint = path / "checkpoints" / "best.zip"
+        if not checkpoint.exists():
+            raise ValueError(f"{path} has no checkpoints/best.zip yet")
+        model = ALGORITHMS[cfg.algo].load(checkpoint, device="cpu")
+        stats = load_normalization(path, "best")
+
+        def act(obs):
+            return model.predict(normalize(obs, stats), deterministic=True)[0]
+
+        return act, cfg.robot, dict(cfg.env)
+    from policies.runtime import load_policy
+
+    policy = load_policy(target)
+    return policy.act, policy.robot, dict(policy.meta["env"])
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from policies.evaluate import METRICS, run_episodes, summarise
+
+    act, robot, env = _eval_target(args.target)
+    if args.sim_conditions:
+        env.update(params="model_1.1", imperfections=False, randomization=None)
+    if args.params:
+        env["params"] = args.params
+    if args.imperfections is not None:
+        env["imperfections"] = args.imperfections == "on"
+    if args.randomization is not None:
+        env["randomization"] = None if args.randomization == "none" else args.randomization
+    if args.intensity is not None:
+        env["randomization_intensity"] = args.intensity
+    episodes = run_episodes(act, robot, env, args.episodes, seed=args.seed)
+    summary = summarise(episodes)
+    for key in METRICS:
+        m = summary[key]
+        print(f"{key:<16} {m['mean']:10.4f} +- {m['ci95']:.4f}  (n={m['n']})", file=sys.stderr)
+    result = {
+        "target": args.target,
+        "robot": robot,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "env": env,
+        "metrics": summary,
+    }
     text = _json(result)
     if args.out:
         Path(args.out).write_text(text + "\n")
@@ -99,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollout", help="run one swing-up episode in simulation and score it")
     p.add_argument("robot", choices=["pendulum", "pendubot", "acrobot", "double_pendulum"])
-    p.add_argument("--controller", default="baseline")
+    p.add_argument("--controller", default="baseline", help="baseline, zoo:NAME or an artifact path")
     p.add_argument("--params", default="model_1.1", help="parameter set name or YAML path")
     p.add_argument("--rate", type=float, help="control rate, Hz (default: the controller's)")
     p.add_argument("--imperfections", action="store_true", help="turn the default imperfections on")
@@ -108,10 +195,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the trajectory as RealAIGym CSV")
     p.set_defaults(func=cmd_rollout)
 
+    p = sub.add_parser("train", help="train a policy with stable-baselines3")
+    p.add_argument("robot", nargs="?", choices=["pendulum", "pendubot", "acrobot", "double_pendulum"])
+    p.add_argument("--algo", choices=["ppo", "sac", "td3"])
+    p.add_argument("--config", type=Path, help="training YAML (default: policies/configs/ROBOT/ALGO.yaml)")
+    p.add_argument("--steps", type=int, help="total env steps (overrides the config's n_timesteps)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--envs", type=int, help="vectorised envs (overrides n_envs)")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/ROBOT-ALGO-TIME)")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a run to a deployable ONNX + JSON artifact")
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--out", type=Path, help="artifact path without suffix (default: RUN/policy)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("eval", help="task metrics of a run or artifact over seeded episodes (mean, 95% CI)")
+    p.add_argument("target", help="run directory, artifact path or zoo:NAME")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0, help="first episode's seed")
+    p.add_argument("--sim-conditions", action="store_true", help="competition simulation: model 1.1, nothing else")
+    p.add_argument("--params", help="parameter set name or YAML path")
+    p.add_argument("--imperfections", choices=["on", "off"])
+    p.add_argument("--randomization", help="randomisation file or shipped name; 'none' turns it off")
+    p.add_argument("--intensity", type=float, help="randomisation intensity in [0, 1]")
+    p.add_argument("--out", type=Path, help="also write the JSON here")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("robustness", help="RealAIGym v2 robustness benchmark of a controller")
-    p.add_argument("controller", help="controller name, e.g. baseline")
+    p.add_argument("controller", help="baseline, zoo:NAME or an artifact path (runs at its own rate)")
     p.add_argument("--robot", choices=["pendubot", "acrobot"], default="pendubot")
-    p.add_argument("--rate", type=float, help="control rate, Hz (default: the controller's)")
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.set_defaults(func=cmd_robustness)

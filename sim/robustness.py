@@ -45,6 +45,9 @@ CRITERIA = ("model", "velocity_noise", "torque_noise", "torque_response", "delay
 
 
 class Controller(Protocol):
+    control_rate_hz: float
+    action_history: int
+
     def act(self, obs: np.ndarray) -> np.ndarray: ...
 
 
@@ -109,9 +112,16 @@ def jobs(nominal: PendulumParams) -> list[Job]:
     return out
 
 
-def run_episode(robot: str, controller: Controller, job: Job, control_rate_hz: float) -> bool:
-    """Run one episode; success = final true state within SUCCESS_TOLERANCE of the goal."""
-    env = SwingUpEnv(robot, params=job.params, control_rate_hz=control_rate_hz, imperfections=job.imperfections)
+def run_episode(robot: str, controller: Controller, job: Job) -> bool:
+    """Run one episode at the controller's rate; success = final true state within
+    SUCCESS_TOLERANCE of the goal."""
+    env = SwingUpEnv(
+        robot,
+        params=job.params,
+        control_rate_hz=controller.control_rate_hz,
+        imperfections=job.imperfections,
+        action_history=controller.action_history,
+    )
     obs, _ = env.reset(seed=job.seed)
     if hasattr(controller, "reset"):
         controller.reset()
@@ -126,15 +136,14 @@ def run_episode(robot: str, controller: Controller, job: Job, control_rate_hz: f
     return bool(np.all(err < SUCCESS_TOLERANCE))
 
 
-def _worker(args: tuple[str, Callable[[], Controller], Job, float]) -> tuple[Job, bool]:
-    robot, make_controller, job, rate = args
-    return job, run_episode(robot, make_controller(), job, rate)
+def _worker(args: tuple[str, Callable[[], Controller], Job]) -> tuple[Job, bool]:
+    robot, make_controller, job = args
+    return job, run_episode(robot, make_controller(), job)
 
 
 def run(
     make_controller: Callable[[], Controller],
     robot: str = "pendubot",
-    control_rate_hz: float = 500.0,
     workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -147,7 +156,7 @@ def run(
     workers = workers or os.cpu_count() or 1
     start = time.perf_counter()
     results: list[tuple[Job, bool]] = []
-    args = [(robot, make_controller, job, control_rate_hz) for job in todo]
+    args = [(robot, make_controller, job) for job in todo]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         for item in tqdm(
             pool.imap_unordered(_worker, args, chunksize=4), total=len(args), disable=not progress, desc="robustness"

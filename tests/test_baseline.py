@@ -90,9 +90,9 @@ def test_summary_scores_levels_and_majority_of_repetitions():
 def test_episode_success_needs_the_final_state_near_the_top():
     p = get_robot("pendubot").load_params("model_1.1")
     calm = robustness.Job("delay", 0, 0, p, Imperfections(), 0)
-    assert robustness.run_episode("pendubot", PendubotEnergyLQR(), calm, 500.0)
+    assert robustness.run_episode("pendubot", PendubotEnergyLQR(), calm)
     hopeless = robustness.Job("torque_response", 0, 0, p, dataclasses.replace(Imperfections(), torque_response=0.05), 0)
-    assert not robustness.run_episode("pendubot", PendubotEnergyLQR(), hopeless, 500.0)
+    assert not robustness.run_episode("pendubot", PendubotEnergyLQR(), hopeless)
 
 
 def test_benchmark_refuses_the_single_pendulum():

@@ -1,0 +1,185 @@
+"""Training configuration: one YAML file per robot and algorithm, close to the RL Zoo's format.
+
+    # policies/configs/pendulum/sac.yaml
+    algo: sac                 # ppo | sac | td3
+    n_timesteps: 20000        # total env steps (all envs together)
+    policy: MlpPolicy
+    n_envs: 1                 # vectorised envs
+    normalize: false          # observation normalisation; its statistics travel with the policy
+    seed: 0
+    env:                      # options of sim.env.SwingUpEnv
+      params: model_1.0
+      control_rate_hz: 20
+      imperfections: true     # or a mapping of sim.imperfections.Imperfections fields
+      randomization: pendulum # a shipped name or a YAML path; null for none
+      randomization_intensity: 1.0
+      action_history: 1
+    curriculum:               # optional: randomisation intensity rises linearly
+      start: 0.0              #   from this intensity
+      steps: 100000           #   to env.randomization_intensity over these steps
+    eval:
+      freq: 5000              # env steps between evaluations
+      episodes: 10            # fixed seeded episodes, scored with the task's own score
+    hyperparams:              # keyword arguments of the stable-baselines3 algorithm
+      learning_rate: 1.0e-3
+      policy_kwargs: {net_arch: [64, 64]}
+
+Unknown keys, wrong types and bad ranges are errors naming the file and key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any
+
+from sim.config import ConfigError, as_float, check_keys, load_yaml
+from sim.imperfections import Imperfections
+from sim.randomization import DomainRandomization
+from sim.robots import ROBOTS, get_robot
+
+ALGOS = ("ppo", "sac", "td3")
+CONFIG_DIR = Path(__file__).parent / "configs"
+ENV_KEYS = (
+    "params",
+    "control_rate_hz",
+    "imperfections",
+    "randomization",
+    "randomization_intensity",
+    "action_history",
+    "friction_compensation",
+    "init_noise",
+)
+TOP_KEYS = ("algo", "n_timesteps", "policy", "n_envs", "normalize", "seed", "env", "curriculum", "eval", "hyperparams")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """A validated training configuration."""
+
+    robot: str
+    algo: str
+    n_timesteps: int
+    policy: str = "MlpPolicy"
+    n_envs: int = 1
+    normalize: bool = False
+    seed: int = 0
+    env: dict[str, Any] = dataclasses.field(default_factory=dict)
+    curriculum: dict[str, float] | None = None
+    eval: dict[str, int] = dataclasses.field(default_factory=lambda: {"freq": 10000, "episodes": 10})
+    hyperparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved configuration, as written into a run directory (robot included)."""
+        return copy.deepcopy(dataclasses.asdict(self))
+
+
+def _int(value: Any, source: str | Path, key: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < low:
+        raise ConfigError(source, key, f"expected an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def default_config_path(robot: str, algo: str) -> Path:
+    return CONFIG_DIR / robot / f"{algo}.yaml"
+
+
+def load_config(robot: str, path: str | Path | None = None, algo: str | None = None) -> TrainConfig:
+    """Load and validate a training config; by default policies/configs/<robot>/<algo>.yaml."""
+    if robot not in ROBOTS:
+        raise ValueError(f"unknown robot {robot!r}; expected one of {', '.join(ROBOTS)}")
+    if path is None:
+        if algo is None:
+            raise ValueError("give an algorithm or a config file")
+        path = default_config_path(robot, algo)
+        if not path.exists():
+            raise ConfigError(path, "", f"no shipped config for {robot} with {algo}; pass --config FILE")
+    return config_from_dict(robot, load_yaml(path), path, algo)
+
+
+def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo: str | None = None) -> TrainConfig:
+    """Validate a parsed config. `algo`, when given, must agree with the file's."""
+    check_keys(data, TOP_KEYS, source)
+    file_algo = data.get("algo", algo)
+    if file_algo not in ALGOS:
+        raise ConfigError(source, "algo", f"expected one of {', '.join(ALGOS)}, got {file_algo!r}")
+    if algo is not None and algo != file_algo:
+        raise ConfigError(source, "algo", f"the file is for {file_algo}, but --algo {algo} was asked for")
+    if "n_timesteps" not in data:
+        raise ConfigError(source, "n_timesteps", "missing; expected the number of env steps to train for")
+    cfg = TrainConfig(robot=robot, algo=file_algo, n_timesteps=_int(data["n_timesteps"], source, "n_timesteps", 1))
+    cfg.policy = data.get("policy", cfg.policy)
+    if cfg.policy != "MlpPolicy":
+        raise ConfigError(source, "policy", f"expected MlpPolicy (the exportable policy), got {cfg.policy!r}")
+    cfg.n_envs = _int(data.get("n_envs", 1), source, "n_envs", 1)
+    cfg.seed = _int(data.get("seed", 0), source, "seed", 0)
+    normalize = data.get("normalize", False)
+    if not isinstance(normalize, bool):
+        raise ConfigError(source, "normalize", f"expected true or false, got {normalize!r}")
+    cfg.normalize = normalize
+
+    env = data.get("env", {}) or {}
+    if not isinstance(env, dict):
+        raise ConfigError(source, "env", f"expected a mapping of env options, got {env!r}")
+    check_keys(env, ENV_KEYS, source, prefix="env.")
+    robot_spec = get_robot(robot)
+    if "params" in env:
+        try:
+            robot_spec.load_params(env["params"])
+        except ConfigError as exc:
+            raise ConfigError(source, "env.params", exc.problem or str(exc)) from exc
+    if "control_rate_hz" in env:
+        rate = as_float(env["control_rate_hz"], source, "env.control_rate_hz", low=1.0, high=500.0)
+        if abs(round(500.0 / rate) * rate - 500.0) > 1e-6:
+            raise ConfigError(source, "env.control_rate_hz", f"expected 500 Hz divided by a whole number, got {rate}")
+    if "imperfections" in env:
+        Imperfections.resolve(env["imperfections"], f"{source}: env.imperfections")
+    if env.get("randomization") is not None:
+        DomainRandomization.load(env["randomization"], len(robot_spec.joints))
+    if "randomization_intensity" in env:
+        as_float(env["randomization_intensity"], source, "env.randomization_intensity", 0.0, 1.0)
+    if "action_history" in env:
+        _int(env["action_history"], source, "env.action_history", 0)
+    cfg.env = dict(env)
+
+    curriculum = data.get("curriculum")
+    if curriculum is not None:
+        if not isinstance(curriculum, dict):
+            raise ConfigError(source, "curriculum", f"expected a mapping with start and steps, got {curriculum!r}")
+        check_keys(curriculum, ["start", "steps"], source, prefix="curriculum.")
+        if env.get("randomization") is None:
+            raise ConfigError(
+                source, "curriculum", "a curriculum raises the randomisation intensity: set env.randomization"
+            )
+        cfg.curriculum = {
+            "start": as_float(curriculum.get("start", 0.0), source, "curriculum.start", 0.0, 1.0),
+            "steps": _int(curriculum.get("steps"), source, "curriculum.steps", 1),
+        }
+
+    evaluation = data.get("eval", {}) or {}
+    if not isinstance(evaluation, dict):
+        raise ConfigError(source, "eval", f"expected a mapping with freq and episodes, got {evaluation!r}")
+    check_keys(evaluation, ["freq", "episodes"], source, prefix="eval.")
+    cfg.eval = {
+        "freq": _int(evaluation.get("freq", 10000), source, "eval.freq", 1),
+        "episodes": _int(evaluation.get("episodes", 10), source, "eval.episodes", 1),
+    }
+
+    hyperparams = data.get("hyperparams", {}) or {}
+    if not isinstance(hyperparams, dict):
+        raise ConfigError(source, "hyperparams", f"expected a mapping of algorithm arguments, got {hyperparams!r}")
+    allowed = _algorithm_arguments(cfg.algo)
+    check_keys(hyperparams, allowed, source, prefix="hyperparams.")
+    cfg.hyperparams = dict(hyperparams)
+    return cfg
+
+
+def _algorithm_arguments(algo: str) -> list[str]:
+    """Constructor arguments of the SB3 algorithm that a config may set."""
+    from stable_baselines3 import PPO, SAC, TD3
+
+    cls = {"ppo": PPO, "sac": SAC, "td3": TD3}[algo]
+    reserved = {"self", "policy", "env", "seed", "tensorboard_log", "verbose", "device", "_init_setup_model"}
+    return [name for name in inspect.signature(cls.__init__).parameters if name not in reserved]

@@ -1,0 +1,56 @@
+"""Evaluation of a controller over seeded episodes, scored with the task's own metrics."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.stats
+
+from sim.env import SwingUpEnv
+
+METRICS = ("success", "score", "swingup_time", "energy", "tau_cost", "tau_smoothness", "velocity_cost", "max_tau")
+
+
+def run_episodes(
+    act: Callable[[np.ndarray], np.ndarray],
+    robot: str,
+    env_kwargs: dict[str, Any],
+    episodes: int,
+    seed: int = 0,
+    reset: Callable[[], None] | None = None,
+) -> list[dict[str, float]]:
+    """Run `episodes` episodes with seeds seed, seed+1, ...; the v2 simulation score and
+    criteria of each. `act` maps an observation to an action; `reset` is called before each."""
+    env = SwingUpEnv(robot, **env_kwargs)
+    out = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        if reset is not None:
+            reset()
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(act(obs))
+            done = terminated or truncated
+        out.append({k: float(info["score"][k]) for k in METRICS})
+    return out
+
+
+def summarise(episodes: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and 95% confidence interval (Student t) of each metric over episodes.
+
+    swingup_time is taken over the successful episodes only (it is infinite or
+    the run's end otherwise)."""
+    out: dict[str, dict[str, float]] = {}
+    for key in METRICS:
+        values = np.array([e[key] for e in episodes if key != "swingup_time" or e["success"]])
+        if len(values) == 0:
+            out[key] = {"mean": math.nan, "ci95": math.nan, "n": 0}
+            continue
+        half = 0.0
+        if len(values) > 1:
+            half = float(scipy.stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+        out[key] = {"mean": float(values.mean()), "ci95": half, "n": len(values)}
+    return out

@@ -1,0 +1,110 @@
+"""Export a trained run to the deployable artifact: NAME.onnx + NAME.json.
+
+The graph maps a (normalised) observation batch (B, obs) to the policy's
+deterministic action before scaling: PPO's Gaussian mean (clipped by the
+runtime) or SAC's and TD3's tanh output in [-1, 1] (rescaled by the runtime).
+The metadata says which, and carries everything deployment needs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from policies import runtime
+from policies.train import ALGORITHMS, load_normalization, load_run_config
+from sim.robots import get_robot
+from sim.tasks import swingup
+
+
+class _Actor(torch.nn.Module):
+    """The deterministic action path of an SB3 policy, as one module."""
+
+    def __init__(self, model, algo: str):
+        super().__init__()
+        self.policy = model.policy
+        self.algo = algo
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.algo == "ppo":
+            features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
+            return self.policy.action_net(self.policy.mlp_extractor.forward_actor(features))
+        if self.algo == "sac":
+            return self.policy.actor(obs, deterministic=True)
+        return self.policy.actor(obs)
+
+
+def observation_layout(joints: tuple[str, ...], actions: int, history: int) -> list[str]:
+    """Names of the observation entries, in `sim.tasks.swingup.observation`'s order."""
+    names = [f"cos({j})" for j in joints] + [f"sin({j})" for j in joints]
+    names += [f"{j}.velocity/{swingup.VELOCITY_SCALE:g}" for j in joints]
+    names += [f"action[t-{history - k}][{i}]" for k in range(history) for i in range(actions)]
+    return names
+
+
+def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
+    """Write out.onnx and out.json from a run's checkpoint; returns the JSON's path."""
+    cfg = load_run_config(run)
+    path = run / "checkpoints" / f"{checkpoint}.zip"
+    if not path.exists():
+        raise ValueError(f"{run} has no checkpoints/{checkpoint}.zip to export")
+    model = ALGORITHMS[cfg.algo].load(path, device="cpu")
+    model.policy.set_training_mode(False)
+    stats = load_normalization(run, checkpoint)
+    size = int(model.observation_space.shape[0])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    graph = out.with_suffix(".onnx")
+    torch.onnx.export(
+        _Actor(model, cfg.algo),
+        (torch.zeros(1, size),),
+        str(graph),
+        input_names=["obs"],
+        output_names=["action"],
+        dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+        dynamo=False,
+    )
+    robot = get_robot(cfg.robot)
+    params = robot.load_params(cfg.env.get("params", "model_1.1"))
+    active = [j for j, a in zip(robot.joints, robot.actuated, strict=True) if a]
+    history = int(cfg.env.get("action_history", 1))
+    run_info = json.loads((run / "run.json").read_text())
+    meta: dict[str, Any] = {
+        "format": runtime.FORMAT,
+        "robot": cfg.robot,
+        "algo": cfg.algo,
+        "control_rate_hz": float(cfg.env.get("control_rate_hz", 100.0)),
+        "observation": {
+            "size": size,
+            "layout": observation_layout(robot.joints, len(active), history),
+            "action_history": history,
+            "function": "sim.tasks.swingup.observation",
+        },
+        "action": {
+            "size": len(active),
+            "low": model.action_space.low.tolist(),
+            "high": model.action_space.high.tolist(),
+            "joints": active,
+            "torque_limit_nm": [float(t) for t, a in zip(params.torque_limit, robot.actuated, strict=True) if a],
+            "squashed": cfg.algo in ("sac", "td3"),
+        },
+        "normalization": None if stats is None else {k: stats[k] for k in ("mean", "var", "clip", "epsilon")},
+        "env": cfg.env,
+        "provenance": {
+            "command": run_info.get("command"),
+            "git_commit": run_info.get("git_commit"),
+            "seed": cfg.seed,
+            "steps": int(model.num_timesteps),
+            "checkpoint": checkpoint,
+            "versions": run_info.get("versions"),
+            "last_eval": run_info.get("last_eval"),
+            "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "graph": {"file": graph.name, "sha256": runtime.sha256(graph)},
+    }
+    meta_path = out.with_suffix(".json")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return meta_path

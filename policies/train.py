@@ -1,0 +1,283 @@
+"""Training with stable-baselines3: one run directory per run, resumable.
+
+A run directory holds:
+
+    config.yaml                 the resolved configuration (robot included)
+    run.json                    command, seed, git commit, package versions, steps done
+    tb/                         TensorBoard logs (training and evaluation curves)
+    eval.jsonl                  one line per evaluation: steps, success rate, v2 score
+    checkpoints/last.zip        latest SB3 checkpoint (a training checkpoint, not a deployable artifact)
+    checkpoints/best.zip        checkpoint with the best evaluation
+    checkpoints/*_normalization.json   observation statistics, when normalisation is on
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import platform
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from stable_baselines3 import PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from policies.config import TrainConfig, config_from_dict
+from policies.evaluate import run_episodes
+from sim.config import ConfigError
+from sim.env import SwingUpEnv
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
+EVAL_SEED = 1_000_000
+"""Evaluation episodes use seeds EVAL_SEED, EVAL_SEED + 1, ...: never the training seeds."""
+
+
+def make_env(cfg: TrainConfig, rank: int):
+    """A thunk for one training env, seeded per rank."""
+
+    def thunk():
+        env = Monitor(SwingUpEnv(cfg.robot, **cfg.env))
+        env.reset(seed=cfg.seed * 1000 + rank)
+        return env
+
+    return thunk
+
+
+def make_vec_env(cfg: TrainConfig) -> VecEnv:
+    venv: VecEnv = DummyVecEnv([make_env(cfg, i) for i in range(cfg.n_envs)])
+    venv.seed(cfg.seed)
+    if cfg.normalize:
+        # Rewards are normalised for training only; the observation statistics travel with the policy.
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=True)
+    return venv
+
+
+def normalization_stats(venv: VecEnv) -> dict[str, Any] | None:
+    """Observation statistics of a VecNormalize (JSON-ready), or None without normalisation."""
+    if not isinstance(venv, VecNormalize):
+        return None
+    return {
+        "mean": venv.obs_rms.mean.tolist(),
+        "var": venv.obs_rms.var.tolist(),
+        "count": float(venv.obs_rms.count),
+        "clip": float(venv.clip_obs),
+        "epsilon": float(venv.epsilon),
+    }
+
+
+def normalize(obs: np.ndarray, stats: dict[str, Any] | None) -> np.ndarray:
+    """Apply saved observation statistics as VecNormalize does."""
+    if stats is None:
+        return obs
+    z = (obs - np.asarray(stats["mean"])) / np.sqrt(np.asarray(stats["var"]) + stats["epsilon"])
+    return np.clip(z, -stats["clip"], stats["clip"]).astype(np.float32)
+
+
+def _restore_normalization(venv: VecEnv, stats: dict[str, Any] | None) -> None:
+    if stats is not None and isinstance(venv, VecNormalize):
+        venv.obs_rms.mean = np.asarray(stats["mean"])
+        venv.obs_rms.var = np.asarray(stats["var"])
+        venv.obs_rms.count = stats["count"]
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("s2r", "numpy", "mujoco", "gymnasium", "torch", "stable-baselines3", "onnxruntime"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def git_commit() -> str:
+    """The source tree's commit (with -dirty when it has changes), or 'unknown'."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+class Evaluation(BaseCallback):
+    """Every `freq` env steps: seeded episodes with the deterministic policy, scored with
+    the task's own score; logs them, saves the last and the best checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, run: Path, best_score: float = -np.inf):
+        super().__init__()
+        self.cfg = cfg
+        self.run = run
+        self.freq = cfg.eval["freq"]
+        self.best = best_score
+        self.next_eval = 0
+
+    def _init_callback(self) -> None:
+        self.next_eval = (self.num_timesteps // self.freq + 1) * self.freq
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_eval:
+            self.next_eval += self.freq
+            self.evaluate()
+        return True
+
+    def _on_training_end(self) -> None:
+        self.evaluate()
+
+    def evaluate(self) -> None:
+        stats = normalization_stats(self.model.get_env())
+        model = self.model
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            return model.predict(normalize(obs, stats), deterministic=True)[0]
+
+        episodes = run_episodes(act, self.cfg.robot, self.cfg.env, self.cfg.eval["episodes"], seed=EVAL_SEED)
+        success = float(np.mean([e["success"] for e in episodes]))
+        score = float(np.mean([e["score"] for e in episodes]))
+        self.logger.record("eval/success_rate", success)
+        self.logger.record("eval/v2_score", score)
+        self.logger.dump(self.num_timesteps)
+        record = {"steps": int(self.num_timesteps), "success_rate": success, "v2_score": score}
+        with (self.run / "eval.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        save_checkpoint(model, self.run, "last", stats)
+        # Rank by success first, then by score: a policy that holds the top beats one that scores once.
+        rank = success + score
+        if rank > self.best:
+            self.best = rank
+            save_checkpoint(model, self.run, "best", stats)
+        update_run_info(self.run, steps=int(self.num_timesteps), best_rank=self.best, last_eval=record)
+        log.info("eval at %d steps: success %.2f, v2 score %.3f", self.num_timesteps, success, score)
+
+
+class Curriculum(BaseCallback):
+    """Raise the randomisation intensity linearly from `start` to the configured one over `steps`."""
+
+    def __init__(self, start: float, end: float, steps: int):
+        super().__init__()
+        self.start, self.end, self.steps = start, end, steps
+
+    def intensity(self, t: int) -> float:
+        return self.start + (self.end - self.start) * min(1.0, t / self.steps)
+
+    def _on_training_start(self) -> None:
+        self.training_env.set_attr("randomization_intensity", self.intensity(self.num_timesteps))
+
+    def _on_step(self) -> bool:
+        if self.n_calls % 1000 == 0:
+            value = self.intensity(self.num_timesteps)
+            self.training_env.set_attr("randomization_intensity", value)
+            self.logger.record("train/randomization_intensity", value)
+        return True
+
+
+def save_checkpoint(model: BaseAlgorithm, run: Path, name: str, stats: dict[str, Any] | None) -> None:
+    folder = run / "checkpoints"
+    folder.mkdir(exist_ok=True)
+    model.save(folder / f"{name}.zip")
+    norm = folder / f"{name}_normalization.json"
+    if stats is not None:
+        norm.write_text(json.dumps(stats))
+
+
+def load_normalization(run: Path, name: str) -> dict[str, Any] | None:
+    path = run / "checkpoints" / f"{name}_normalization.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def update_run_info(run: Path, **changes: Any) -> None:
+    path = run / "run.json"
+    info = json.loads(path.read_text()) if path.exists() else {}
+    info.update(changes)
+    path.write_text(json.dumps(info, indent=2) + "\n")
+
+
+def load_run_config(run: Path) -> TrainConfig:
+    """The resolved configuration of an existing run directory."""
+    path = run / "config.yaml"
+    if not path.exists():
+        raise ValueError(f"{run} is not a run directory: no config.yaml")
+    data = yaml.safe_load(path.read_text())
+    robot = data.pop("robot", None)
+    if robot is None:
+        raise ConfigError(path, "robot", "missing; a run's config names its robot")
+    return config_from_dict(robot, data, path)
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.robot}-{cfg.algo}-{stamp}"
+
+
+def train(cfg: TrainConfig, run: Path | None = None, resume: bool = False, progress_bar: bool = True) -> Path:
+    """Train (or resume) and return the run directory. Builds everything, and so fails on a
+    bad configuration, before the first step."""
+    run = run or default_run_dir(cfg)
+    algorithm = ALGORITHMS[cfg.algo]
+    venv = make_vec_env(cfg)
+    if resume:
+        last = run / "checkpoints" / "last.zip"
+        if not last.exists():
+            raise ValueError(f"cannot resume {run}: no checkpoints/last.zip")
+        model = algorithm.load(last, env=venv, device="cpu", tensorboard_log=str(run / "tb"))
+        _restore_normalization(venv, load_normalization(run, "last"))
+        info = json.loads((run / "run.json").read_text())
+        best = info.get("best_rank", -np.inf)
+        log.info("resuming %s at %d steps", run, model.num_timesteps)
+    else:
+        if (run / "config.yaml").exists():
+            raise ValueError(f"{run} already holds a run; resume it with --resume {run} or choose another --out")
+        try:
+            model = algorithm(
+                cfg.policy,
+                venv,
+                seed=cfg.seed,
+                tensorboard_log=str(run / "tb"),
+                device="cpu",
+                verbose=0,
+                **cfg.hyperparams,
+            )
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise ConfigError(
+                f"{cfg.robot}/{cfg.algo} config", "hyperparams", f"rejected by {algorithm.__name__}: {exc}"
+            ) from exc
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+        update_run_info(
+            run,
+            command=" ".join(shlex.quote(a) for a in ["s2r", *sys.argv[1:]]),
+            seed=cfg.seed,
+            git_commit=git_commit(),
+            versions=package_versions(),
+            started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            steps=0,
+        )
+        best = -np.inf
+    callbacks: list[BaseCallback] = [Evaluation(cfg, run, best)]
+    if cfg.curriculum is not None:
+        end = cfg.env.get("randomization_intensity", 1.0)
+        callbacks.append(Curriculum(cfg.curriculum["start"], end, cfg.curriculum["steps"]))
+    remaining = cfg.n_timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(
+            remaining,
+            callback=CallbackList(callbacks),
+            progress_bar=progress_bar,
+            reset_num_timesteps=not resume,
+            tb_log_name="train",
+        )
+    venv.close()
+    return run
