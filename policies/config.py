@@ -170,16 +170,35 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     hyperparams = data.get("hyperparams", {}) or {}
     if not isinstance(hyperparams, dict):
         raise ConfigError(source, "hyperparams", f"expected a mapping of algorithm arguments, got {hyperparams!r}")
-    allowed = _algorithm_arguments(cfg.algo)
-    check_keys(hyperparams, allowed, source, prefix="hyperparams.")
+    defaults = _algorithm_arguments(cfg.algo)
+    check_keys(hyperparams, list(defaults), source, prefix="hyperparams.")
+    for key, value in hyperparams.items():
+        _check_like_default(value, defaults[key], source, f"hyperparams.{key}")
     cfg.hyperparams = dict(hyperparams)
     return cfg
 
 
-def _algorithm_arguments(algo: str) -> list[str]:
-    """Constructor arguments of the SB3 algorithm that a config may set."""
+def _algorithm_arguments(algo: str) -> dict[str, Any]:
+    """Constructor arguments of the SB3 algorithm that a config may set, with their defaults."""
     from stable_baselines3 import PPO, SAC, TD3
 
     cls = {"ppo": PPO, "sac": SAC, "td3": TD3}[algo]
     reserved = {"self", "policy", "env", "seed", "tensorboard_log", "verbose", "device", "_init_setup_model"}
-    return [name for name in inspect.signature(cls.__init__).parameters if name not in reserved]
+    params = inspect.signature(cls.__init__).parameters
+    return {name: p.default for name, p in params.items() if name not in reserved}
+
+
+def _check_like_default(value: Any, default: Any, source: str | Path, key: str) -> None:
+    """Numbers and flags must have their default's type; SB3 would only fail mid-training."""
+    if key.endswith("train_freq") and isinstance(value, list):
+        if len(value) != 2 or not isinstance(value[0], int) or value[1] not in ("step", "episode"):
+            raise ConfigError(source, key, f"expected N or [N, step|episode], got {value!r}")
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(source, key, f"expected true or false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, key, f"expected an integer, got {value!r}")
+    elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(source, key, f"expected a number, got {value!r}")

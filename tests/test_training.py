@@ -1,0 +1,241 @@
+"""Training runs, resume, export equivalence, the deploy runtime's isolation and its refusals."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from policies import runtime
+from policies.config import load_config
+from policies.export import export
+from policies.train import ALGORITHMS, load_normalization, normalize, train
+from sim.config import ConfigError
+
+TINY = {
+    "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "policy_kwargs": {"net_arch": [16, 16]}},
+    "sac": {"learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16, 16]}},
+    "td3": {"learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16, 16]}},
+}
+
+
+def tiny_config(tmp_path, algo: str, normalize_obs: bool = False, steps: int = 128):
+    data = {
+        "algo": algo,
+        "n_timesteps": steps,
+        "n_envs": 2 if algo == "ppo" else 1,
+        "normalize": normalize_obs,
+        "env": {"control_rate_hz": 50, "imperfections": True, "randomization": "double_pendulum"},
+        "eval": {"freq": 64, "episodes": 1},
+        "hyperparams": TINY[algo],
+    }
+    path = tmp_path / f"{algo}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config("pendubot", path, algo)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run per algorithm (PPO with observation normalisation), exported."""
+    out = {}
+    for algo in ("ppo", "sac", "td3"):
+        tmp = tmp_path_factory.mktemp(algo)
+        run = train(tiny_config(tmp, algo, normalize_obs=algo == "ppo"), tmp / "run", progress_bar=False)
+        out[algo] = (run, export(run, tmp / "artifact" / "policy"))
+    return out
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac", "td3"])
+def test_runtime_matches_sb3_predict(trained, algo):
+    run, meta = trained[algo]
+    model = ALGORITHMS[algo].load(run / "checkpoints" / "best.zip", device="cpu")
+    stats = load_normalization(run, "best")
+    assert (stats is not None) == (algo == "ppo")
+    policy = runtime.load_policy(meta)
+    rng = np.random.default_rng(0)
+    size = model.observation_space.shape[0]
+    obs = rng.uniform(-1.5, 1.5, (1000, size)).astype(np.float32)
+    expected = model.predict(normalize(obs, stats), deterministic=True)[0]
+    got = np.array([policy.act(o) for o in obs])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_run_directory_holds_what_reproduces_the_run(trained):
+    run, meta = trained["sac"]
+    info = json.loads((run / "run.json").read_text())
+    assert info["seed"] == 0 and info["steps"] >= 128 and info["git_commit"]
+    assert {"torch", "stable-baselines3", "mujoco"} <= set(info["versions"])
+    assert yaml.safe_load((run / "config.yaml").read_text())["robot"] == "pendubot"
+    assert (run / "checkpoints" / "last.zip").exists() and (run / "checkpoints" / "best.zip").exists()
+    assert any((run / "tb").rglob("events.out.tfevents*"))
+    evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert evals and {"steps", "success_rate", "v2_score"} <= set(evals[0])
+    m = json.loads(meta.read_text())
+    assert m["robot"] == "pendubot" and m["control_rate_hz"] == 50.0
+    assert m["action"]["joints"] == ["shoulder"] and m["action"]["torque_limit_nm"] == [6.0]
+    assert len(m["observation"]["layout"]) == m["observation"]["size"] == 7
+    assert m["provenance"]["seed"] == 0 and m["env"]["randomization"] == "double_pendulum"
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path, "sac", steps=100)
+    run = train(cfg, tmp_path / "run", progress_bar=False)
+    first = json.loads((run / "run.json").read_text())["steps"]
+    cfg.n_timesteps = 200
+    train(cfg, run, resume=True, progress_bar=False)
+    info = json.loads((run / "run.json").read_text())
+    model = ALGORITHMS["sac"].load(run / "checkpoints" / "last.zip", device="cpu")
+    assert first == 100 and info["steps"] == 200 and model.num_timesteps == 200
+
+
+def test_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
+    cfg = tiny_config(tmp_path, "td3", steps=60)
+    train(cfg, tmp_path / "run", progress_bar=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(cfg, tmp_path / "run", progress_bar=False)
+
+
+def test_runtime_never_imports_torch_or_sb3(trained):
+    _, meta = trained["sac"]
+    code = (
+        "import sys, numpy as np\n"
+        "from policies.runtime import load_policy\n"
+        f"p = load_policy({str(meta)!r})\n"
+        "a = p.act(np.zeros(7, dtype=np.float32))\n"
+        "assert a.shape == (1,) and np.all(np.abs(a) <= 1)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'stable_baselines3')]\n"
+        "assert not bad, bad\n"
+        "print('clean')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "clean"
+
+
+def copy_artifact(trained, tmp_path):
+    _, meta = trained["sac"]
+    (tmp_path / "policy.onnx").write_bytes(meta.with_suffix(".onnx").read_bytes())
+    (tmp_path / "policy.json").write_text(meta.read_text())
+    return tmp_path / "policy.json"
+
+
+def test_tampered_graph_is_refused(trained, tmp_path):
+    meta = copy_artifact(trained, tmp_path)
+    graph = meta.with_suffix(".onnx")
+    data = bytearray(graph.read_bytes())
+    data[-10] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    with pytest.raises(runtime.ArtifactError, match="sha256 .* does not match"):
+        runtime.load_policy(meta)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda m: m.pop("graph"), "lacks 'graph'"),
+        (lambda m: m.update(format="other/9"), "format"),
+        (lambda m: m.update(action="six"), "wrong type"),
+        (lambda m: m["action"].pop("low"), "action lacks 'low'"),
+        (lambda m: m["action"].update(low=[-1, -1]), "action low/high"),
+        (
+            lambda m: m.update(normalization={"mean": [0.0], "var": [1.0], "clip": 10, "epsilon": 1e-8}),
+            "normalization mean/var",
+        ),
+    ],
+)
+def test_malformed_metadata_is_refused(trained, tmp_path, mutate, message):
+    meta = copy_artifact(trained, tmp_path)
+    m = json.loads(meta.read_text())
+    mutate(m)
+    meta.write_text(json.dumps(m))
+    with pytest.raises(runtime.ArtifactError, match=message):
+        runtime.load_policy(meta)
+
+
+def test_missing_or_unreadable_artifacts_are_refused(trained, tmp_path):
+    meta = copy_artifact(trained, tmp_path)
+    meta.with_suffix(".onnx").unlink()
+    with pytest.raises(runtime.ArtifactError, match="graph .* not found|not found"):
+        runtime.load_policy(meta)
+    meta.write_text("{not json")
+    with pytest.raises(runtime.ArtifactError, match="unreadable"):
+        runtime.load_policy(meta)
+    with pytest.raises(runtime.ArtifactError, match="not found"):
+        runtime.load_policy(tmp_path / "absent.json")
+    with pytest.raises(runtime.ArtifactError, match="no shipped policy 'zoo:nothing'"):
+        runtime.load_policy("zoo:nothing")
+
+
+def test_observation_of_the_wrong_size_is_refused(trained):
+    policy = runtime.load_policy(trained["td3"][1])
+    with pytest.raises(ValueError, match="expects 7"):
+        policy.act(np.zeros(5))
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"algo": "dqn"}, "algo"),
+        ({"n_timesteps": -5}, "n_timesteps"),
+        ({"learning_rate": 0.1}, "learning_rate"),
+        ({"env": {"rate": 100}}, "env.rate"),
+        ({"env": {"control_rate_hz": 300}}, "env.control_rate_hz"),
+        ({"env": {"imperfections": {"delay": 1}}}, "delay"),
+        ({"hyperparams": {"learning_rat": 0.1}}, "hyperparams.learning_rat"),
+        ({"hyperparams": {"batch_size": "big"}}, "hyperparams.batch_size"),
+        ({"hyperparams": {"train_freq": [4, "minute"]}}, "hyperparams.train_freq"),
+        ({"eval": {"freq": 0}}, "eval.freq"),
+        ({"curriculum": {"start": 0.0, "steps": 10}}, "curriculum"),
+        ({"normalize": "yes"}, "normalize"),
+    ],
+)
+def test_bad_config_is_a_clear_error_before_training(tmp_path, change, key):
+    data = {"algo": "sac", "n_timesteps": 100, **change}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_config("pendubot", path)
+    assert info.value.key == key and str(path) in str(info.value)
+
+
+def test_hyperparameter_the_algorithm_rejects_fails_before_the_run_directory_exists(tmp_path):
+    cfg = tiny_config(tmp_path, "ppo")
+    cfg.n_envs, cfg.hyperparams["n_steps"] = 1, 1  # a rollout of one step: PPO refuses it when built
+    with pytest.raises(ConfigError, match="hyperparams"):
+        train(cfg, tmp_path / "run", progress_bar=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("robot", ["pendulum", "pendubot", "acrobot"])
+def test_shipped_configs_are_valid(robot):
+    from policies.config import CONFIG_DIR
+
+    files = sorted((CONFIG_DIR / robot).glob("*.yaml"))
+    assert files
+    for path in files:
+        load_config(robot, path)
+
+
+def test_cli_train_export_eval(tmp_path, capsys):
+    from s2r.cli import main
+
+    cfg = tiny_config(tmp_path, "td3", steps=60)
+    config = tmp_path / "cfg.yaml"
+    data = cfg.as_dict()
+    data.pop("robot")
+    config.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    assert (
+        main(["train", "pendubot", "--algo", "td3", "--config", str(config), "--out", str(run), "--no-progress"]) == 0
+    )
+    assert main(["export", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run / "policy.json"), "--episodes", "2", "--sim-conditions"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["env"]["params"] == "model_1.1" and result["env"]["imperfections"] is False
+    assert result["metrics"]["success"]["n"] == 2 and "ci95" in result["metrics"]["score"]
+    assert main(["eval", str(run), "--episodes", "1"]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "80", "--no-progress"]) == 0
+    assert json.loads((run / "run.json").read_text())["steps"] == 80
