@@ -107,6 +107,9 @@ class OnnxPolicy:
         self.low = np.asarray(meta["action"]["low"], dtype=np.float32)
         self.high = np.asarray(meta["action"]["high"], dtype=np.float32)
         self.squashed = bool(meta["action"].get("squashed", False))
+        # tanh output u in [-1, 1] maps to offset + gain * u, as SB3's predict rescales it.
+        self._gain = (0.5 * (self.high - self.low)).astype(np.float32)
+        self._offset = (self.low + self._gain).astype(np.float32)
         norm = meta["normalization"]
         self._mean = self._scale = None
         if norm is not None:
@@ -122,19 +125,20 @@ class OnnxPolicy:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ArtifactError(f"{graph}: not a loadable ONNX graph ({exc})") from exc
         self._input = self._session.get_inputs()[0].name
+        self._outputs = [self._session.get_outputs()[0].name]
         self._size = int(meta["observation"]["size"])
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, dtype=np.float32).reshape(-1)
-        if obs.shape[0] != self._size:
-            raise ValueError(f"observation has {obs.shape[0]} entries; the policy expects {self._size}")
+        """Action (action size,) float32 for one observation (observation size,)."""
+        obs = np.asarray(obs, dtype=np.float32).reshape(1, -1)
+        if obs.shape[1] != self._size:
+            raise ValueError(f"observation has {obs.shape[1]} entries; the policy expects {self._size}")
         if self._mean is not None:
             obs = np.clip((obs - self._mean) * self._scale, -self._clip, self._clip).astype(np.float32)
-        raw = self._session.run(None, {self._input: obs[None, :]})[0][0]
+        raw = self._session.run(self._outputs, {self._input: obs})[0][0]
         if self.squashed:
-            # tanh output in [-1, 1] rescaled to the action space, as SB3's predict does.
-            return (self.low + 0.5 * (raw + 1.0) * (self.high - self.low)).astype(np.float32)
-        return np.clip(raw, self.low, self.high).astype(np.float32)
+            return self._offset + self._gain * raw
+        return np.clip(raw, self.low, self.high)
 
 
 def load_policy(spec: str | Path) -> OnnxPolicy:
