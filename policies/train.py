@@ -102,12 +102,18 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+SOURCE = ("sim", "policies", "hardware", "calibration", "s2r", "pyproject.toml")
+"""What decides a run's behaviour: changes here make a commit -dirty (run outputs do not)."""
+
+
 def git_commit() -> str:
-    """The source tree's commit (with -dirty when it has changes), or 'unknown'."""
+    """The source tree's commit (with -dirty when its source has changes), or 'unknown'."""
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", *SOURCE], cwd=root, capture_output=True, text=True, check=True
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
