@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,8 @@ class SwingUpEnv(gym.Env):
 
         self.plant = Plant(self.robot, self.nominal_params, self.nominal_imperfections)
         self.n = self.nominal_params.n
-        active = np.flatnonzero(self.robot.actuated)
-        m = len(active)
-        # Maps an action (m,) in [-1, 1] to joint torques (n,) in N m.
-        self._action_to_torque = np.zeros((self.n, m))
-        self._action_to_torque[active, np.arange(m)] = self.robot.command_limits(self.nominal_params)[active]
+        self._action_to_torque = self.robot.action_matrix(self.nominal_params)
+        m = self._action_to_torque.shape[1]
         self.action_space = gym.spaces.Box(-1.0, 1.0, (m,), np.float32)
         high = np.concatenate(
             [np.ones(2 * self.n), np.full(self.n, swingup.VELOCITY_CLIP), np.ones(m * action_history)]
@@ -84,7 +82,7 @@ class SwingUpEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-high.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         self._past = np.zeros((action_history, m))
         self._measured = np.zeros(2 * self.n)
-        self._max_steps = int(round(self.t_final * self.control_rate_hz))
+        self._max_steps = round(self.t_final * self.control_rate_hz) if math.isfinite(self.t_final) else math.inf
         self._steps = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -99,7 +97,8 @@ class SwingUpEnv(gym.Env):
             info["randomization"] = drawn
         self.plant.configure(params, imperfections)
         x0 = rng.uniform(-self.init_noise, self.init_noise, 2 * self.n) if self.init_noise else np.zeros(2 * self.n)
-        self.plant.reset(x0, rng, self.t_final)
+        # An endless episode (a device) starts with a minute of buffers; they grow as needed.
+        self.plant.reset(x0, rng, self.t_final if math.isfinite(self.t_final) else 60.0)
         self._past[:] = 0.0
         self._steps = 0
         self._measured = self.plant.measure()

@@ -77,6 +77,13 @@ class Robot:
         command = [Channel(f"{j}.effort", "N m", -t, t) for j, t in zip(self.joints, limits, strict=True)]
         return RobotSpec(self.name, tuple(state), tuple(command), control_rate_hz=100.0, max_control_rate_hz=500.0)
 
+    def action_matrix(self, params: PendulumParams) -> np.ndarray:
+        """(n, m): maps an action in [-1, 1]^m, one entry per actuated joint, to joint torques in N m."""
+        active = np.flatnonzero(self.actuated)
+        matrix = np.zeros((len(self.joints), len(active)))
+        matrix[active, np.arange(len(active))] = np.asarray(params.torque_limit)[active]
+        return matrix
+
     def command_limits(self, params: PendulumParams, friction_compensation: bool = False) -> np.ndarray:
         """Torque limit per joint, N m: the motor's on actuated joints, else 0 (or the
         passive joint's friction-compensation allowance)."""

@@ -1,0 +1,273 @@
+"""The real-time control loop: a fixed rate with absolute deadlines, safe by construction.
+
+Each tick: read -> watchdog -> envelope -> observation (the env's own function)
+-> policy -> NaN guard -> limits and slew limit -> write -> log. Deadlines are
+t0 + k * period (no drift); a tick that overruns skips the deadlines it missed
+instead of catching up, and they are counted. Any fault trips the latched
+e-stop, after which the device gets its safe-state command until `estop.reset()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from hardware.clock import Clock
+from hardware.device import Command, Device, DeviceError, State
+from hardware.safety import EStop, Fault, SafetyConfig, Watchdog, guard_finite, limit_command
+from sim.robots import Robot
+from sim.robots.params import PendulumParams
+from sim.tasks import swingup
+
+log = logging.getLogger(__name__)
+
+
+class Policy(Protocol):
+    def act(self, obs: np.ndarray) -> np.ndarray: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Binding:
+    """How the loop talks to one robot: its observation, action mapping, envelope and safe state.
+    All take and return arrays in the robot spec's channel order."""
+
+    observe: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    """(state values, past actions (k, m)) -> observation."""
+    to_command: Callable[[np.ndarray], np.ndarray]
+    """action (m,) in [-1, 1] -> command values."""
+    envelope: Callable[[np.ndarray], str | None]
+    """state values -> reason if outside the safe envelope."""
+    safe_command: Callable[[np.ndarray], np.ndarray]
+    """state values -> command of the safe state."""
+    action_size: int
+
+
+def pendulum_binding(robot: Robot, params: PendulumParams, damping: float) -> Binding:
+    """The swing-up task's binding for the pendulum family (state = [q, dq], command = joint torques)."""
+    n = len(robot.joints)
+    matrix = robot.action_matrix(params)
+    limits = robot.command_limits(params)
+    actuated = np.array(robot.actuated, dtype=float)
+
+    def safe(values: np.ndarray) -> np.ndarray:
+        # Damp the actuated joints: the hardware's stops are followed by damping, not a dead motor.
+        return np.clip(-damping * values[n:] * actuated, -limits, limits)
+
+    return Binding(
+        observe=lambda values, past: swingup.observation(values[:n], values[n:], past),
+        to_command=lambda action: matrix @ action,
+        envelope=lambda values: swingup.outside_envelope(values[:n].tolist(), values[n:].tolist()),
+        safe_command=safe,
+        action_size=matrix.shape[1],
+    )
+
+
+@dataclasses.dataclass
+class TickRecord:
+    """What one tick saw and did; handed to the logger."""
+
+    tick: int
+    deadline_ns: int
+    start_ns: int
+    compute_ns: int
+    state: State
+    action: np.ndarray
+    command: np.ndarray
+    missed: int
+    clamps: list[str]
+    fault: Fault | None
+
+
+class ControlLoop:
+    """Run a policy against a device at a fixed rate.
+
+    `on_tick`, if given, receives every TickRecord (the logger); it must not block.
+    """
+
+    def __init__(
+        self,
+        device: Device,
+        policy: Policy,
+        binding: Binding,
+        rate_hz: float,
+        clock: Clock,
+        safety: SafetyConfig | None = None,
+        action_history: int = 1,
+        on_tick: Callable[[TickRecord], None] | None = None,
+    ):
+        if not 0 < rate_hz <= 1000:
+            raise ValueError(f"loop rate must be in (0, 1000] Hz, got {rate_hz}")
+        self.device = device
+        self.policy = policy
+        self.binding = binding
+        self.period_ns = int(round(1e9 / rate_hz))
+        self.clock = clock
+        self.safety = safety or SafetyConfig()
+        self.max_step = self.safety.max_slew_per_s / rate_hz
+        self.estop = EStop()
+        self.watchdog = Watchdog(self.safety)
+        self.past = np.zeros((action_history, binding.action_size))
+        self.on_tick = on_tick
+        self.faults: list[Fault] = []
+        self.records: dict[str, list[int]] = {"start_ns": [], "deadline_ns": [], "compute_ns": []}
+        self.missed_total = 0
+        self.ticks = 0
+        self._previous = None
+
+    def _fault(self, tick: int, reason: str) -> Fault:
+        fault = Fault(tick, reason)
+        if not self.estop.tripped:
+            log.error("tick %d: %s; going to the safe state", tick, reason)
+        self.estop.trip(fault)
+        self.faults.append(fault)
+        return fault
+
+    def tick(self, k: int, deadline_ns: int, missed: int) -> TickRecord:
+        """One control step; never raises for a device or policy failure: it faults instead."""
+        start = self.clock.now_ns()
+        spec = self.device.spec
+        fault = None
+        reason = self.watchdog.check_deadline(missed)
+        if reason:
+            fault = self._fault(k, reason)
+        try:
+            state = self.device.read()
+        except DeviceError as exc:
+            fault = self._fault(k, f"device read failed: {exc}")
+            state = State(start, -1, np.full(len(spec.state), np.nan))
+        reason = (
+            self.watchdog.check_state(state.seq, start)
+            or guard_finite(state.values, "state")
+            or (self.binding.envelope(state.values) if np.all(np.isfinite(state.values)) else None)
+        )
+        if reason:
+            fault = self._fault(k, reason)
+        action = np.zeros(self.binding.action_size)
+        clamps: list[str] = []
+        if self.estop.tripped:
+            values = np.nan_to_num(state.values)
+            command = self.binding.safe_command(values)
+            command, clamps = limit_command(command, self._last_command(), spec, np.inf)
+        else:
+            try:
+                action = np.asarray(self.policy.act(self.binding.observe(state.values, self.past)), dtype=float)
+                reason = guard_finite(action, "action")
+            except Exception as exc:  # a policy that fails must not take the robot with it
+                reason = f"policy failed: {type(exc).__name__}: {exc}"
+            if reason:
+                fault = self._fault(k, reason)
+                command = self.binding.safe_command(np.nan_to_num(state.values))
+            else:
+                if len(self.past):
+                    self.past[:-1] = self.past[1:]
+                    self.past[-1] = np.clip(action, -1.0, 1.0)
+                command, clamps = limit_command(
+                    self.binding.to_command(np.clip(action, -1.0, 1.0)), self._last_command(), spec, self.max_step
+                )
+        try:
+            command = self.device.write(Command(command)).values
+        except DeviceError as exc:
+            fault = self._fault(k, f"device write failed: {exc}")
+        self._previous = command
+        record = TickRecord(
+            k, deadline_ns, start, self.clock.now_ns() - start, state, action, command, missed, clamps, fault
+        )
+        if self.on_tick is not None:
+            self.on_tick(record)
+        return record
+
+    def _last_command(self) -> np.ndarray:
+        return self._previous if self._previous is not None else np.zeros(len(self.device.spec.command))
+
+    def run(
+        self, duration_s: float | None = None, ticks: int | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> dict[str, Any]:
+        """Run until `duration_s` of loop time, `ticks` ticks or should_stop(); returns the statistics."""
+        if duration_s is None and ticks is None and should_stop is None:
+            raise ValueError("give a duration, a tick count or a stop condition")
+        t0 = self.clock.now_ns()
+        end_ns = t0 + int(duration_s * 1e9) if duration_s is not None else None
+        done = 0
+        k = 0
+        missed = 0
+        while (ticks is None or done < ticks) and (end_ns is None or t0 + k * self.period_ns < end_ns):
+            if should_stop is not None and should_stop():
+                break
+            deadline = t0 + k * self.period_ns
+            self.clock.sleep_until(deadline)
+            self.records["deadline_ns"].append(deadline)
+            record = self.tick(k, deadline, missed)
+            self.records["start_ns"].append(record.start_ns)
+            self.records["compute_ns"].append(record.compute_ns)
+            self.ticks += 1
+            done += 1
+            # Skip, do not catch up: the next deadline is the first one still ahead.
+            now = self.clock.now_ns()
+            nxt = k + 1
+            if now > t0 + nxt * self.period_ns:
+                nxt = (now - t0) // self.period_ns + 1
+            missed = nxt - (k + 1)
+            self.missed_total += missed
+            k = nxt
+        return self.stats()
+
+    def stats(self) -> dict[str, Any]:
+        """Loop timing in microseconds: period, jitter (start - deadline), compute; misses; faults."""
+        start = np.array(self.records["start_ns"], dtype=np.int64)
+        deadline = np.array(self.records["deadline_ns"], dtype=np.int64)
+        compute = np.array(self.records["compute_ns"], dtype=np.int64)
+
+        def summary(x: np.ndarray) -> dict[str, float]:
+            if len(x) == 0:
+                return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+            us = x / 1e3
+            return {"p50": float(np.percentile(us, 50)), "p99": float(np.percentile(us, 99)), "max": float(us.max())}
+
+        return {
+            "ticks": self.ticks,
+            "rate_hz": 1e9 / self.period_ns,
+            "period_us": summary(np.diff(start)),
+            "jitter_us": summary(start - deadline),
+            "compute_us": summary(compute),
+            "missed_deadlines": self.missed_total,
+            "faults": [dataclasses.asdict(f) for f in self.faults],
+            "estop": self.estop.tripped,
+        }
+
+
+def apply_realtime_settings(
+    priority: int | None = None, cpus: set[int] | None = None, lock_memory: bool = False
+) -> list[str]:
+    """Opt-in real-time settings; each that fails is a warning, never an error. Returns the warnings."""
+    warnings = []
+    if priority is not None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        except (OSError, AttributeError) as exc:
+            warnings.append(f"SCHED_FIFO priority {priority} not set: {exc}")
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except (OSError, AttributeError) as exc:
+            warnings.append(f"CPU affinity {sorted(cpus)} not set: {exc}")
+    if lock_memory:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.mlockall(3) != 0:  # MCL_CURRENT | MCL_FUTURE
+                warnings.append(f"mlockall failed: errno {ctypes.get_errno()}")
+        except OSError as exc:
+            warnings.append(f"mlockall unavailable: {exc}")
+    # Objects alive now are never collected again: fewer, shorter GC pauses in the loop.
+    gc.collect()
+    gc.freeze()
+    for w in warnings:
+        log.warning(w)
+    return warnings

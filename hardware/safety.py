@@ -1,0 +1,112 @@
+"""Safety: command limits, slew limit and NaN guard, the state envelope, the watchdog and the e-stop.
+
+Pure functions and small classes, applied in one place (the loop) for every
+backend. Every fault has a reason and the tick it happened at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sim.robots.spec import RobotSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class SafetyConfig:
+    """Limits the loop enforces on top of the robot spec's command limits."""
+
+    max_slew_per_s: float = 600.0
+    """Largest change of a command channel per second, in its unit per s (6 N m in 10 ms)."""
+    stale_timeout_s: float = 0.05
+    """Fault when the device's sequence number has not changed for this long, s."""
+    max_missed_deadlines: int = 5
+    """Fault after this many consecutive missed deadlines."""
+    damping: float = 0.5
+    """Safe-state damping on actuated joints, N m s/rad: tau = -damping * dq, within limits."""
+
+    def __post_init__(self):
+        if self.max_slew_per_s <= 0 or self.stale_timeout_s <= 0 or self.max_missed_deadlines < 1 or self.damping < 0:
+            raise ValueError(f"invalid safety configuration: {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """Why the loop went to its safe state, and when."""
+
+    tick: int
+    reason: str
+
+
+def limit_command(
+    command: np.ndarray, previous: np.ndarray, spec: RobotSpec, max_step: float
+) -> tuple[np.ndarray, list[str]]:
+    """Clamp to the spec's command limits and to `max_step` change per tick.
+
+    Returns the safe command and one message per clamped channel. A non-finite
+    command is not clamped here: `guard_finite` refuses it first.
+    """
+    low = np.array([c.low for c in spec.command])
+    high = np.array([c.high for c in spec.command])
+    safe = np.clip(command, low, high)
+    safe = np.clip(safe, previous - max_step, previous + max_step)
+    notes = [
+        f"{c.name} {command[i]:.4g} -> {safe[i]:.4g} {c.unit}"
+        for i, c in enumerate(spec.command)
+        if safe[i] != command[i]
+    ]
+    return safe, notes
+
+
+def guard_finite(values: np.ndarray, what: str) -> str | None:
+    """A fault reason if any value is NaN or infinite."""
+    if not np.all(np.isfinite(values)):
+        return f"non-finite {what}: {np.asarray(values).tolist()}"
+    return None
+
+
+class EStop:
+    """A latched emergency stop: once tripped it stays tripped until reset() is called."""
+
+    def __init__(self):
+        self.fault: Fault | None = None
+
+    @property
+    def tripped(self) -> bool:
+        return self.fault is not None
+
+    def trip(self, fault: Fault) -> None:
+        if self.fault is None:
+            self.fault = fault
+
+    def reset(self) -> None:
+        """Explicitly re-arm; the caller takes responsibility for the robot's state."""
+        self.fault = None
+
+
+class Watchdog:
+    """Stale state (no new sequence number within the timeout) and consecutive missed deadlines."""
+
+    def __init__(self, config: SafetyConfig):
+        self.config = config
+        self.last_seq: int | None = None
+        self.last_change_ns = 0
+        self.missed_in_a_row = 0
+
+    def check_state(self, seq: int, now_ns: int) -> str | None:
+        if seq != self.last_seq:
+            self.last_seq, self.last_change_ns = seq, now_ns
+            return None
+        stale_ms = (now_ns - self.last_change_ns) / 1e6
+        limit_ms = self.config.stale_timeout_s * 1e3
+        if stale_ms > limit_ms:
+            return f"stale state: sequence {seq} unchanged for {stale_ms:.1f} ms (limit {limit_ms:.0f} ms)"
+        return None
+
+    def check_deadline(self, missed: int) -> str | None:
+        """`missed`: deadlines missed before this tick (0 when on time)."""
+        self.missed_in_a_row = self.missed_in_a_row + missed if missed else 0
+        if self.missed_in_a_row >= self.config.max_missed_deadlines:
+            return f"{self.missed_in_a_row} consecutive missed deadlines (limit {self.config.max_missed_deadlines})"
+        return None

@@ -1,0 +1,282 @@
+"""The real-time loop under a fake clock: deadlines, overruns, watchdog, e-stop, safety; and the
+simulated device reproducing the env exactly."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hardware.clock import FakeClock
+from hardware.device import Command, Device, DeviceError, Lifecycle, LifecycleError, SpecMismatchError, State
+from hardware.loop import ControlLoop, pendulum_binding
+from hardware.safety import EStop, Fault, SafetyConfig
+from hardware.sim_device import SimDevice
+from sim.env import SwingUpEnv
+from sim.robots import get_robot
+from sim.robots.spec import Channel
+
+ROBOT = get_robot("pendubot")
+PARAMS = ROBOT.load_params("model_1.1")
+SPEC = ROBOT.spec(PARAMS)
+PERIOD_NS = 10_000_000  # 100 Hz
+
+
+class MockDevice(Device):
+    """Copies commands into state (for one part's unit test), with fault switches."""
+
+    def __init__(self, clock: FakeClock, spec=SPEC):
+        super().__init__(spec)
+        self.clock = clock
+        self.state = np.zeros(4)
+        self.seq = 0
+        self.frozen = False
+        self.fail_read = False
+        self.written: list[np.ndarray] = []
+        self.compute_ns = 0  # how long each read "takes" on the fake clock
+
+    def _read(self) -> State:
+        if self.fail_read:
+            raise DeviceError("cable unplugged")
+        self.clock.advance(self.compute_ns)
+        if not self.frozen:
+            self.seq += 1
+        return State(self.clock.now_ns(), self.seq, self.state.copy())
+
+    def _write(self, command: Command) -> Command:
+        self.written.append(command.values.copy())
+        return command
+
+
+class ConstantPolicy:
+    def __init__(self, action):
+        self.action = np.asarray(action, dtype=float)
+
+    def act(self, obs):
+        return self.action
+
+
+def make_loop(device, policy=None, clock=None, **safety):
+    device.configure(SPEC)
+    device.activate()
+    return ControlLoop(
+        device,
+        policy or ConstantPolicy([0.0]),
+        pendulum_binding(ROBOT, PARAMS, damping=0.5),
+        rate_hz=100.0,
+        clock=clock or device.clock,
+        safety=SafetyConfig(**safety),
+    )
+
+
+def test_ticks_start_on_absolute_deadlines_without_drift():
+    clock = FakeClock(start_ns=123)
+    device = MockDevice(clock)
+    device.compute_ns = 3_000_000  # 3 ms of work per tick, well inside the period
+    loop = make_loop(device)
+    stats = loop.run(ticks=100)
+    starts = np.array(loop.records["start_ns"])
+    np.testing.assert_array_equal(starts, 123 + np.arange(100) * PERIOD_NS)
+    assert stats["missed_deadlines"] == 0 and stats["jitter_us"]["max"] == 0.0
+    assert stats["period_us"]["p50"] == 10_000.0
+
+
+def test_an_overrun_skips_the_missed_deadlines_and_counts_them():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    loop = make_loop(device, max_missed_deadlines=100)
+    original = device._read
+
+    def slow_once():
+        if device.seq == 4:  # the 5th tick takes 25 ms: deadlines at 50 and 60 ms are missed
+            clock.advance(25_000_000)
+        return original()
+
+    device._read = slow_once
+    stats = loop.run(ticks=8)
+    deadlines = np.array(loop.records["deadline_ns"]) // 1_000_000
+    assert deadlines.tolist() == [0, 10, 20, 30, 40, 70, 80, 90]
+    assert stats["missed_deadlines"] == 2 and not stats["faults"]
+
+
+def test_watchdog_faults_after_exactly_k_consecutive_misses():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    device.compute_ns = 15_000_000  # every tick overruns by half a period: one deadline missed per tick
+    loop = make_loop(device, max_missed_deadlines=3)
+    loop.run(ticks=6)
+    # Ticks are numbered by period: they run at 0, 2, 4, 6 (1, 3, 5 missed); the third miss is seen at 6.
+    assert [f.tick for f in loop.faults][:1] == [6] and "3 consecutive missed deadlines" in loop.faults[0].reason
+
+
+def test_stale_state_trips_the_estop_after_the_timeout():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    loop = make_loop(device, stale_timeout_s=0.025)
+    original = device._read
+
+    def freezing_read():
+        device.frozen = device.seq >= 3  # the sequence stops at 3, first read at 20 ms
+        return original()
+
+    device._read = freezing_read
+    loop.run(ticks=8)
+    # Unchanged since 20 ms: 30 ms stale at 50 ms (tick 5) is the first reading past 25 ms.
+    assert loop.faults[0].tick == 5 and "stale state: sequence 3 unchanged for 30.0 ms" in loop.faults[0].reason
+    assert loop.estop.tripped
+
+
+def test_estop_latches_until_reset_and_commands_the_safe_state():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    loop = make_loop(device, ConstantPolicy([1.0]), max_slew_per_s=1e9)
+    device.state = np.array([0.0, 0.0, 25.0, 0.0])  # beyond the 20 rad/s stop
+    loop.run(ticks=1)
+    np.testing.assert_allclose(device.written[-1], [-6.0, 0.0])  # damping, within the torque limit
+    device.state = np.array([0.0, 0.0, 1.0, 2.0])  # back inside: still latched
+    loop.run(ticks=3)
+    assert loop.estop.tripped and "20.0 rad/s" in loop.faults[0].reason
+    np.testing.assert_allclose(device.written[-1], [-0.5, 0.0])  # damping on the actuated shoulder only
+    loop.estop.reset()
+    loop.run(ticks=1)
+    np.testing.assert_allclose(device.written[-1], [6.0, 0.0])
+
+
+def test_a_failed_read_faults_and_the_device_needs_reconfiguring():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    loop = make_loop(device)
+    device.fail_read = True
+    stats = loop.run(ticks=2)
+    assert "device read failed: cable unplugged" in stats["faults"][0]["reason"]
+    assert device.lifecycle is Lifecycle.FAULT and stats["estop"]
+
+
+def test_nan_action_faults_and_never_reaches_the_device():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    loop = make_loop(device, ConstantPolicy([np.nan]))
+    stats = loop.run(ticks=2)
+    assert "non-finite action" in stats["faults"][0]["reason"]
+    assert all(np.all(np.isfinite(w)) for w in device.written)
+
+
+def test_policy_exception_faults_instead_of_crashing():
+    class Broken:
+        def act(self, obs):
+            raise RuntimeError("boom")
+
+    clock = FakeClock()
+    device = MockDevice(clock)
+    stats = make_loop(device, Broken()).run(ticks=2)
+    assert "policy failed: RuntimeError: boom" in stats["faults"][0]["reason"]
+
+
+def test_commands_are_limited_and_slew_limited():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    loop = make_loop(device, ConstantPolicy([1.0]), max_slew_per_s=200.0)  # 2 N m per 10 ms tick
+    loop.run(ticks=4)
+    assert [w[0] for w in device.written] == [2.0, 4.0, 6.0, 6.0]
+    assert all(w[1] == 0.0 for w in device.written)  # passive elbow: limit 0
+
+
+def test_leaving_the_envelope_faults():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    loop = make_loop(device)
+    device.state = np.array([0.0, 0.0, 25.0, 0.0])
+    stats = loop.run(ticks=1)
+    assert "20.0 rad/s" in stats["faults"][0]["reason"]
+
+
+def test_lifecycle_guards_say_what_to_do():
+    device = MockDevice(FakeClock())
+    with pytest.raises(LifecycleError, match="call activate\\(\\) first"):
+        device.read()
+    with pytest.raises(LifecycleError, match="call configure\\(\\) first"):
+        device.activate()
+    device.configure(SPEC)
+    device.activate()
+    device.fail_read = True
+    with pytest.raises(DeviceError):
+        device.read()
+    assert device.lifecycle is Lifecycle.FAULT
+    device.configure(SPEC)  # recovers from FAULT without a restart
+    device.activate()
+    device.fail_read = False
+    assert device.read().seq == 1
+    device.close()
+    device.close()
+    assert device.lifecycle is Lifecycle.FINALIZED
+
+
+def test_configure_refuses_a_device_that_does_not_match_the_spec():
+    wrong_unit = SPEC.__class__(
+        SPEC.name,
+        (Channel("shoulder.position", "deg", -540, 540),) + SPEC.state[1:],
+        SPEC.command,
+        SPEC.control_rate_hz,
+        SPEC.max_control_rate_hz,
+    )
+    with pytest.raises(SpecMismatchError, match="unit 'deg'"):
+        MockDevice(FakeClock(), spec=wrong_unit).configure(SPEC)
+    missing = SPEC.__class__(SPEC.name, SPEC.state[:3], SPEC.command, 100.0, 500.0)
+    with pytest.raises(SpecMismatchError, match="lacks state channel 'elbow.velocity'"):
+        MockDevice(FakeClock(), spec=missing).configure(SPEC)
+    weak = SPEC.__class__(
+        SPEC.name, SPEC.state, (Channel("shoulder.effort", "N m", -3, 3), SPEC.command[1]), 100.0, 500.0
+    )
+    with pytest.raises(SpecMismatchError, match="exceed the device's"):
+        MockDevice(FakeClock(), spec=weak).configure(SPEC)
+
+
+def test_estop_reset_is_explicit():
+    e = EStop()
+    e.trip(Fault(3, "first"))
+    e.trip(Fault(4, "second"))
+    assert e.fault.reason == "first"
+    e.reset()
+    assert not e.tripped
+
+
+def test_lockstep_deploy_reproduces_the_env_episode_exactly():
+    """Same seed, same imperfections: the loop over SimDevice and env.step see identical states."""
+    from policies.baselines import PendubotEnergyLQR
+
+    options = dict(params="model_1.0", imperfections=True, randomization="double_pendulum", t_final=10.0)
+    env = SwingUpEnv("pendubot", control_rate_hz=500, action_history=0, **options)
+    policy = PendubotEnergyLQR()
+    obs, _ = env.reset(seed=5)
+    env_obs = [obs]
+    for _ in range(1000):
+        obs, *_ = env.step(policy.act(obs))
+        env_obs.append(obs)
+    _, env_X, env_U = env.plant.trajectory()
+
+    device = SimDevice("pendubot", control_rate_hz=500, mode="lockstep", seed=5, **options)
+    device.configure(SPEC)
+    device.activate()
+    loop_obs = []
+    binding = pendulum_binding(ROBOT, PARAMS, damping=0.5)
+    original = binding.observe
+
+    def observe(values, past):
+        o = original(values, past)
+        loop_obs.append(o)
+        return o
+
+    loop = ControlLoop(
+        device,
+        PendubotEnergyLQR(),
+        binding.__class__(observe, binding.to_command, binding.envelope, binding.safe_command, binding.action_size),
+        rate_hz=500.0,
+        clock=FakeClock(),
+        safety=SafetyConfig(max_slew_per_s=math.inf),
+        action_history=0,
+    )
+    stats = loop.run(ticks=1001)
+    _, X, U = device.trajectory()
+    np.testing.assert_array_equal(np.array(loop_obs), np.array(env_obs))
+    np.testing.assert_array_equal(X[: len(env_X)], env_X)
+    np.testing.assert_array_equal(U[: len(env_U) - 1], env_U[:-1])
+    assert not stats["faults"]
