@@ -172,6 +172,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from hardware.deploy import DeployOptions, deploy_sim
+    from hardware.safety import SafetyConfig
+    from policies import make_controller
+
+    if args.device != "sim":
+        raise ValueError(f"device {args.device!r} is not available yet; use --device sim")
+    policy = make_controller(args.policy, args.robot)
+    options = DeployOptions(
+        robot=args.robot,
+        rate_hz=args.rate or policy.control_rate_hz,
+        duration_s=args.duration,
+        mode="lockstep" if args.lockstep else "realtime",
+        params=args.params,
+        imperfections=not args.no_imperfections,
+        seed=args.seed,
+        action_history=policy.action_history,
+        safety=SafetyConfig(max_slew_per_s=args.max_slew),
+        rt_priority=args.rt_priority,
+    )
+    result = deploy_sim(policy, options)
+    loop = result["loop"]
+    rows = [("period", loop["period_us"]), ("jitter", loop["jitter_us"]), ("compute", loop["compute_us"])]
+    print(f"{'us':<10} {'p50':>9} {'p99':>9} {'max':>9}", file=sys.stderr)
+    for name, v in rows:
+        print(f"{name:<10} {v['p50']:9.1f} {v['p99']:9.1f} {v['max']:9.1f}", file=sys.stderr)
+    print(
+        f"ticks {loop['ticks']}, missed deadlines {loop['missed_deadlines']}, faults {len(loop['faults'])}",
+        file=sys.stderr,
+    )
+    if result["score"] is not None:
+        print(f"v2 score {result['score']['score']:.3f}, success {bool(result['score']['success'])}", file=sys.stderr)
+    print(_json({"robot": args.robot, "policy": args.policy, "mode": options.mode, **result}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2r", description="Sim-to-real control stack.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -224,6 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intensity", type=float, help="randomisation intensity in [0, 1]")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("deploy", help="run a policy on a device with the real-time loop")
+    p.add_argument("--robot", required=True, choices=["pendulum", "pendubot", "acrobot", "double_pendulum"])
+    p.add_argument("--policy", required=True, help="zoo:NAME, an artifact path or baseline")
+    p.add_argument("--device", default="sim", help="sim (the simulated robot)")
+    p.add_argument("--rate", type=float, help="loop rate, Hz (default: the policy's)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--realtime", action="store_true", help="paced by the wall clock (default)")
+    mode.add_argument(
+        "--lockstep", action="store_true", help="simulated device: one control period per tick, as fast as possible"
+    )
+    p.add_argument("--params", default="model_1.0", help="simulated device's parameter set (default: the real robot's)")
+    p.add_argument("--no-imperfections", action="store_true", help="simulated device without noise, delay, lag, pushes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-slew", type=float, default=600.0, help="command slew limit, units per second")
+    p.add_argument("--rt-priority", type=int, help="SCHED_FIFO priority (needs privileges; fails soft)")
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("robustness", help="RealAIGym v2 robustness benchmark of a controller")
     p.add_argument("controller", help="baseline, zoo:NAME or an artifact path (runs at its own rate)")
