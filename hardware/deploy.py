@@ -7,12 +7,16 @@ runtime or the classical baseline); this module never imports training code.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hardware.clock import FakeClock, MonotonicClock
-from hardware.loop import ControlLoop, Policy, apply_realtime_settings, pendulum_binding
+from hardware.log import RunLog
+from hardware.loop import ControlLoop, Policy, TickRecord, apply_realtime_settings, pendulum_binding
 from hardware.safety import SafetyConfig
 from hardware.sim_device import SimDevice
 from sim.robots import get_robot
@@ -37,10 +41,23 @@ class DeployOptions:
     action_history: int = 1
     safety: SafetyConfig = dataclasses.field(default_factory=SafetyConfig)
     rt_priority: int | None = None
+    log_path: Path | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Extra metadata records for the log (e.g. the policy's name and sha256)."""
+
+
+def trajectory_of(records: list[TickRecord], n: int) -> realaigym.Trajectory:
+    """What the loop saw and sent, as a RealAIGym trajectory: tick times from the first (s),
+    measured [q, dq], commands sent. The same data the log holds, so the scores agree."""
+    T = (np.array([r.start_ns for r in records]) - records[0].start_ns) / 1e9
+    X = np.array([r.state.values[: 2 * n] for r in records])
+    U = np.array([r.command for r in records])
+    return realaigym.Trajectory(T, X, U)
 
 
 def deploy_sim(policy: Policy, options: DeployOptions) -> dict[str, Any]:
-    """Run `policy` on the simulated device; returns loop statistics and the task score."""
+    """Run `policy` on the simulated device; returns loop statistics and the task score
+    (RealAIGym v2, simulation normalisation, of what the loop measured and sent)."""
     robot = get_robot(options.robot)
     device = SimDevice(
         options.robot,
@@ -55,6 +72,22 @@ def deploy_sim(policy: Policy, options: DeployOptions) -> dict[str, Any]:
     warnings: list[str] = []
     if options.mode == "realtime" and options.rt_priority is not None:
         warnings = apply_realtime_settings(priority=options.rt_priority, lock_memory=True)
+    records: list[TickRecord] = []
+    run_log = None
+    if options.log_path is not None:
+        metadata = {
+            "run": {k: str(v) for k, v in dataclasses.asdict(options).items() if k not in ("metadata", "safety")},
+            "safety": {k: str(v) for k, v in dataclasses.asdict(options.safety).items()},
+            "robot": {k: json.dumps(v) for k, v in params.as_dict().items()},
+            **options.metadata,
+        }
+        run_log = RunLog(options.log_path, list(robot.joints), metadata)
+
+    def on_tick(record: TickRecord) -> None:
+        records.append(record)
+        if run_log is not None:
+            run_log.on_tick(record)
+
     with device:
         device.configure(robot.spec(params))
         device.activate()
@@ -66,6 +99,7 @@ def deploy_sim(policy: Policy, options: DeployOptions) -> dict[str, Any]:
             clock=clock,
             safety=options.safety,
             action_history=options.action_history,
+            on_tick=on_tick,
         )
         interrupted = False
         try:
@@ -75,6 +109,12 @@ def deploy_sim(policy: Policy, options: DeployOptions) -> dict[str, Any]:
             stats = loop.stats()
         finally:
             device.deactivate()  # the safe state: zero command, physics stopped
-        traj = realaigym.Trajectory(*device.trajectory())
-    score = realaigym.score(traj, "v2", "sim", lengths=params.l) if traj.T[-1] > 0 else None
-    return {"loop": stats, "score": score, "interrupted": interrupted, "warnings": warnings}
+            if run_log is not None:
+                run_log.close({"loop": loop.stats()})
+    score = None
+    if len(records) > 1:
+        score = realaigym.score(trajectory_of(records, len(robot.joints)), "v2", "sim", lengths=params.l)
+    log_info = (
+        None if run_log is None else {"path": str(run_log.path), "ticks": run_log.written, "dropped": run_log.dropped}
+    )
+    return {"loop": stats, "score": score, "log": log_info, "interrupted": interrupted, "warnings": warnings}

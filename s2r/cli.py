@@ -180,6 +180,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.device != "sim":
         raise ValueError(f"device {args.device!r} is not available yet; use --device sim")
     policy = make_controller(args.policy, args.robot)
+    meta = getattr(policy, "meta", None)
+    policy_record = {"name": args.policy, "sha256": meta["graph"]["sha256"] if meta else "none (classical controller)"}
     options = DeployOptions(
         robot=args.robot,
         rate_hz=args.rate or policy.control_rate_hz,
@@ -191,6 +193,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         action_history=policy.action_history,
         safety=SafetyConfig(max_slew_per_s=args.max_slew),
         rt_priority=args.rt_priority,
+        log_path=args.log,
+        metadata={"policy": policy_record},
     )
     result = deploy_sim(policy, options)
     loop = result["loop"]
@@ -205,6 +209,22 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if result["score"] is not None:
         print(f"v2 score {result['score']['score']:.3f}, success {bool(result['score']['success'])}", file=sys.stderr)
     print(_json({"robot": args.robot, "policy": args.policy, "mode": options.mode, **result}))
+    return 0
+
+
+def cmd_log_info(args: argparse.Namespace) -> int:
+    from hardware.log import summarise_log
+
+    print(_json(summarise_log(args.file)))
+    return 0
+
+
+def cmd_log_export(args: argparse.Namespace) -> int:
+    from hardware.log import export_realaigym
+
+    out = args.out or args.file.with_suffix(".csv")
+    export_realaigym(args.file, out)
+    print(out)
     return 0
 
 
@@ -277,7 +297,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-slew", type=float, default=600.0, help="command slew limit, units per second")
     p.add_argument("--rt-priority", type=int, help="SCHED_FIFO priority (needs privileges; fails soft)")
+    p.add_argument("--log", type=Path, help="write an MCAP log (ROS 2 schemas) here")
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("log", help="inspect or convert a run log (MCAP)")
+    log_sub = p.add_subparsers(dest="log_command", required=True)
+    q = log_sub.add_parser("info", help="summarise a log")
+    q.add_argument("file", type=Path)
+    q.set_defaults(func=cmd_log_info)
+    q = log_sub.add_parser("export", help="convert a log")
+    q.add_argument("file", type=Path)
+    q.add_argument("--format", choices=["realaigym"], default="realaigym")
+    q.add_argument("--out", type=Path, help="output file (default: FILE with .csv)")
+    q.set_defaults(func=cmd_log_export)
 
     p = sub.add_parser("robustness", help="RealAIGym v2 robustness benchmark of a controller")
     p.add_argument("controller", help="baseline, zoo:NAME or an artifact path (runs at its own rate)")

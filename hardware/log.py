@@ -1,0 +1,295 @@
+"""Run logs: MCAP with ROS 2 message schemas, written by a thread from a bounded queue.
+
+Topics (ROS 2 types, CDR, so a log opens in Foxglove and `ros2 bag`):
+    /joint_states     sensor_msgs/msg/JointState           measured position, velocity; effort = command sent
+    /policy/action    std_msgs/msg/Float64MultiArray       the policy's action in [-1, 1]
+    /command          std_msgs/msg/Float64MultiArray       command sent, spec command order
+    /diagnostics      diagnostic_msgs/msg/DiagnosticArray  loop timing (10 Hz) and every fault (at once)
+Metadata records hold the run's configuration, the policy's sha256 and the robot parameters.
+
+The file is flushed after every small chunk, so a process killed outright
+leaves a file that reads back up to its last complete chunk (`read_log`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import queue
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mcap.exceptions import McapError
+from mcap.stream_reader import StreamReader
+from mcap_ros2.decoder import DecoderFactory
+from mcap_ros2.writer import Writer
+
+from hardware.loop import TickRecord
+
+log = logging.getLogger(__name__)
+
+_SEP = "=" * 80 + "\n"
+_TIME = "MSG: builtin_interfaces/Time\nint32 sec\nuint32 nanosec\n"
+_HEADER = "MSG: std_msgs/Header\nbuiltin_interfaces/Time stamp\nstring frame_id\n"
+MSGDEFS = {
+    "sensor_msgs/msg/JointState": (
+        "std_msgs/Header header\nstring[] name\nfloat64[] position\nfloat64[] velocity\nfloat64[] effort\n"
+        + _SEP
+        + _HEADER
+        + _SEP
+        + _TIME
+    ),
+    "std_msgs/msg/Float64MultiArray": (
+        "std_msgs/MultiArrayLayout layout\nfloat64[] data\n"
+        + _SEP
+        + "MSG: std_msgs/MultiArrayLayout\nstd_msgs/MultiArrayDimension[] dim\nuint32 data_offset\n"
+        + _SEP
+        + "MSG: std_msgs/MultiArrayDimension\nstring label\nuint32 size\nuint32 stride\n"
+    ),
+    "diagnostic_msgs/msg/DiagnosticArray": (
+        "std_msgs/Header header\ndiagnostic_msgs/DiagnosticStatus[] status\n"
+        + _SEP
+        + _HEADER
+        + _SEP
+        + _TIME
+        + _SEP
+        + "MSG: diagnostic_msgs/DiagnosticStatus\nbyte OK=0\nbyte WARN=1\nbyte ERROR=2\nbyte STALE=3\n"
+        "byte level\nstring name\nstring message\nstring hardware_id\ndiagnostic_msgs/KeyValue[] values\n"
+        + _SEP
+        + "MSG: diagnostic_msgs/KeyValue\nstring key\nstring value\n"
+    ),
+}
+CHUNK_BYTES = 32 * 1024
+"""Chunk size: the most a killed process can lose."""
+DIAGNOSTICS_EVERY_S = 0.1
+OK, ERROR = 0, 2
+
+
+class _Unbuffered(io.IOBase):
+    """A file whose writes reach the OS at once. The MCAP writer builds each chunk in memory
+    and writes it whole, so after a SIGKILL the file holds every chunk but the one in progress.
+    (It wraps a raw file in a buffer of its own that finish() does not flush: hence not RawIOBase.)"""
+
+    def __init__(self, path: Path):
+        self._raw = open(path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[self._raw.write(view) :]
+        return len(data)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _stamp(ns: int) -> dict[str, int]:
+    return {"sec": ns // 1_000_000_000, "nanosec": ns % 1_000_000_000}
+
+
+def _array(values: np.ndarray, label: str) -> dict[str, Any]:
+    n = len(values)
+    return {
+        "layout": {"dim": [{"label": label, "size": n, "stride": n}], "data_offset": 0},
+        "data": [float(v) for v in values],
+    }
+
+
+class RunLog:
+    """Writes TickRecords to MCAP from a writer thread; `on_tick` never blocks (overflow is counted)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        joints: list[str],
+        metadata: dict[str, Any],
+        queue_size: int = 4096,
+    ):
+        self.path = Path(path)
+        self.joints = joints
+        self.dropped = 0
+        self.written = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._file = _Unbuffered(self.path)
+        self._writer = Writer(self._file, chunk_size=CHUNK_BYTES)
+        self._schemas = {name: self._writer.register_msgdef(name, text) for name, text in MSGDEFS.items()}
+        for name, value in metadata.items():
+            self._writer.add_metadata(name, {k: v if isinstance(v, str) else json.dumps(v) for k, v in value.items()})
+        self._wall0 = time.time_ns()
+        self._clock0: int | None = None
+        self._next_diag = 0
+        self._window: list[int] = []
+        self._thread = threading.Thread(target=self._run, name="run-log-writer", daemon=True)
+        self._thread.start()
+
+    def on_tick(self, record: TickRecord) -> None:
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while True:
+            record = self._queue.get()
+            if record is None:
+                return
+            try:
+                self._write(record)
+            except Exception:  # a log failure must never stop the robot: report it and go on
+                log.exception("could not log tick %d", record.tick)
+
+    def _time(self, record: TickRecord) -> int:
+        if self._clock0 is None:
+            self._clock0 = record.start_ns
+        return self._wall0 + record.start_ns - self._clock0
+
+    def _write(self, record: TickRecord) -> None:
+        t = self._time(record)
+        n = len(self.joints)
+        values = record.state.values
+        self._writer.write_message(
+            "/joint_states",
+            self._schemas["sensor_msgs/msg/JointState"],
+            {
+                "header": {"stamp": _stamp(t), "frame_id": ""},
+                "name": self.joints,
+                "position": [float(v) for v in values[:n]],
+                "velocity": [float(v) for v in values[n : 2 * n]],
+                "effort": [float(v) for v in record.command],
+            },
+            log_time=t,
+            sequence=record.tick,
+        )
+        array = self._schemas["std_msgs/msg/Float64MultiArray"]
+        self._writer.write_message(
+            "/policy/action", array, _array(record.action, "action"), log_time=t, sequence=record.tick
+        )
+        self._writer.write_message(
+            "/command", array, _array(record.command, "effort"), log_time=t, sequence=record.tick
+        )
+        self._window.append(record.compute_ns)
+        if record.fault is not None:
+            self._diagnostic(t, ERROR, record.fault.reason, {"tick": str(record.fault.tick)})
+        if t >= self._next_diag:
+            self._next_diag = t + int(DIAGNOSTICS_EVERY_S * 1e9)
+            compute = np.asarray(self._window) / 1e3
+            self._window = []
+            timing = {
+                "tick": str(record.tick),
+                "compute_p50_us": f"{np.percentile(compute, 50):.1f}",
+                "compute_max_us": f"{compute.max():.1f}",
+                "jitter_us": f"{(record.start_ns - record.deadline_ns) / 1e3:.1f}",
+                "missed": str(record.missed),
+                "log_dropped": str(self.dropped),
+            }
+            self._diagnostic(t, OK, "loop timing", timing)
+        self.written += 1
+
+    def _diagnostic(self, t: int, level: int, message: str, values: dict[str, str]) -> None:
+        status = {
+            "level": level,
+            "name": "s2r/loop",
+            "message": message,
+            "hardware_id": "",
+            "values": [{"key": k, "value": v} for k, v in values.items()],
+        }
+        self._writer.write_message(
+            "/diagnostics",
+            self._schemas["diagnostic_msgs/msg/DiagnosticArray"],
+            {"header": {"stamp": _stamp(t), "frame_id": ""}, "status": [status]},
+            log_time=t,
+        )
+
+    def close(self, summary: dict[str, Any] | None = None) -> None:
+        """Drain the queue, write the summary (including drops) and the MCAP footer."""
+        self._queue.put(None)
+        self._thread.join()
+        final = {"written_ticks": self.written, "dropped_ticks": self.dropped, **(summary or {})}
+        self._writer.add_metadata("summary", {k: v if isinstance(v, str) else json.dumps(v) for k, v in final.items()})
+        if self.dropped:
+            log.warning("the log dropped %d ticks: its queue overflowed", self.dropped)
+        self._writer.finish()
+        self._file.close()
+
+
+def read_log(path: str | Path) -> tuple[dict[str, list[tuple[int, Any]]], dict[str, dict[str, str]], bool]:
+    """Messages by topic as (log_time ns, decoded message), metadata by name, and whether the file
+    was complete. A truncated file (a killed process) reads up to its last complete record."""
+    decoders = DecoderFactory()
+    schemas: dict[int, Any] = {}
+    channels: dict[int, Any] = {}
+    messages: dict[str, list[tuple[int, Any]]] = {}
+    metadata: dict[str, dict[str, str]] = {}
+    complete = False
+    with open(path, "rb") as f:
+        try:
+            for record in _records(f):
+                kind = type(record).__name__
+                if kind == "Schema":
+                    schemas[record.id] = record
+                elif kind == "Channel":
+                    channels[record.id] = record
+                elif kind == "Message":
+                    channel = channels[record.channel_id]
+                    decode = decoders.decoder_for(channel.message_encoding, schemas[channel.schema_id])
+                    messages.setdefault(channel.topic, []).append((record.log_time, decode(record.data)))
+                elif kind == "Metadata":
+                    metadata[record.name] = dict(record.metadata)
+                elif kind == "DataEnd":
+                    complete = True  # finish() ran; the summary section that follows is not needed
+                    break
+        except (McapError, EOFError, ValueError, KeyError, IndexError, struct.error) as exc:
+            log.warning("%s ends early (%s): read up to its last complete record", path, type(exc).__name__)
+    return messages, metadata, complete
+
+
+def _records(f) -> Iterator[Any]:
+    yield from StreamReader(f, skip_magic=False, emit_chunks=False).records
+
+
+def summarise_log(path: str | Path) -> dict[str, Any]:
+    """Topics with message counts, duration, metadata, faults and drops of a log."""
+    messages, metadata, complete = read_log(path)
+    times = [t for msgs in messages.values() for t, _ in msgs]
+    faults = [
+        {"message": s.message, **{kv.key: kv.value for kv in s.values}}
+        for _, m in messages.get("/diagnostics", [])
+        for s in m.status
+        if s.level == ERROR
+    ]
+    return {
+        "file": str(path),
+        "complete": complete,
+        "duration_s": (max(times) - min(times)) / 1e9 if times else 0.0,
+        "topics": {topic: len(msgs) for topic, msgs in sorted(messages.items())},
+        "faults": faults,
+        "metadata": metadata,
+    }
+
+
+def export_realaigym(path: str | Path, out: str | Path) -> None:
+    """Write a log's /joint_states as RealAIGym's trajectory CSV (measured state, command sent)."""
+    from sim.tasks import realaigym
+
+    messages, _, _ = read_log(path)
+    states = messages.get("/joint_states")
+    if not states or len(states) < 2:
+        raise ValueError(f"{path}: fewer than 2 /joint_states messages; nothing to export")
+    t0 = states[0][0]
+    T = np.array([(t - t0) / 1e9 for t, _ in states])
+    X = np.array([list(m.position) + list(m.velocity) for _, m in states])
+    U = np.array([list(m.effort) for _, m in states])
+    realaigym.write_trajectory_csv(out, realaigym.Trajectory(T, X, U))

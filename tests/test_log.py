@@ -1,0 +1,148 @@
+"""MCAP run logs: ROS 2 CDR that rosbags decodes, metadata inside, overflow counted, SIGKILL survivable,
+and deploy logs that `s2r score` scores like the deploy did."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from mcap.stream_reader import StreamReader
+from rosbags.typesys import Stores, get_typestore
+
+from hardware.device import State
+from hardware.log import RunLog, read_log
+from hardware.loop import TickRecord
+from hardware.safety import Fault
+from s2r.cli import main
+
+
+def record(k: int, fault: Fault | None = None) -> TickRecord:
+    state = State(k * 2_000_000, k, np.array([0.1 * k, -0.2, 1.0, 2.0]))
+    return TickRecord(
+        k, k * 2_000_000, k * 2_000_000, 50_000, state, np.array([0.5]), np.array([3.0, 0.0]), 0, [], fault
+    )
+
+
+def test_round_trip_with_ros2_cdr_and_metadata(tmp_path):
+    path = tmp_path / "run.mcap"
+    log = RunLog(path, ["shoulder", "elbow"], {"run": {"robot": "pendubot", "rate_hz": 500.0}})
+    for k in range(100):
+        log.on_tick(record(k, Fault(k, "test fault") if k == 50 else None))
+    log.close({"loop": {"ticks": 100}})
+    messages, metadata, complete = read_log(path)
+    assert complete
+    assert {t: len(m) for t, m in messages.items() if t != "/diagnostics"} == {
+        "/joint_states": 100,
+        "/policy/action": 100,
+        "/command": 100,
+    }
+    js = messages["/joint_states"][10][1]
+    assert (
+        list(js.name) == ["shoulder", "elbow"]
+        and js.position[0] == pytest.approx(1.0)
+        and list(js.effort) == [3.0, 0.0]
+    )
+    faults = [s for _, m in messages["/diagnostics"] for s in m.status if s.level == 2]
+    assert len(faults) == 1 and faults[0].message == "test fault"
+    assert metadata["run"]["robot"] == "pendubot" and json.loads(metadata["summary"]["dropped_ticks"]) == 0
+    # The bytes are the CDR a ROS 2 reader expects: rosbags' Humble typestore decodes them.
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    with path.open("rb") as f:
+        records = list(StreamReader(f).records)
+    channels = {r.id: r for r in records if type(r).__name__ == "Channel"}
+    schemas = {r.id: r.name for r in records if type(r).__name__ == "Schema"}
+    decoded = 0
+    for r in records:
+        if type(r).__name__ == "Message":
+            msg = store.deserialize_cdr(r.data, schemas[channels[r.channel_id].schema_id])
+            decoded += 1
+    assert decoded == 300 + len(messages["/diagnostics"])
+    assert type(msg).__name__ in (
+        "sensor_msgs__msg__JointState",
+        "std_msgs__msg__Float64MultiArray",
+        "diagnostic_msgs__msg__DiagnosticArray",
+    )
+
+
+def test_overflow_is_counted_and_reported(tmp_path):
+    log = RunLog(tmp_path / "run.mcap", ["shoulder"], {}, queue_size=1)
+    release = log._write
+    log._write = lambda r: (time.sleep(0.01), release(r))  # a slow disk
+    for k in range(50):
+        log.on_tick(record(k))
+    log.close()
+    assert log.dropped > 0 and log.written + log.dropped == 50
+    _, metadata, _ = read_log(tmp_path / "run.mcap")
+    assert json.loads(metadata["summary"]["dropped_ticks"]) == log.dropped
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from test_log import record
+    from hardware.log import RunLog
+    log = RunLog({path!r}, ["shoulder", "elbow"], {{"run": {{"robot": "pendubot"}}}})
+    k = 0
+    while True:
+        log.on_tick(record(k))
+        k += 1
+        if k == 3000:
+            print("ready", flush=True)
+        time.sleep(0.0002)
+    """
+)
+
+
+def test_a_killed_process_leaves_a_log_that_reads_back(tmp_path):
+    path = tmp_path / "killed.mcap"
+    code = WRITER.format(tests=str(__import__("pathlib").Path(__file__).parent), path=str(path))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    messages, metadata, complete = read_log(path)
+    assert not complete and metadata["run"]["robot"] == "pendubot"
+    states = messages["/joint_states"]
+    assert len(states) > 1000  # everything up to the last complete 32 KiB chunk
+    ticks = [m.position[0] for _, m in states]
+    np.testing.assert_allclose(ticks, 0.1 * np.arange(len(ticks)))  # in order, none missing
+
+
+def test_corrupt_and_empty_files_do_not_crash_the_reader(tmp_path):
+    path = tmp_path / "run.mcap"
+    log = RunLog(path, ["shoulder", "elbow"], {})
+    for k in range(200):
+        log.on_tick(record(k))
+    log.close()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    messages, _, complete = read_log(path)
+    assert not complete
+    (tmp_path / "empty.mcap").write_bytes(b"")
+    assert read_log(tmp_path / "empty.mcap") == ({}, {}, False)
+
+
+def test_deploy_log_scores_like_the_deploy(tmp_path, capsys):
+    path = tmp_path / "deploy.mcap"
+    args = ["deploy", "--robot", "pendubot", "--policy", "baseline", "--lockstep", "--params", "model_1.1"]
+    assert main([*args, "--no-imperfections", "--log", str(path)]) == 0
+    deployed = json.loads(capsys.readouterr().out)
+    assert deployed["score"]["success"] == 1.0 and deployed["log"]["dropped"] == 0
+    assert main(["log", "info", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["complete"] and info["topics"]["/joint_states"] == 5000 and not info["faults"]
+    assert json.loads(info["metadata"]["robot"]["m"]) == [0.5234602302310271, 0.6255677234174437]
+    csv = tmp_path / "deploy.csv"
+    assert main(["log", "export", str(path), "--out", str(csv)]) == 0
+    capsys.readouterr()
+    assert main(["score", str(csv)]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(deployed["score"]["score"], abs=1e-12)
