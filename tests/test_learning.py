@@ -1,6 +1,9 @@
 """The single pendulum learns to swing up and hold with the shipped SAC config (20k steps)."""
 
 import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3", reason='training needs the train extra: pip install -e ".[train]"')
 
 from policies.config import load_config
 from policies.evaluate import run_episodes

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
+pytest.importorskip("stable_baselines3", reason='training needs the train extra: pip install -e ".[train]"')
+
 from policies import runtime
 from policies.config import load_config
 from policies.export import export

@@ -1,0 +1,170 @@
+"""Control-loop timing: per-tick overhead in lock-step, and real-time jitter against a naive loop.
+
+Overhead: everything a tick does except waiting (read, watchdog, observation,
+ONNX policy, safety filter, write, MCAP logging), timed per tick, with an echo
+device (so the robot's physics is not counted) and with the simulated device
+in lock-step (physics included).
+
+Jitter: s2r's loop (absolute deadlines, sleep-then-spin) and a naive loop
+(work, then time.sleep(period)) with the same work, alternating in one run,
+at 500 Hz and 1 kHz. Jitter is |tick start - intended start|; for the naive
+loop the intended start is the previous start plus one period (it has no
+deadlines), which flatters it.
+
+    python bench/loop_timing.py [--policy zoo:pendulum --robot pendulum] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hardware.clock import FakeClock, MonotonicClock
+from hardware.device import Command, Device, State
+from hardware.log import RunLog
+from hardware.loop import ControlLoop, pendulum_binding
+from hardware.safety import SafetyConfig
+from hardware.sim_device import SimDevice
+from policies import make_controller
+from sim.robots import get_robot
+
+
+class EchoDevice(Device):
+    """Answers at once: a fresh state every read, commands accepted. Isolates the loop's own cost."""
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.seq = 0
+        self.values = np.zeros(len(spec.state))
+
+    def _read(self) -> State:
+        self.seq += 1
+        return State(time.monotonic_ns(), self.seq, self.values)
+
+    def _write(self, command: Command) -> Command:
+        return command
+
+
+def percentiles(ns: list[int]) -> dict[str, float]:
+    us = np.asarray(ns) / 1e3
+    return {"p50": float(np.percentile(us, 50)), "p99": float(np.percentile(us, 99)), "max": float(us.max())}
+
+
+def overhead(robot_name: str, policy_name: str, ticks: int, device_kind: str, workdir: Path) -> dict[str, float]:
+    robot = get_robot(robot_name)
+    params = robot.load_params("model_1.0")
+    policy = make_controller(policy_name, robot_name)
+    if device_kind == "echo":
+        device: Device = EchoDevice(robot.spec(params))
+    else:
+        device = SimDevice(robot_name, control_rate_hz=policy.control_rate_hz, mode="lockstep", params="model_1.0")
+    log = RunLog(workdir / f"{device_kind}.mcap", list(robot.joints), {})
+    device.configure(robot.spec(params))
+    device.activate()
+    loop = ControlLoop(
+        device,
+        policy,
+        pendulum_binding(robot, params, 0.5),
+        rate_hz=policy.control_rate_hz,
+        clock=FakeClock(),
+        action_history=policy.action_history,
+        on_tick=log.on_tick,
+    )
+    samples = []
+    for k in range(ticks):
+        start = time.perf_counter_ns()
+        loop.tick(k, 0, 0)
+        samples.append(time.perf_counter_ns() - start)
+    log.close()
+    device.close()
+    return percentiles(samples[100:])
+
+
+def jitter(robot_name: str, policy_name: str, rate_hz: float, seconds: float) -> dict[str, dict[str, float]]:
+    robot = get_robot(robot_name)
+    params = robot.load_params("model_1.0")
+    policy = make_controller(policy_name, robot_name)
+    period = int(1e9 / rate_hz)
+    device = EchoDevice(robot.spec(params))
+    device.configure(robot.spec(params))
+    device.activate()
+    loop = ControlLoop(
+        device,
+        policy,
+        pendulum_binding(robot, params, 0.5),
+        rate_hz=rate_hz,
+        clock=MonotonicClock(),
+        safety=SafetyConfig(max_missed_deadlines=10**9, stale_timeout_s=1e9),
+        action_history=policy.action_history,
+    )
+    loop.run(duration_s=seconds)
+    ours = np.abs(np.array(loop.records["start_ns"]) - np.array(loop.records["deadline_ns"]))
+
+    naive_starts = []
+    obs = np.zeros(len(robot.joints) * 3 + policy.action_history * robot.action_matrix(params).shape[1], np.float32)
+    end = time.monotonic_ns() + int(seconds * 1e9)
+    while time.monotonic_ns() < end:
+        naive_starts.append(time.monotonic_ns())
+        policy.act(obs)  # the same policy work each tick
+        time.sleep(period / 1e9)
+    naive = np.abs(np.diff(naive_starts) - period)
+    return {"s2r": percentiles(list(ours)), "naive_sleep": percentiles(list(naive))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--robot", default="pendulum")
+    parser.add_argument("--policy", default="zoo:pendulum")
+    parser.add_argument("--ticks", type=int, default=5000)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "loop_timing.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        over = {
+            kind: overhead(args.robot, args.policy, args.ticks, kind, Path(tmp)) for kind in ("echo", "sim_lockstep")
+        }
+    jit: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for _ in range(args.rounds):
+        for rate in (500.0, 1000.0):
+            for name, v in jitter(args.robot, args.policy, rate, args.seconds).items():
+                jit.setdefault(f"{rate:g}Hz", {}).setdefault(name, []).append(v)
+    summary = {
+        rate: {
+            name: {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99", "max")} for name, runs in v.items()
+        }
+        for rate, v in jit.items()
+    }
+    ratios = {rate: v["naive_sleep"]["p99"] / max(v["s2r"]["p99"], 1e-3) for rate, v in summary.items()}
+    result = {
+        "benchmark": "loop_timing",
+        "robot": args.robot,
+        "policy": args.policy,
+        "overhead_us": over,
+        "jitter_us": summary,
+        "ratio_naive_over_s2r_p99_jitter": ratios,
+        "rounds": args.rounds,
+        "seconds_per_round": args.seconds,
+        "python": platform.python_version(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'overhead us':<22} {'p50':>8} {'p99':>8} {'max':>8}")
+    for kind, v in over.items():
+        print(f"{kind:<22} {v['p50']:8.1f} {v['p99']:8.1f} {v['max']:8.1f}")
+    print(f"{'jitter us':<22} {'p50':>8} {'p99':>8} {'max':>8}")
+    for rate, v in summary.items():
+        for name, s in v.items():
+            print(f"{rate + ' ' + name:<22} {s['p50']:8.1f} {s['p99']:8.1f} {s['max']:8.1f}")
+        print(f"{rate} naive / s2r p99 jitter: {ratios[rate]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
