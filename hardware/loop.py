@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from hardware.clock import Clock
-from hardware.device import Command, Device, DeviceError, State
+from hardware.device import Command, Device, DeviceError, Lifecycle, State
 from hardware.safety import EStop, Fault, SafetyConfig, Watchdog, guard_finite, limit_command
 from sim.robots import Robot
 from sim.robots.params import PendulumParams
@@ -125,7 +125,9 @@ class ControlLoop:
         if not self.estop.tripped:
             log.error("tick %d: %s; going to the safe state", tick, reason)
         self.estop.trip(fault)
-        self.faults.append(fault)
+        # A condition that persists (a stale sensor) is one fault, not one per tick.
+        if not self.faults or self.faults[-1].reason != reason:
+            self.faults.append(fault)
         return fault
 
     def tick(self, k: int, deadline_ns: int, missed: int) -> TickRecord:
@@ -188,7 +190,8 @@ class ControlLoop:
     def run(
         self, duration_s: float | None = None, ticks: int | None = None, should_stop: Callable[[], bool] | None = None
     ) -> dict[str, Any]:
-        """Run until `duration_s` of loop time, `ticks` ticks or should_stop(); returns the statistics."""
+        """Run until `duration_s` of loop time, `ticks` ticks, should_stop() or a device FAULT;
+        returns the statistics."""
         if duration_s is None and ticks is None and should_stop is None:
             raise ValueError("give a duration, a tick count or a stop condition")
         t0 = self.clock.now_ns()
@@ -207,6 +210,9 @@ class ControlLoop:
             self.records["compute_ns"].append(record.compute_ns)
             self.ticks += 1
             done += 1
+            if self.device.lifecycle is Lifecycle.FAULT:
+                log.error("the device is in FAULT: stopping; reconfigure it to recover")
+                break
             # Skip, do not catch up: the next deadline is the first one still ahead.
             now = self.clock.now_ns()
             nxt = k + 1

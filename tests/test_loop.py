@@ -146,9 +146,10 @@ def test_a_failed_read_faults_and_the_device_needs_reconfiguring():
     device = MockDevice(clock)
     loop = make_loop(device)
     device.fail_read = True
-    stats = loop.run(ticks=2)
+    stats = loop.run(ticks=5)
     assert "device read failed: cable unplugged" in stats["faults"][0]["reason"]
     assert device.lifecycle is Lifecycle.FAULT and stats["estop"]
+    assert stats["ticks"] == 1  # nothing more can be sent to a faulted device: the loop stops
 
 
 def test_nan_action_faults_and_never_reaches_the_device():
