@@ -287,3 +287,20 @@ def train(cfg: TrainConfig, run: Path | None = None, resume: bool = False, progr
         )
     venv.close()
     return run
+
+
+class RunPolicy:
+    """A run's best checkpoint as a controller (SB3 predict, deterministic, with its normalisation)."""
+
+    def __init__(self, run: Path, checkpoint: str = "best"):
+        self.config = load_run_config(run)
+        path = run / "checkpoints" / f"{checkpoint}.zip"
+        if not path.exists():
+            raise ValueError(f"{run} has no checkpoints/{checkpoint}.zip yet")
+        self.model = ALGORITHMS[self.config.algo].load(path, device="cpu")
+        self.stats = load_normalization(run, checkpoint)
+        self.control_rate_hz = float(self.config.env.get("control_rate_hz", 100.0))
+        self.action_history = int(self.config.env.get("action_history", 1))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.model.predict(normalize(obs, self.stats), deterministic=True)[0]

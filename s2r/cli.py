@@ -117,21 +117,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _eval_target(target: str):
     """(act, robot, env options) for a run directory or a policy artifact."""
-    path = Path(target)
-    if path.is_dir():
-        from policies.train import ALGORITHMS, load_normalization, load_run_config, normalize
+    if Path(target).is_dir():
+        from policies.train import RunPolicy
 
-        cfg = load_run_config(path)
-        checkpoint = path / "checkpoints" / "best.zip"
-        if not checkpoint.exists():
-            raise ValueError(f"{path} has no checkpoints/best.zip yet")
-        model = ALGORITHMS[cfg.algo].load(checkpoint, device="cpu")
-        stats = load_normalization(path, "best")
-
-        def act(obs):
-            return model.predict(normalize(obs, stats), deterministic=True)[0]
-
-        return act, cfg.robot, dict(cfg.env)
+        policy = RunPolicy(Path(target))
+        return policy.act, policy.config.robot, dict(policy.config.env)
     from policies.runtime import load_policy
 
     policy = load_policy(target)

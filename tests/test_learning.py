@@ -1,26 +1,19 @@
 """The single pendulum learns to swing up and hold with the shipped SAC config (20k steps)."""
 
-import numpy as np
 import pytest
 
 pytest.importorskip("stable_baselines3", reason='training needs the train extra: pip install -e ".[train]"')
 
 from policies.config import load_config
 from policies.evaluate import run_episodes
-from policies.train import ALGORITHMS, load_normalization, normalize, train
+from policies.train import RunPolicy, train
 
 
 def test_pendulum_learns_to_swing_up_and_hold(tmp_path):
     cfg = load_config("pendulum", algo="sac")
     assert cfg.n_timesteps == 20000  # the budget the shipped config promises
-    run = train(cfg, tmp_path / "run", progress_bar=False)
-    model = ALGORITHMS["sac"].load(run / "checkpoints" / "best.zip", device="cpu")
-    stats = load_normalization(run, "best")
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        return model.predict(normalize(obs, stats), deterministic=True)[0]
-
+    policy = RunPolicy(train(cfg, tmp_path / "run", progress_bar=False))
     # Seeded episodes with the training conditions: imperfections and randomisation on.
-    episodes = run_episodes(act, "pendulum", cfg.env, episodes=10, seed=0)
+    episodes = run_episodes(policy.act, "pendulum", cfg.env, episodes=10, seed=0)
     successes = sum(e["success"] for e in episodes)
     assert successes >= 9, [round(e["score"], 3) for e in episodes]
