@@ -281,3 +281,18 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly():
     np.testing.assert_array_equal(X[: len(env_X)], env_X)
     np.testing.assert_array_equal(U[: len(env_U) - 1], env_U[:-1])
     assert not stats["faults"]
+
+
+def test_realtime_settings_fail_soft_with_a_warning():
+    import os
+
+    from hardware.loop import apply_realtime_settings
+
+    before = os.sched_getaffinity(0)
+    warnings = apply_realtime_settings(priority=10_000, cpus={10_000})  # neither exists
+    assert any("SCHED_FIFO" in w for w in warnings) and any("affinity" in w for w in warnings)
+    assert os.sched_getaffinity(0) == before and os.sched_getscheduler(0) == os.SCHED_OTHER
+    import gc
+
+    assert gc.get_freeze_count() > 0  # the one setting that always applies
+    gc.unfreeze()
