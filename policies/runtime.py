@@ -117,25 +117,37 @@ class OnnxPolicy:
             self._scale = 1.0 / np.sqrt(np.asarray(norm["var"], dtype=np.float64) + norm["epsilon"])
             self._clip = float(norm["clip"])
         options = ort.SessionOptions()
-        # One thread: a control loop wants low, steady latency, not throughput.
+        # One thread that sleeps between calls: a control loop wants low, steady latency
+        # and must not steal a core from the robot's other processes.
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ArtifactError(f"{graph}: not a loadable ONNX graph ({exc})") from exc
-        self._input = self._session.get_inputs()[0].name
-        self._outputs = [self._session.get_outputs()[0].name]
         self._size = int(meta["observation"]["size"])
+        # Input and output bound once to buffers we own: a call copies the observation in
+        # and runs, with no allocation on the way (so one caller at a time).
+        self._in = np.zeros((1, self._size), np.float32)
+        self._out = np.zeros((1, int(meta["action"]["size"])), np.float32)
+        self._binding = self._session.io_binding()
+        for arg, buf, bind in (
+            (self._session.get_inputs()[0], self._in, self._binding.bind_input),
+            (self._session.get_outputs()[0], self._out, self._binding.bind_output),
+        ):
+            bind(arg.name, "cpu", 0, np.float32, buf.shape, buf.ctypes.data)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Action (action size,) float32 for one observation (observation size,)."""
-        obs = np.asarray(obs, dtype=np.float32).reshape(1, -1)
-        if obs.shape[1] != self._size:
-            raise ValueError(f"observation has {obs.shape[1]} entries; the policy expects {self._size}")
+        obs = np.asarray(obs, dtype=np.float32).reshape(-1)
+        if obs.shape[0] != self._size:
+            raise ValueError(f"observation has {obs.shape[0]} entries; the policy expects {self._size}")
         if self._mean is not None:
-            obs = np.clip((obs - self._mean) * self._scale, -self._clip, self._clip).astype(np.float32)
-        raw = self._session.run(self._outputs, {self._input: obs})[0][0]
+            obs = np.clip((obs - self._mean) * self._scale, -self._clip, self._clip)
+        self._in[0] = obs
+        self._session.run_with_iobinding(self._binding)
+        raw = self._out[0]
         if self.squashed:
             return self._offset + self._gain * raw
         return np.clip(raw, self.low, self.high)
