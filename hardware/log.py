@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import queue
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -25,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mcap.exceptions import McapError
 from mcap.stream_reader import StreamReader
+from mcap.well_known import MessageEncoding, Profile, SchemaEncoding
+from mcap.writer import Writer
 from mcap_ros2.decoder import DecoderFactory
-from mcap_ros2.writer import Writer
 
+from hardware import cdr
 from hardware.loop import TickRecord
 
 log = logging.getLogger(__name__)
@@ -96,16 +96,9 @@ class _Unbuffered(io.IOBase):
         super().close()
 
 
-def _stamp(ns: int) -> dict[str, int]:
-    return {"sec": ns // 1_000_000_000, "nanosec": ns % 1_000_000_000}
-
-
-def _array(values: np.ndarray, label: str) -> dict[str, Any]:
-    n = len(values)
-    return {
-        "layout": {"dim": [{"label": label, "size": n, "stride": n}], "data_offset": 0},
-        "data": [float(v) for v in values],
-    }
+def _strings(mapping: dict[str, Any]) -> dict[str, str]:
+    """MCAP metadata holds strings: anything else as JSON."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in mapping.items()}
 
 
 class RunLog:
@@ -124,10 +117,25 @@ class RunLog:
         self.written = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._file = _Unbuffered(self.path)
-        self._writer = Writer(self._file, chunk_size=CHUNK_BYTES)
-        self._schemas = {name: self._writer.register_msgdef(name, text) for name, text in MSGDEFS.items()}
+        # Data CRCs let a reader tell a damaged chunk from a good one.
+        self._writer = Writer(self._file, chunk_size=CHUNK_BYTES, enable_data_crcs=True)
+        self._writer.start(profile=Profile.ROS2, library="s2r")
+        schemas = {
+            name: self._writer.register_schema(name, SchemaEncoding.ROS2, text.encode())
+            for name, text in MSGDEFS.items()
+        }
+        topics = {
+            "/joint_states": "sensor_msgs/msg/JointState",
+            "/policy/action": "std_msgs/msg/Float64MultiArray",
+            "/command": "std_msgs/msg/Float64MultiArray",
+            "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+        }
+        self._channels = {
+            topic: self._writer.register_channel(topic, MessageEncoding.CDR, schemas[kind])
+            for topic, kind in topics.items()
+        }
         for name, value in metadata.items():
-            self._writer.add_metadata(name, {k: v if isinstance(v, str) else json.dumps(v) for k, v in value.items()})
+            self._writer.add_metadata(name, _strings(value))
         self._wall0 = time.time_ns()
         self._clock0: int | None = None
         self._next_diag = 0
@@ -159,27 +167,15 @@ class RunLog:
     def _write(self, record: TickRecord) -> None:
         t = self._time(record)
         n = len(self.joints)
-        values = record.state.values
-        self._writer.write_message(
-            "/joint_states",
-            self._schemas["sensor_msgs/msg/JointState"],
-            {
-                "header": {"stamp": _stamp(t), "frame_id": ""},
-                "name": self.joints,
-                "position": [float(v) for v in values[:n]],
-                "velocity": [float(v) for v in values[n : 2 * n]],
-                "effort": [float(v) for v in record.command],
-            },
-            log_time=t,
-            sequence=record.tick,
-        )
-        array = self._schemas["std_msgs/msg/Float64MultiArray"]
-        self._writer.write_message(
-            "/policy/action", array, _array(record.action, "action"), log_time=t, sequence=record.tick
-        )
-        self._writer.write_message(
-            "/command", array, _array(record.command, "effort"), log_time=t, sequence=record.tick
-        )
+        values = record.state.values.tolist()
+        command = record.command.tolist()
+        add = self._writer.add_message
+        state = cdr.joint_state(t, self.joints, values[:n], values[n : 2 * n], command)
+        add(self._channels["/joint_states"], log_time=t, data=state, publish_time=t, sequence=record.tick)
+        action = cdr.float64_multi_array(record.action.tolist(), "action")
+        add(self._channels["/policy/action"], log_time=t, data=action, publish_time=t, sequence=record.tick)
+        sent = cdr.float64_multi_array(command, "effort")
+        add(self._channels["/command"], log_time=t, data=sent, publish_time=t, sequence=record.tick)
         self._window.append(record.compute_ns)
         if record.fault is not None:
             self._diagnostic(t, ERROR, record.fault.reason, {"tick": str(record.fault.tick)})
@@ -199,26 +195,15 @@ class RunLog:
         self.written += 1
 
     def _diagnostic(self, t: int, level: int, message: str, values: dict[str, str]) -> None:
-        status = {
-            "level": level,
-            "name": "s2r/loop",
-            "message": message,
-            "hardware_id": "",
-            "values": [{"key": k, "value": v} for k, v in values.items()],
-        }
-        self._writer.write_message(
-            "/diagnostics",
-            self._schemas["diagnostic_msgs/msg/DiagnosticArray"],
-            {"header": {"stamp": _stamp(t), "frame_id": ""}, "status": [status]},
-            log_time=t,
-        )
+        data = cdr.diagnostic_array(t, [(level, "s2r/loop", message, "", values)])
+        self._writer.add_message(self._channels["/diagnostics"], log_time=t, data=data, publish_time=t)
 
     def close(self, summary: dict[str, Any] | None = None) -> None:
         """Drain the queue, write the summary (including drops) and the MCAP footer."""
         self._queue.put(None)
         self._thread.join()
         final = {"written_ticks": self.written, "dropped_ticks": self.dropped, **(summary or {})}
-        self._writer.add_metadata("summary", {k: v if isinstance(v, str) else json.dumps(v) for k, v in final.items()})
+        self._writer.add_metadata("summary", _strings(final))
         if self.dropped:
             log.warning("the log dropped %d ticks: its queue overflowed", self.dropped)
         self._writer.finish()
@@ -251,8 +236,8 @@ def read_log(path: str | Path) -> tuple[dict[str, list[tuple[int, Any]]], dict[s
                 elif kind == "DataEnd":
                     complete = True  # finish() ran; the summary section that follows is not needed
                     break
-        except (McapError, EOFError, ValueError, KeyError, IndexError, struct.error) as exc:
-            log.warning("%s ends early (%s): read up to its last complete record", path, type(exc).__name__)
+        except Exception as exc:  # damaged bytes raise whatever the decompressor or decoder meets
+            log.warning("%s ends early (%s: %s): read up to its last good record", path, type(exc).__name__, exc)
     return messages, metadata, complete
 
 

@@ -119,6 +119,7 @@ class ControlLoop:
         self.missed_total = 0
         self.ticks = 0
         self._previous = None
+        self._low = self._high = None  # the spec's command limits, read at the first tick
 
     def _fault(self, tick: int, reason: str) -> Fault:
         fault = Fault(tick, reason)
@@ -134,6 +135,9 @@ class ControlLoop:
         """One control step; never raises for a device or policy failure: it faults instead."""
         start = self.clock.now_ns()
         spec = self.device.spec
+        if self._low is None:
+            self._low = np.array([c.low for c in spec.command])
+            self._high = np.array([c.high for c in spec.command])
         fault = None
         reason = self.watchdog.check_deadline(missed)
         if reason:
@@ -146,16 +150,14 @@ class ControlLoop:
         reason = (
             self.watchdog.check_state(state.seq, start)
             or guard_finite(state.values, "state")
-            or (self.binding.envelope(state.values) if np.all(np.isfinite(state.values)) else None)
+            or self.binding.envelope(state.values)
         )
         if reason:
             fault = self._fault(k, reason)
         action = np.zeros(self.binding.action_size)
         clamps: list[str] = []
         if self.estop.tripped:
-            values = np.nan_to_num(state.values)
-            command = self.binding.safe_command(values)
-            command, clamps = limit_command(command, self._last_command(), spec, np.inf)
+            command = self.binding.safe_command(np.nan_to_num(state.values))
         else:
             try:
                 action = np.asarray(self.policy.act(self.binding.observe(state.values, self.past)), dtype=float)
@@ -166,11 +168,12 @@ class ControlLoop:
                 fault = self._fault(k, reason)
                 command = self.binding.safe_command(np.nan_to_num(state.values))
             else:
+                action = action.clip(-1.0, 1.0)
                 if len(self.past):
                     self.past[:-1] = self.past[1:]
-                    self.past[-1] = np.clip(action, -1.0, 1.0)
+                    self.past[-1] = action
                 command, clamps = limit_command(
-                    self.binding.to_command(np.clip(action, -1.0, 1.0)), self._last_command(), spec, self.max_step
+                    self.binding.to_command(action), self._last_command(), self._low, self._high, spec, self.max_step
                 )
         try:
             command = self.device.write(Command(command)).values

@@ -40,17 +40,14 @@ class Fault:
 
 
 def limit_command(
-    command: np.ndarray, previous: np.ndarray, spec: RobotSpec, max_step: float
+    command: np.ndarray, previous: np.ndarray, low: np.ndarray, high: np.ndarray, spec: RobotSpec, max_step: float
 ) -> tuple[np.ndarray, list[str]]:
-    """Clamp to the spec's command limits and to `max_step` change per tick.
-
-    Returns the safe command and one message per clamped channel. A non-finite
-    command is not clamped here: `guard_finite` refuses it first.
-    """
-    low = np.array([c.low for c in spec.command])
-    high = np.array([c.high for c in spec.command])
-    safe = np.clip(command, low, high)
-    safe = np.clip(safe, previous - max_step, previous + max_step)
+    """Clamp to the command limits [low, high] (the spec's, in its channel order) and to
+    `max_step` change per tick. Returns the safe command and one message per clamped channel.
+    Non-finite commands never get here: `guard_finite` refuses them first."""
+    safe = np.minimum(np.maximum(command, np.maximum(low, previous - max_step)), np.minimum(high, previous + max_step))
+    if (safe == command).all():
+        return safe, []
     notes = [
         f"{c.name} {command[i]:.4g} -> {safe[i]:.4g} {c.unit}"
         for i, c in enumerate(spec.command)
@@ -61,7 +58,7 @@ def limit_command(
 
 def guard_finite(values: np.ndarray, what: str) -> str | None:
     """A fault reason if any value is NaN or infinite."""
-    if not np.all(np.isfinite(values)):
+    if not np.isfinite(values).all():
         return f"non-finite {what}: {np.asarray(values).tolist()}"
     return None
 

@@ -123,10 +123,10 @@ def test_corrupt_and_empty_files_do_not_crash_the_reader(tmp_path):
         log.on_tick(record(k))
     log.close()
     data = bytearray(path.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
+    data[100:164] = b"\xff" * 64  # inside the first chunk
     path.write_bytes(bytes(data))
     messages, _, complete = read_log(path)
-    assert not complete
+    assert not complete and len(messages.get("/joint_states", [])) < 200
     (tmp_path / "empty.mcap").write_bytes(b"")
     assert read_log(tmp_path / "empty.mcap") == ({}, {}, False)
 
