@@ -2,8 +2,11 @@
 
 Overhead: everything a tick does except waiting (read, watchdog, observation,
 ONNX policy, safety filter, write, MCAP logging), timed per tick, with an echo
-device (so the robot's physics is not counted) and with the simulated device
-in lock-step (physics included).
+device (so the robot's physics is not counted; with and without the log) and with the simulated device
+in lock-step (physics included). Ticks run back to back there, so the log's
+writer thread competes with them for the interpreter; `s2r_compute` is the
+same per-tick work measured in the real-time runs, where the writer works
+while the loop waits.
 
 Jitter: s2r's loop (absolute deadlines, sleep-then-spin) and a naive loop
 (work, then time.sleep(period)) with the same work, alternating in one run,
@@ -61,11 +64,11 @@ def overhead(robot_name: str, policy_name: str, ticks: int, device_kind: str, wo
     robot = get_robot(robot_name)
     params = robot.load_params("model_1.0")
     policy = make_controller(policy_name, robot_name)
-    if device_kind == "echo":
+    if device_kind.startswith("echo"):
         device: Device = EchoDevice(robot.spec(params))
     else:
         device = SimDevice(robot_name, control_rate_hz=policy.control_rate_hz, mode="lockstep", params="model_1.0")
-    log = RunLog(workdir / f"{device_kind}.mcap", list(robot.joints), {})
+    log = None if device_kind == "echo_no_log" else RunLog(workdir / f"{device_kind}.mcap", list(robot.joints), {})
     device.configure(robot.spec(params))
     device.activate()
     loop = ControlLoop(
@@ -75,19 +78,22 @@ def overhead(robot_name: str, policy_name: str, ticks: int, device_kind: str, wo
         rate_hz=policy.control_rate_hz,
         clock=FakeClock(),
         action_history=policy.action_history,
-        on_tick=log.on_tick,
+        on_tick=None if log is None else log.on_tick,
     )
     samples = []
     for k in range(ticks):
         start = time.perf_counter_ns()
         loop.tick(k, 0, 0)
         samples.append(time.perf_counter_ns() - start)
-    log.close()
+    if log is not None:
+        log.close()
     device.close()
     return percentiles(samples[100:])
 
 
-def jitter(robot_name: str, policy_name: str, rate_hz: float, seconds: float) -> dict[str, dict[str, float]]:
+def jitter(
+    robot_name: str, policy_name: str, rate_hz: float, seconds: float, workdir: Path
+) -> dict[str, dict[str, float]]:
     robot = get_robot(robot_name)
     params = robot.load_params("model_1.0")
     policy = make_controller(policy_name, robot_name)
@@ -95,6 +101,7 @@ def jitter(robot_name: str, policy_name: str, rate_hz: float, seconds: float) ->
     device = EchoDevice(robot.spec(params))
     device.configure(robot.spec(params))
     device.activate()
+    log = RunLog(workdir / f"realtime-{rate_hz:g}.mcap", list(robot.joints), {})
     loop = ControlLoop(
         device,
         policy,
@@ -103,9 +110,12 @@ def jitter(robot_name: str, policy_name: str, rate_hz: float, seconds: float) ->
         clock=MonotonicClock(),
         safety=SafetyConfig(max_missed_deadlines=10**9, stale_timeout_s=1e9),
         action_history=policy.action_history,
+        on_tick=log.on_tick,
     )
     loop.run(duration_s=seconds)
+    log.close()
     ours = np.abs(np.array(loop.records["start_ns"]) - np.array(loop.records["deadline_ns"]))
+    compute = loop.records["compute_ns"]
 
     naive_starts = []
     obs = np.zeros(len(robot.joints) * 3 + policy.action_history * robot.action_matrix(params).shape[1], np.float32)
@@ -115,7 +125,11 @@ def jitter(robot_name: str, policy_name: str, rate_hz: float, seconds: float) ->
         policy.act(obs)  # the same policy work each tick
         time.sleep(period / 1e9)
     naive = np.abs(np.diff(naive_starts) - period)
-    return {"s2r": percentiles(list(ours)), "naive_sleep": percentiles(list(naive))}
+    return {
+        "s2r": percentiles(list(ours)),
+        "naive_sleep": percentiles(list(naive)),
+        "s2r_compute": percentiles(compute),
+    }
 
 
 def main() -> None:
@@ -127,15 +141,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "loop_timing.json")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        over = {
-            kind: overhead(args.robot, args.policy, args.ticks, kind, Path(tmp)) for kind in ("echo", "sim_lockstep")
-        }
     jit: dict[str, dict[str, list[dict[str, float]]]] = {}
-    for _ in range(args.rounds):
-        for rate in (500.0, 1000.0):
-            for name, v in jitter(args.robot, args.policy, rate, args.seconds).items():
-                jit.setdefault(f"{rate:g}Hz", {}).setdefault(name, []).append(v)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        over = {
+            kind: overhead(args.robot, args.policy, args.ticks, kind, workdir)
+            for kind in ("echo_no_log", "echo", "sim_lockstep")
+        }
+        for _ in range(args.rounds):
+            for rate in (500.0, 1000.0):
+                for name, v in jitter(args.robot, args.policy, rate, args.seconds, workdir).items():
+                    jit.setdefault(f"{rate:g}Hz", {}).setdefault(name, []).append(v)
     summary = {
         rate: {
             name: {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99", "max")} for name, runs in v.items()
@@ -159,7 +175,7 @@ def main() -> None:
     print(f"{'overhead us':<22} {'p50':>8} {'p99':>8} {'max':>8}")
     for kind, v in over.items():
         print(f"{kind:<22} {v['p50']:8.1f} {v['p99']:8.1f} {v['max']:8.1f}")
-    print(f"{'jitter us':<22} {'p50':>8} {'p99':>8} {'max':>8}")
+    print(f"{'real time us':<22} {'p50':>8} {'p99':>8} {'max':>8}")
     for rate, v in summary.items():
         for name, s in v.items():
             print(f"{rate + ' ' + name:<22} {s['p50']:8.1f} {s['p99']:8.1f} {s['max']:8.1f}")
