@@ -16,7 +16,7 @@ import enum
 
 import numpy as np
 
-from sim.robots.spec import Channel, RobotSpec
+from sim.robots.spec import RobotSpec
 
 
 class Lifecycle(enum.Enum):
@@ -163,9 +163,3 @@ class Device:
         except Exception as exc:
             self.lifecycle = Lifecycle.FAULT
             raise DeviceError(f"{type(self).__name__}: {exc}") from exc
-
-
-def channel_index(channels: tuple[Channel, ...], names: list[str]) -> np.ndarray:
-    """Indices of `names` in a channel tuple."""
-    lookup = {c.name: i for i, c in enumerate(channels)}
-    return np.array([lookup[n] for n in names], dtype=int)

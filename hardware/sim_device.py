@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,13 +126,3 @@ class SimDevice(Device):
     def trajectory(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The plant's true trajectory since activation (T, X, U), as the env records it."""
         return self.plant.trajectory()
-
-    @classmethod
-    def for_policy(cls, robot: str, meta_env: dict[str, Any], mode: str, seed: int, params: str | Path | None = None):
-        """A device with a trained policy's env conditions (imperfections, randomisation)."""
-        options = dict(meta_env)
-        rate = options.pop("control_rate_hz", 100.0)
-        options.pop("action_history", None)
-        if params is not None:
-            options["params"] = params
-        return cls(robot, control_rate_hz=rate, mode=mode, seed=seed, **options)

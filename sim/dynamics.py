@@ -62,13 +62,6 @@ def rk4_step(p: PendulumParams, x: np.ndarray, tau: np.ndarray, dt: float, rotor
     return x + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
-def tip_height(p: PendulumParams, q: np.ndarray) -> np.ndarray:
-    """Height of the chain's tip above the shoulder, m. q: (..., n) or (n,)."""
-    q = np.asarray(q)
-    angle = np.cumsum(q, axis=-1)
-    return -np.sum(np.asarray(p.l) * np.cos(angle), axis=-1)
-
-
 def energy(p: PendulumParams, q: np.ndarray, dq: np.ndarray) -> float:
     """Total mechanical energy (kinetic + potential, zero at the shoulder height), J."""
     kinetic = 0.5 * dq @ mass_matrix(p, q) @ dq

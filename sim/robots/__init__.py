@@ -84,11 +84,10 @@ class Robot:
         matrix[active, np.arange(len(active))] = np.asarray(params.torque_limit)[active]
         return matrix
 
-    def command_limits(self, params: PendulumParams, friction_compensation: bool = False) -> np.ndarray:
-        """Torque limit per joint, N m: the motor's on actuated joints, else 0 (or the
-        passive joint's friction-compensation allowance)."""
-        passive = PASSIVE_TORQUE_LIMIT if friction_compensation else 0.0
-        return np.array([t if a else passive for t, a in zip(params.torque_limit, self.actuated, strict=True)])
+    def command_limits(self, params: PendulumParams) -> np.ndarray:
+        """Torque limit per joint, N m: the motor's on actuated joints, 0 on passive ones (the
+        env's friction compensation may use up to PASSIVE_TORQUE_LIMIT there)."""
+        return np.array([t if a else 0.0 for t, a in zip(params.torque_limit, self.actuated, strict=True)])
 
 
 ROBOTS: dict[str, Robot] = {

@@ -30,9 +30,3 @@ class RobotSpec:
     """Default policy rate."""
     max_control_rate_hz: float
     """Highest rate the robot's bus supports."""
-
-    def state_names(self) -> list[str]:
-        return [c.name for c in self.state]
-
-    def command_names(self) -> list[str]:
-        return [c.name for c in self.command]

@@ -12,7 +12,6 @@ import math
 import numpy as np
 
 from sim.robots import POSITION_LIMIT, VELOCITY_LIMIT
-from sim.robots.params import PendulumParams
 
 T_FINAL = 10.0
 """Episode length, s."""
@@ -48,11 +47,6 @@ def tip_height(lengths: tuple[float, ...], q: list[float]) -> float:
         angle += qi
         height -= length * math.cos(angle)
     return height
-
-
-def goal_height(p: PendulumParams) -> float:
-    """Height the tip must exceed to count as up, m."""
-    return UP_FRACTION * p.reach
 
 
 def outside_envelope(q: list[float], dq: list[float]) -> str | None:
