@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -162,6 +163,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from hardware.deploy import DeployOptions, deploy_sim
     from hardware.safety import SafetyConfig
@@ -186,6 +191,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         log_path=args.log,
         metadata={"policy": policy_record},
     )
+    # Ctrl-C and a supervisor's SIGTERM both stop the loop cleanly (safe state, log closed),
+    # also when the shell that started us made the process ignore SIGINT.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     result = deploy_sim(policy, options)
     loop = result["loop"]
     rows = [("period", loop["period_us"]), ("jitter", loop["jitter_us"]), ("compute", loop["compute_us"])]

@@ -148,15 +148,23 @@ def test_deploy_log_scores_like_the_deploy(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(deployed["score"]["score"], abs=1e-12)
 
 
-def test_ctrl_c_puts_the_device_in_its_safe_state_and_closes_the_log(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_puts_the_device_in_its_safe_state_and_closes_the_log(tmp_path, signum):
     path = tmp_path / "interrupted.mcap"
     cmd = [sys.executable, "-m", "s2r.cli", "deploy", "--robot", "pendubot", "--policy", "baseline"]
     cmd += ["--duration", "60", "--log", str(path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As from a non-interactive shell: SIGINT ignored on the way in.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 100_000):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     result = json.loads(out)
