@@ -7,8 +7,10 @@ Topics (ROS 2 types, CDR, so a log opens in Foxglove and `ros2 bag`):
     /diagnostics      diagnostic_msgs/msg/DiagnosticArray  loop timing (10 Hz) and every fault (at once)
 Metadata records hold the run's configuration, the policy's sha256 and the robot parameters.
 
-The file is flushed after every small chunk, so a process killed outright
-leaves a file that reads back up to its last complete chunk (`read_log`).
+A separate writer process encodes and writes, so logging costs the loop only
+a queue put. Chunks reach the OS whole as they fill: if the loop's process is
+killed, the writer finishes the file; if the writer is killed too, the file
+reads back up to its last complete 32 KiB chunk (`read_log`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import multiprocessing
+import os
 import queue
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from mcap.stream_reader import StreamReader
@@ -30,7 +33,9 @@ from mcap.writer import Writer
 from mcap_ros2.decoder import DecoderFactory
 
 from hardware import cdr
-from hardware.loop import TickRecord
+
+if TYPE_CHECKING:
+    from hardware.loop import TickRecord
 
 log = logging.getLogger(__name__)
 
@@ -102,21 +107,86 @@ def _strings(mapping: dict[str, Any]) -> dict[str, str]:
 
 
 class RunLog:
-    """Writes TickRecords to MCAP from a writer thread; `on_tick` never blocks (overflow is counted)."""
+    """Writes TickRecords to MCAP from a writer process; `on_tick` never blocks (overflow is counted).
 
-    def __init__(
-        self,
-        path: str | Path,
-        joints: list[str],
-        metadata: dict[str, Any],
-        queue_size: int = 4096,
-    ):
+    A process, not a thread: encoding and writing then never hold the loop's interpreter lock.
+    If the loop's process dies, the writer notices and finishes the file.
+    """
+
+    def __init__(self, path: str | Path, joints: list[str], metadata: dict[str, Any], queue_size: int = 4096):
         self.path = Path(path)
-        self.joints = joints
+        self.joints = list(joints)
         self.dropped = 0
         self.written = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._file = _Unbuffered(self.path)
+        ctx = multiprocessing.get_context("spawn")
+        self._queue = ctx.Queue(maxsize=queue_size)
+        self._result = ctx.Queue()
+        self._process = ctx.Process(
+            target=_writer_main,
+            args=(str(self.path), self.joints, metadata, self._queue, self._result, os.getpid()),
+            name="s2r-log-writer",
+            daemon=True,
+        )
+        self._process.start()
+
+    def on_tick(self, record: TickRecord) -> None:
+        fault = None if record.fault is None else (record.fault.tick, record.fault.reason)
+        item = (
+            record.tick,
+            record.deadline_ns,
+            record.start_ns,
+            record.compute_ns,
+            record.missed,
+            record.state.values.tolist(),
+            record.action.tolist(),
+            record.command.tolist(),
+            fault,
+        )
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    def close(self, summary: dict[str, Any] | None = None) -> None:
+        """Drain the queue, write the summary (including drops) and the MCAP footer."""
+        self._queue.put(("close", {"dropped_ticks": self.dropped, **(summary or {})}))
+        try:
+            self.written = self._result.get(timeout=60)
+        except queue.Empty:
+            log.error("the log writer did not finish %s; the file ends at its last complete chunk", self.path)
+        self._process.join(timeout=10)
+        if self.dropped:
+            log.warning("the log dropped %d ticks: its queue overflowed", self.dropped)
+
+
+def _writer_main(path: str, joints: list[str], metadata: dict[str, Any], items, result, parent: int) -> None:
+    """The writer process: encode and write until told to close, or until the parent is gone."""
+    writer = _McapRun(Path(path), joints, metadata)
+    while True:
+        try:
+            item = items.get(timeout=0.2)
+        except queue.Empty:
+            if os.getppid() != parent:  # the loop's process died: keep what it sent
+                writer.finish({"ended": "the deploying process died"})
+                return
+            continue
+        if item[0] == "close":
+            writer.finish(item[1])
+            result.put(writer.written)
+            return
+        try:
+            writer.write(item)
+        except Exception:  # a log failure must never stop the robot: report it and go on
+            log.exception("could not log tick %d", item[0])
+
+
+class _McapRun:
+    """The MCAP file of one run: schemas, channels, metadata, per-tick messages, diagnostics."""
+
+    def __init__(self, path: Path, joints: list[str], metadata: dict[str, Any]):
+        self.joints = joints
+        self.written = 0
+        self._file = _Unbuffered(path)
         # Data CRCs let a reader tell a damaged chunk from a good one.
         self._writer = Writer(self._file, chunk_size=CHUNK_BYTES, enable_data_crcs=True)
         self._writer.start(profile=Profile.ROS2, library="s2r")
@@ -140,56 +210,33 @@ class RunLog:
         self._clock0: int | None = None
         self._next_diag = 0
         self._window: list[int] = []
-        self._thread = threading.Thread(target=self._run, name="run-log-writer", daemon=True)
-        self._thread.start()
 
-    def on_tick(self, record: TickRecord) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
-
-    def _run(self) -> None:
-        while True:
-            record = self._queue.get()
-            if record is None:
-                return
-            try:
-                self._write(record)
-            except Exception:  # a log failure must never stop the robot: report it and go on
-                log.exception("could not log tick %d", record.tick)
-
-    def _time(self, record: TickRecord) -> int:
+    def write(self, item: tuple) -> None:
+        tick, deadline_ns, start_ns, compute_ns, missed, values, action, command, fault = item
         if self._clock0 is None:
-            self._clock0 = record.start_ns
-        return self._wall0 + record.start_ns - self._clock0
-
-    def _write(self, record: TickRecord) -> None:
-        t = self._time(record)
+            self._clock0 = start_ns
+        t = self._wall0 + start_ns - self._clock0
         n = len(self.joints)
-        values = record.state.values.tolist()
-        command = record.command.tolist()
         add = self._writer.add_message
         state = cdr.joint_state(t, self.joints, values[:n], values[n : 2 * n], command)
-        add(self._channels["/joint_states"], log_time=t, data=state, publish_time=t, sequence=record.tick)
-        action = cdr.float64_multi_array(record.action.tolist(), "action")
-        add(self._channels["/policy/action"], log_time=t, data=action, publish_time=t, sequence=record.tick)
-        sent = cdr.float64_multi_array(command, "effort")
-        add(self._channels["/command"], log_time=t, data=sent, publish_time=t, sequence=record.tick)
-        self._window.append(record.compute_ns)
-        if record.fault is not None:
-            self._diagnostic(t, ERROR, record.fault.reason, {"tick": str(record.fault.tick)})
+        add(self._channels["/joint_states"], log_time=t, data=state, publish_time=t, sequence=tick)
+        data = cdr.float64_multi_array(action, "action")
+        add(self._channels["/policy/action"], log_time=t, data=data, publish_time=t, sequence=tick)
+        data = cdr.float64_multi_array(command, "effort")
+        add(self._channels["/command"], log_time=t, data=data, publish_time=t, sequence=tick)
+        self._window.append(compute_ns)
+        if fault is not None:
+            self._diagnostic(t, ERROR, fault[1], {"tick": str(fault[0])})
         if t >= self._next_diag:
             self._next_diag = t + int(DIAGNOSTICS_EVERY_S * 1e9)
             compute = np.asarray(self._window) / 1e3
             self._window = []
             timing = {
-                "tick": str(record.tick),
+                "tick": str(tick),
                 "compute_p50_us": f"{np.percentile(compute, 50):.1f}",
                 "compute_max_us": f"{compute.max():.1f}",
-                "jitter_us": f"{(record.start_ns - record.deadline_ns) / 1e3:.1f}",
-                "missed": str(record.missed),
-                "log_dropped": str(self.dropped),
+                "jitter_us": f"{(start_ns - deadline_ns) / 1e3:.1f}",
+                "missed": str(missed),
             }
             self._diagnostic(t, OK, "loop timing", timing)
         self.written += 1
@@ -198,14 +245,8 @@ class RunLog:
         data = cdr.diagnostic_array(t, [(level, "s2r/loop", message, "", values)])
         self._writer.add_message(self._channels["/diagnostics"], log_time=t, data=data, publish_time=t)
 
-    def close(self, summary: dict[str, Any] | None = None) -> None:
-        """Drain the queue, write the summary (including drops) and the MCAP footer."""
-        self._queue.put(None)
-        self._thread.join()
-        final = {"written_ticks": self.written, "dropped_ticks": self.dropped, **(summary or {})}
-        self._writer.add_metadata("summary", _strings(final))
-        if self.dropped:
-            log.warning("the log dropped %d ticks: its queue overflowed", self.dropped)
+    def finish(self, summary: dict[str, Any]) -> None:
+        self._writer.add_metadata("summary", _strings({"written_ticks": self.written, **summary}))
         self._writer.finish()
         self._file.close()
 

@@ -2,11 +2,13 @@
 and deploy logs that `s2r score` scores like the deploy did."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,12 +72,10 @@ def test_round_trip_with_ros2_cdr_and_metadata(tmp_path):
 
 def test_overflow_is_counted_and_reported(tmp_path):
     log = RunLog(tmp_path / "run.mcap", ["shoulder"], {}, queue_size=1)
-    release = log._write
-    log._write = lambda r: (time.sleep(0.01), release(r))  # a slow disk
-    for k in range(50):
+    for k in range(2000):  # far faster than the writer encodes
         log.on_tick(record(k))
     log.close()
-    assert log.dropped > 0 and log.written + log.dropped == 50
+    assert log.dropped > 0 and log.written + log.dropped == 2000
     _, metadata, _ = read_log(tmp_path / "run.mcap")
     assert json.loads(metadata["summary"]["dropped_ticks"]) == log.dropped
 
@@ -99,21 +99,44 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_a_killed_process_leaves_a_log_that_reads_back(tmp_path):
-    path = tmp_path / "killed.mcap"
-    code = WRITER.format(tests=str(__import__("pathlib").Path(__file__).parent), path=str(path))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+def run_and_kill(path, whole_group: bool) -> None:
+    code = WRITER.format(tests=str(Path(__file__).parent), path=str(path))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
     finally:
-        proc.send_signal(signal.SIGKILL)
+        if whole_group:
+            os.killpg(proc.pid, signal.SIGKILL)  # the writer process dies too
+        else:
+            proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    messages, metadata, complete = read_log(path)
-    assert not complete and metadata["run"]["robot"] == "pendubot"
+
+
+def assert_in_order(messages) -> None:
     states = messages["/joint_states"]
-    assert len(states) > 1000  # everything up to the last complete 32 KiB chunk
+    assert len(states) > 1000
     ticks = [m.position[0] for _, m in states]
     np.testing.assert_allclose(ticks, 0.1 * np.arange(len(ticks)))  # in order, none missing
+
+
+def test_a_killed_loop_process_leaves_a_finished_log(tmp_path):
+    path = tmp_path / "killed.mcap"
+    run_and_kill(path, whole_group=False)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not read_log(path)[2]:
+        time.sleep(0.2)  # the writer notices within 0.2 s and finishes the file
+    messages, metadata, complete = read_log(path)
+    assert complete and metadata["run"]["robot"] == "pendubot"
+    assert "died" in metadata["summary"]["ended"]
+    assert_in_order(messages)
+
+
+def test_a_killed_writer_leaves_a_log_that_reads_to_its_last_chunk(tmp_path):
+    path = tmp_path / "killed.mcap"
+    run_and_kill(path, whole_group=True)
+    messages, metadata, complete = read_log(path)
+    assert not complete and metadata["run"]["robot"] == "pendubot"
+    assert_in_order(messages)
 
 
 def test_corrupt_and_empty_files_do_not_crash_the_reader(tmp_path):
