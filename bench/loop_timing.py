@@ -3,10 +3,9 @@
 Overhead: everything a tick does except waiting (read, watchdog, observation,
 ONNX policy, safety filter, write, MCAP logging), timed per tick, with an echo
 device (so the robot's physics is not counted; with and without the log) and with the simulated device
-in lock-step (physics included). Ticks run back to back there, so the log's
-writer thread competes with them for the interpreter; `s2r_compute` is the
-same per-tick work measured in the real-time runs, where the writer works
-while the loop waits.
+in lock-step (physics included). Ticks run back to back there, faster than the
+log's writer process can encode, so that log drops ticks (counted); `s2r_compute`
+is the same per-tick work measured in the real-time runs.
 
 Jitter: s2r's loop (absolute deadlines, sleep-then-spin) and a naive loop
 (work, then time.sleep(period)) with the same work, alternating in one run,

@@ -1,4 +1,4 @@
-"""Run logs: MCAP with ROS 2 message schemas, written by a thread from a bounded queue.
+"""Run logs: MCAP with ROS 2 message schemas, written by a separate process from a bounded queue.
 
 Topics (ROS 2 types, CDR, so a log opens in Foxglove and `ros2 bag`):
     /joint_states     sensor_msgs/msg/JointState           measured position, velocity; effort = command sent
