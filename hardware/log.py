@@ -150,11 +150,23 @@ class RunLog:
     def close(self, summary: dict[str, Any] | None = None) -> None:
         """Drain the queue, write the summary (including drops) and the MCAP footer."""
         self._queue.put(("close", {"dropped_ticks": self.dropped, **(summary or {})}))
-        try:
-            self.written = self._result.get(timeout=60)
-        except queue.Empty:
-            log.error("the log writer did not finish %s; the file ends at its last complete chunk", self.path)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                self.written = self._result.get(timeout=0.2)
+                break
+            except queue.Empty:
+                if not self._process.is_alive():
+                    break
+        else:
+            log.error("the log writer did not finish %s in 60 s", self.path)
         self._process.join(timeout=10)
+        if self._process.exitcode not in (0, None):
+            log.error(
+                "the log writer failed (exit code %s): %s ends at its last complete chunk",
+                self._process.exitcode,
+                self.path,
+            )
         if self.dropped:
             log.warning("the log dropped %d ticks: its queue overflowed", self.dropped)
 
