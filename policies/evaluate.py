@@ -14,28 +14,27 @@ from sim.env import SwingUpEnv
 METRICS = ("success", "score", "swingup_time", "energy", "tau_cost", "tau_smoothness", "velocity_cost", "max_tau")
 
 
+def run_episode(act: Callable[[np.ndarray], np.ndarray], env: SwingUpEnv, seed: int) -> dict[str, Any]:
+    """One seeded episode; returns the final step's info (v2 score and criteria in info["score"])."""
+    obs, info = env.reset(seed=seed)
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(act(obs))
+        done = terminated or truncated
+    return info
+
+
 def run_episodes(
     act: Callable[[np.ndarray], np.ndarray],
     robot: str,
     env_kwargs: dict[str, Any],
     episodes: int,
     seed: int = 0,
-    reset: Callable[[], None] | None = None,
 ) -> list[dict[str, float]]:
     """Run `episodes` episodes with seeds seed, seed+1, ...; the v2 simulation score and
-    criteria of each. `act` maps an observation to an action; `reset` is called before each."""
+    criteria of each. `act` maps an observation to an action."""
     env = SwingUpEnv(robot, **env_kwargs)
-    out = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        if reset is not None:
-            reset()
-        done = False
-        while not done:
-            obs, _, terminated, truncated, info = env.step(act(obs))
-            done = terminated or truncated
-        out.append({k: float(info["score"][k]) for k in METRICS})
-    return out
+    return [{k: float(run_episode(act, env, seed + i)["score"][k]) for k in METRICS} for i in range(episodes)]
 
 
 def summarise(episodes: list[dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -41,6 +41,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     from policies import make_controller
+    from policies.evaluate import run_episode
     from sim.env import SwingUpEnv
     from sim.tasks import realaigym
 
@@ -54,11 +55,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         randomization=args.randomization,
         action_history=controller.action_history,
     )
-    obs, info = env.reset(seed=args.seed)
-    done = False
-    while not done:
-        obs, _, terminated, truncated, info = env.step(controller.act(obs))
-        done = terminated or truncated
+    if hasattr(controller, "reset"):
+        controller.reset()
+    info = run_episode(controller.act, env, args.seed)
     if args.out:
         realaigym.write_trajectory_csv(args.out, realaigym.Trajectory(*env.plant.trajectory()))
     result = {"robot": args.robot, "controller": args.controller, "control_rate_hz": rate, **info}
