@@ -207,8 +207,9 @@ class ControlLoop:
                 break
             deadline = t0 + k * self.period_ns
             self.clock.sleep_until(deadline)
-            self.records["deadline_ns"].append(deadline)
             record = self.tick(k, deadline, missed)
+            # Recorded together after the tick: an interrupt inside it must leave them aligned.
+            self.records["deadline_ns"].append(deadline)
             self.records["start_ns"].append(record.start_ns)
             self.records["compute_ns"].append(record.compute_ns)
             self.ticks += 1

@@ -296,3 +296,21 @@ def test_realtime_settings_fail_soft_with_a_warning():
 
     assert gc.get_freeze_count() > 0  # the one setting that always applies
     gc.unfreeze()
+
+
+def test_an_interrupt_inside_a_tick_leaves_the_statistics_consistent():
+    class InterruptedAtThird:
+        calls = 0
+
+        def act(self, obs):
+            self.calls += 1
+            if self.calls == 3:
+                raise KeyboardInterrupt
+            return np.zeros(1)
+
+    clock = FakeClock()
+    loop = make_loop(MockDevice(clock), InterruptedAtThird())
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(ticks=10)
+    stats = loop.stats()
+    assert stats["ticks"] == 2 and stats["period_us"]["p50"] == 10_000.0
