@@ -132,7 +132,9 @@ class Evaluation(BaseCallback):
         self.next_eval = 0
 
     def _init_callback(self) -> None:
-        self.next_eval = (self.num_timesteps // self.freq + 1) * self.freq
+        # The model's count, not the callback's (0 until the first step): a resumed run
+        # must not evaluate at every step until it catches up.
+        self.next_eval = (self.model.num_timesteps // self.freq + 1) * self.freq
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_eval:

@@ -90,6 +90,9 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     info = json.loads((run / "run.json").read_text())
     model = ALGORITHMS["sac"].load(run / "checkpoints" / "last.zip", device="cpu")
     assert first == 100 and info["steps"] == 200 and model.num_timesteps == 200
+    # Evaluations every 64 steps and at each end: 64, 100 | 128, 192, 200.
+    evals = [json.loads(line)["steps"] for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert evals == [64, 100, 128, 192, 200]
 
 
 def test_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
