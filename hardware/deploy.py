@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from hardware.clock import FakeClock, MonotonicClock
+from hardware.device import Device
 from hardware.log import RunLog
 from hardware.loop import ControlLoop, Policy, TickRecord, apply_realtime_settings, pendulum_binding
 from hardware.safety import SafetyConfig
+from hardware.serial_device import SerialDevice
 from hardware.sim_device import SimDevice
 from sim.robots import get_robot
 from sim.tasks import realaigym
@@ -32,10 +34,12 @@ class DeployOptions:
     robot: str
     rate_hz: float
     duration_s: float = 10.0
+    device: str = "sim"
+    """sim (the simulated robot) or serial:PORT (a device speaking the s2r serial protocol)."""
     mode: str = "realtime"
     """realtime (wall clock) or lockstep (as fast as possible, simulated device only)."""
     params: str | Path = "model_1.0"
-    """The simulated device's parameter set: by default the identified real robot."""
+    """The robot's parameter set (torque limits; the simulated device's model): by default the real robot's."""
     imperfections: bool = True
     seed: int = 0
     action_history: int = 1
@@ -44,6 +48,24 @@ class DeployOptions:
     log_path: Path | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Extra metadata records for the log (e.g. the policy's name and sha256)."""
+
+
+def make_device(options: DeployOptions) -> Device:
+    """The device `options.device` names (not yet configured)."""
+    if options.device == "sim":
+        return SimDevice(
+            options.robot,
+            control_rate_hz=options.rate_hz,
+            mode=options.mode,
+            seed=options.seed,
+            params=options.params,
+            imperfections=options.imperfections,
+        )
+    if options.mode == "lockstep":
+        raise ValueError("--lockstep needs the simulated device: a real device runs in real time")
+    if options.device.startswith("serial:") and len(options.device) > len("serial:"):
+        return SerialDevice(options.device.removeprefix("serial:"))
+    raise ValueError(f"unknown device {options.device!r}; expected sim or serial:PORT (e.g. serial:/dev/ttyACM0)")
 
 
 def trajectory_of(records: list[TickRecord], n: int) -> realaigym.Trajectory:
@@ -55,24 +77,22 @@ def trajectory_of(records: list[TickRecord], n: int) -> realaigym.Trajectory:
     return realaigym.Trajectory(T, X, U)
 
 
-def deploy_sim(policy: Policy, options: DeployOptions) -> dict[str, Any]:
-    """Run `policy` on the simulated device; returns loop statistics and the task score
-    (RealAIGym v2, simulation normalisation, of what the loop measured and sent)."""
+def deploy(
+    policy: Policy, options: DeployOptions, device: Device | None = None, records: list[TickRecord] | None = None
+) -> dict[str, Any]:
+    """Run `policy` on a device (by default the one `options.device` names) until the duration,
+    a fault that stops the device, or Ctrl-C; the device ends in its safe state and the log is
+    closed. Returns loop statistics, the device's link counters and the task score (RealAIGym v2,
+    simulation normalisation) of what the loop measured and sent. `records`, if given, receives
+    every tick."""
     robot = get_robot(options.robot)
-    device = SimDevice(
-        options.robot,
-        control_rate_hz=options.rate_hz,
-        mode=options.mode,
-        seed=options.seed,
-        params=options.params,
-        imperfections=options.imperfections,
-    )
-    params = device.env.nominal_params
+    params = robot.load_params(options.params)
+    device = device or make_device(options)
     clock = FakeClock() if options.mode == "lockstep" else MonotonicClock()
     warnings: list[str] = []
     if options.mode == "realtime" and options.rt_priority is not None:
         warnings = apply_realtime_settings(priority=options.rt_priority, lock_memory=True)
-    records: list[TickRecord] = []
+    records = [] if records is None else records
     run_log = None
     if options.log_path is not None:
         metadata = {
@@ -88,33 +108,43 @@ def deploy_sim(policy: Policy, options: DeployOptions) -> dict[str, Any]:
         if run_log is not None:
             run_log.on_tick(record)
 
-    with device:
-        device.configure(robot.spec(params))
-        device.activate()
-        loop = ControlLoop(
-            device,
-            policy,
-            pendulum_binding(robot, params, options.safety.damping),
-            rate_hz=options.rate_hz,
-            clock=clock,
-            safety=options.safety,
-            action_history=options.action_history,
-            on_tick=on_tick,
-        )
-        interrupted = False
-        try:
-            stats = loop.run(duration_s=options.duration_s)
-        except KeyboardInterrupt:
-            interrupted = True
-            stats = loop.stats()
-        finally:
-            device.deactivate()  # the safe state: zero command, physics stopped
-            if run_log is not None:
-                run_log.close({"loop": loop.stats()})
+    interrupted = False
+    loop = None
+    try:
+        with device:
+            device.configure(robot.spec(params))
+            device.activate()
+            loop = ControlLoop(
+                device,
+                policy,
+                pendulum_binding(robot, params, options.safety.damping),
+                rate_hz=options.rate_hz,
+                clock=clock,
+                safety=options.safety,
+                action_history=options.action_history,
+                on_tick=on_tick,
+            )
+            try:
+                loop.run(duration_s=options.duration_s)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                link = device.counters()  # what the run saw, before the disarm's own traffic
+                device.deactivate()  # the safe state: zero command, actuators off
+    finally:
+        if run_log is not None:
+            run_log.close({"loop": loop.stats() if loop else None, "link": device.counters()})
     score = None
     if len(records) > 1:
         score = realaigym.score(trajectory_of(records, len(robot.joints)), "v2", "sim", lengths=params.l)
     log_info = (
         None if run_log is None else {"path": str(run_log.path), "ticks": run_log.written, "dropped": run_log.dropped}
     )
-    return {"loop": stats, "score": score, "log": log_info, "interrupted": interrupted, "warnings": warnings}
+    return {
+        "loop": loop.stats(),
+        "link": link,
+        "score": score,
+        "log": log_info,
+        "interrupted": interrupted,
+        "warnings": warnings,
+    }

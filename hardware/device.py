@@ -81,17 +81,23 @@ class Device:
     """Base class: the lifecycle and its guards. Backends implement the `_on_*` hooks and
     `_read` / `_write`."""
 
-    def __init__(self, provided: RobotSpec):
+    def __init__(self, provided: RobotSpec | None):
         self.provided = provided
+        """What the device offers; a device that learns it when it connects sets it in _on_configure."""
         self.spec: RobotSpec | None = None
         self.lifecycle = Lifecycle.UNCONFIGURED
 
     # Lifecycle transitions -------------------------------------------------
     def configure(self, spec: RobotSpec) -> None:
-        """Check the device against the robot's spec and connect; recovers from FAULT."""
+        """Connect and check the device against the robot's spec; recovers from FAULT."""
         self._require(Lifecycle.UNCONFIGURED, Lifecycle.FAULT, Lifecycle.INACTIVE, action="configure")
-        check_spec(spec, self.provided)
         self._guarded(self._on_configure)
+        try:
+            check_spec(spec, self.provided)
+        except SpecMismatchError:
+            self._on_close()
+            self.lifecycle = Lifecycle.FAULT
+            raise
         self.spec = spec
         self.lifecycle = Lifecycle.INACTIVE
 
@@ -125,6 +131,10 @@ class Device:
         """Send a command; returns what was actually sent."""
         self._require(Lifecycle.ACTIVE, action="write", hint="call activate() first")
         return self._guarded(self._write, command)
+
+    def counters(self) -> dict[str, float]:
+        """Link statistics for the loop's diagnostics (e.g. CRC errors, lost frames); none by default."""
+        return {}
 
     def __enter__(self) -> Device:
         return self

@@ -4,7 +4,8 @@ Topics (ROS 2 types, CDR, so a log opens in Foxglove and `ros2 bag`):
     /joint_states     sensor_msgs/msg/JointState           measured position, velocity; effort = command sent
     /policy/action    std_msgs/msg/Float64MultiArray       the policy's action in [-1, 1]
     /command          std_msgs/msg/Float64MultiArray       command sent, spec command order
-    /diagnostics      diagnostic_msgs/msg/DiagnosticArray  loop timing (10 Hz) and every fault (at once)
+    /diagnostics      diagnostic_msgs/msg/DiagnosticArray  loop timing (10 Hz), every fault and every change of
+                                                           the device's link counters (a lost frame), at once
 Metadata records hold the run's configuration, the policy's sha256 and the robot parameters.
 
 A separate writer process encodes and writes, so logging costs the loop only
@@ -73,7 +74,7 @@ MSGDEFS = {
 CHUNK_BYTES = 32 * 1024
 """Chunk size: the most a killed process can lose."""
 DIAGNOSTICS_EVERY_S = 0.1
-OK, ERROR = 0, 2
+OK, WARN, ERROR = 0, 1, 2
 
 
 class _Unbuffered(io.IOBase):
@@ -128,6 +129,15 @@ class RunLog:
             daemon=True,
         )
         self._process.start()
+        # Wait for the writer to be up: its start (imports, opening the file) must not compete with the
+        # loop's first ticks, and a file that cannot be written is an error before the robot moves.
+        try:
+            status = self._result.get(timeout=120)
+        except queue.Empty:
+            status = "the log writer did not start within 120 s"
+        if status != "ready":
+            self._process.join(timeout=5)
+            raise OSError(f"cannot write the log {self.path}: {status}")
 
     def on_tick(self, record: TickRecord) -> None:
         fault = None if record.fault is None else (record.fault.tick, record.fault.reason)
@@ -141,6 +151,7 @@ class RunLog:
             record.action.tolist(),
             record.command.tolist(),
             fault,
+            record.link,
         )
         try:
             self._queue.put_nowait(item)
@@ -173,7 +184,12 @@ class RunLog:
 
 def _writer_main(path: str, joints: list[str], metadata: dict[str, Any], items, result, parent: int) -> None:
     """The writer process: encode and write until told to close, or until the parent is gone."""
-    writer = _McapRun(Path(path), joints, metadata)
+    try:
+        writer = _McapRun(Path(path), joints, metadata)
+    except Exception as exc:
+        result.put(f"{type(exc).__name__}: {exc}")
+        return
+    result.put("ready")
     while True:
         try:
             item = items.get(timeout=0.2)
@@ -224,7 +240,7 @@ class _McapRun:
         self._window: list[int] = []
 
     def write(self, item: tuple) -> None:
-        tick, deadline_ns, start_ns, compute_ns, missed, values, action, command, fault = item
+        tick, deadline_ns, start_ns, compute_ns, missed, values, action, command, fault, link = item
         if self._clock0 is None:
             self._clock0 = start_ns
         t = self._wall0 + start_ns - self._clock0
@@ -238,7 +254,9 @@ class _McapRun:
         add(self._channels["/command"], log_time=t, data=data, publish_time=t, sequence=tick)
         self._window.append(compute_ns)
         if fault is not None:
-            self._diagnostic(t, ERROR, fault[1], {"tick": str(fault[0])})
+            self._diagnostic(t, ERROR, "s2r/loop", fault[1], {"tick": str(fault[0])})
+        if link is not None:
+            self._diagnostic(t, WARN, "s2r/link", "link counters", {"tick": str(tick), **_strings(link)})
         if t >= self._next_diag:
             self._next_diag = t + int(DIAGNOSTICS_EVERY_S * 1e9)
             compute = np.asarray(self._window) / 1e3
@@ -250,11 +268,11 @@ class _McapRun:
                 "jitter_us": f"{(start_ns - deadline_ns) / 1e3:.1f}",
                 "missed": str(missed),
             }
-            self._diagnostic(t, OK, "loop timing", timing)
+            self._diagnostic(t, OK, "s2r/loop", "loop timing", timing)
         self.written += 1
 
-    def _diagnostic(self, t: int, level: int, message: str, values: dict[str, str]) -> None:
-        data = cdr.diagnostic_array(t, [(level, "s2r/loop", message, "", values)])
+    def _diagnostic(self, t: int, level: int, name: str, message: str, values: dict[str, str]) -> None:
+        data = cdr.diagnostic_array(t, [(level, name, message, "", values)])
         self._writer.add_message(self._channels["/diagnostics"], log_time=t, data=data, publish_time=t)
 
     def finish(self, summary: dict[str, Any]) -> None:

@@ -82,6 +82,8 @@ class TickRecord:
     missed: int
     clamps: list[str]
     fault: Fault | None
+    link: dict[str, float] | None = None
+    """The device's link counters (lost frames, CRC errors, ...) when they changed this tick."""
 
 
 class ControlLoop:
@@ -119,7 +121,8 @@ class ControlLoop:
         self.missed_total = 0
         self.ticks = 0
         self._previous = None
-        self._low = self._high = None  # the spec's command limits, read at the first tick
+        self._counters: dict[str, float] = {}
+        self._low = self._high = self._rates = None  # from the spec, read at the first tick
 
     def _fault(self, tick: int, reason: str) -> Fault:
         fault = Fault(tick, reason)
@@ -138,22 +141,24 @@ class ControlLoop:
         if self._low is None:
             self._low = np.array([c.low for c in spec.command])
             self._high = np.array([c.high for c in spec.command])
-        fault = None
+            self._rates = np.array([c.unit.endswith("/s") for c in spec.state])
+        faults: list[Fault] = []  # the record keeps the first: the cause, not its consequences
         reason = self.watchdog.check_deadline(missed)
         if reason:
-            fault = self._fault(k, reason)
+            faults.append(self._fault(k, reason))
         try:
             state = self.device.read()
+            reason = (
+                self.watchdog.check_state(state.seq, start)
+                or guard_finite(state.values, "state")
+                or self.watchdog.check_frozen(state.values, self._rates, self._last_command(), start)
+                or self.binding.envelope(state.values)
+            )
         except DeviceError as exc:
-            fault = self._fault(k, f"device read failed: {exc}")
             state = State(start, -1, np.full(len(spec.state), np.nan))
-        reason = (
-            self.watchdog.check_state(state.seq, start)
-            or guard_finite(state.values, "state")
-            or self.binding.envelope(state.values)
-        )
+            reason = f"device read failed: {exc}"
         if reason:
-            fault = self._fault(k, reason)
+            faults.append(self._fault(k, reason))
         action = np.zeros(self.binding.action_size)
         clamps: list[str] = []
         if self.estop.tripped:
@@ -165,7 +170,7 @@ class ControlLoop:
             except Exception as exc:  # a policy that fails must not take the robot with it
                 reason = f"policy failed: {type(exc).__name__}: {exc}"
             if reason:
-                fault = self._fault(k, reason)
+                faults.append(self._fault(k, reason))
                 command = self.binding.safe_command(np.nan_to_num(state.values))
             else:
                 action = action.clip(-1.0, 1.0)
@@ -175,13 +180,20 @@ class ControlLoop:
                 command, clamps = limit_command(
                     self.binding.to_command(action), self._last_command(), self._low, self._high, spec, self.max_step
                 )
-        try:
-            command = self.device.write(Command(command)).values
-        except DeviceError as exc:
-            fault = self._fault(k, f"device write failed: {exc}")
+        # A device in FAULT takes no command: its own safe state (e.g. firmware's host timeout) holds.
+        if self.device.lifecycle is not Lifecycle.FAULT:
+            try:
+                command = self.device.write(Command(command)).values
+            except DeviceError as exc:
+                faults.append(self._fault(k, f"device write failed: {exc}"))
+        fault = faults[0] if faults else None
         self._previous = command
+        counters = self.device.counters()
+        link = None
+        if counters != self._counters:
+            self._counters = link = counters
         record = TickRecord(
-            k, deadline_ns, start, self.clock.now_ns() - start, state, action, command, missed, clamps, fault
+            k, deadline_ns, start, self.clock.now_ns() - start, state, action, command, missed, clamps, fault, link
         )
         if self.on_tick is not None:
             self.on_tick(record)
@@ -197,6 +209,11 @@ class ControlLoop:
         returns the statistics."""
         if duration_s is None and ticks is None and should_stop is None:
             raise ValueError("give a duration, a tick count or a stop condition")
+        # What the run keeps (records, the logger's and the caller's) grows every tick; frozen objects are
+        # never scanned again, so a collection only sees the last second and never pauses a tick for long.
+        freeze_every = max(1, int(1e9 // self.period_ns))
+        gc.collect()
+        gc.freeze()
         t0 = self.clock.now_ns()
         end_ns = t0 + int(duration_s * 1e9) if duration_s is not None else None
         done = 0
@@ -214,6 +231,8 @@ class ControlLoop:
             self.records["compute_ns"].append(record.compute_ns)
             self.ticks += 1
             done += 1
+            if done % freeze_every == 0:
+                gc.freeze()
             if self.device.lifecycle is Lifecycle.FAULT:
                 log.error("the device is in FAULT: stopping; reconfigure it to recover")
                 break

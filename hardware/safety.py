@@ -25,9 +25,21 @@ class SafetyConfig:
     """Fault after this many consecutive missed deadlines."""
     damping: float = 0.5
     """Safe-state damping on actuated joints, N m s/rad: tau = -damping * dq, within limits."""
+    frozen_timeout_s: float = 0.05
+    """Fault when the state values stay bit-identical for this long, s, while they report motion or
+    the command pushes (see Watchdog.check_frozen)."""
+    frozen_min_command: float = 0.5
+    """A command of this magnitude on some channel (in its unit) moves a live robot at rest."""
 
     def __post_init__(self):
-        if self.max_slew_per_s <= 0 or self.stale_timeout_s <= 0 or self.max_missed_deadlines < 1 or self.damping < 0:
+        if (
+            self.max_slew_per_s <= 0
+            or self.stale_timeout_s <= 0
+            or self.max_missed_deadlines < 1
+            or self.damping < 0
+            or self.frozen_timeout_s <= 0
+            or self.frozen_min_command < 0
+        ):
             raise ValueError(f"invalid safety configuration: {self}")
 
 
@@ -83,22 +95,45 @@ class EStop:
 
 
 class Watchdog:
-    """Stale state (no new sequence number within the timeout) and consecutive missed deadlines."""
+    """Stale state (no new sequence number within the timeout), a frozen sensor (new sequence
+    numbers, identical values, while the command pushes) and consecutive missed deadlines."""
 
     def __init__(self, config: SafetyConfig):
         self.config = config
         self.last_seq: int | None = None
         self.last_change_ns = 0
         self.missed_in_a_row = 0
+        self._values = b""
+        self._values_since_ns = 0
 
     def check_state(self, seq: int, now_ns: int) -> str | None:
         if seq != self.last_seq:
             self.last_seq, self.last_change_ns = seq, now_ns
             return None
-        stale_ms = (now_ns - self.last_change_ns) / 1e6
         limit_ms = self.config.stale_timeout_s * 1e3
-        if stale_ms > limit_ms:
-            return f"stale state: sequence {seq} unchanged for {stale_ms:.1f} ms (limit {limit_ms:.0f} ms)"
+        if now_ns - self.last_change_ns > limit_ms * 1e6:
+            return f"stale state: sequence {seq} unchanged for over {limit_ms:.0f} ms"
+        return None
+
+    def check_frozen(self, values: np.ndarray, rates: np.ndarray, last_command: np.ndarray, now_ns: int) -> str | None:
+        """A live sensor's readings change while the robot moves. Fault when this tick's `values` stay
+        bit-identical for longer than the frozen timeout while they report motion (a nonzero rate
+        channel; `rates` is the boolean mask of those, e.g. unit rad/s) or while the previous tick's
+        command pushes with at least frozen_min_command: a robot at rest, commanded gently, is not frozen."""
+        raw = values.tobytes()
+        if raw != self._values:
+            self._values, self._values_since_ns = raw, now_ns
+            return None
+        pushing = max(map(abs, last_command.tolist()), default=0.0)
+        if not (values[rates].any() or pushing >= self.config.frozen_min_command):
+            self._values_since_ns = now_ns
+            return None
+        # The reason stays the same while the condition lasts: one fault, not one per tick.
+        if now_ns - self._values_since_ns > self.config.frozen_timeout_s * 1e9:
+            return (
+                f"frozen sensor: state values unchanged for over {self.config.frozen_timeout_s * 1e3:.0f} ms "
+                "while reporting motion or under a command that moves the robot"
+            )
         return None
 
     def check_deadline(self, missed: int) -> str | None:

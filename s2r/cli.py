@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
@@ -166,21 +167,18 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def cmd_deploy(args: argparse.Namespace) -> int:
-    from hardware.deploy import DeployOptions, deploy_sim
+def _deploy_options(args: argparse.Namespace, policy):
+    from hardware.deploy import DeployOptions
     from hardware.safety import SafetyConfig
-    from policies import make_controller
 
-    if args.device != "sim":
-        raise ValueError(f"device {args.device!r} is not available yet; use --device sim")
-    policy = make_controller(args.policy, args.robot)
     meta = getattr(policy, "meta", None)
     policy_record = {"name": args.policy, "sha256": meta["graph"]["sha256"] if meta else "none (classical controller)"}
-    options = DeployOptions(
+    return DeployOptions(
         robot=args.robot,
         rate_hz=args.rate or policy.control_rate_hz,
         duration_s=args.duration,
-        mode="lockstep" if args.lockstep else "realtime",
+        device=args.device,
+        mode="lockstep" if getattr(args, "lockstep", False) else "realtime",
         params=args.params,
         imperfections=not args.no_imperfections,
         seed=args.seed,
@@ -190,11 +188,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         log_path=args.log,
         metadata={"policy": policy_record},
     )
+
+
+def _stop_on_signals() -> None:
     # Ctrl-C and a supervisor's SIGTERM both stop the loop cleanly (safe state, log closed),
     # also when the shell that started us made the process ignore SIGINT.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
-    result = deploy_sim(policy, options)
+
+
+def _print_loop(result: dict) -> None:
     loop = result["loop"]
     rows = [("period", loop["period_us"]), ("jitter", loop["jitter_us"]), ("compute", loop["compute_us"])]
     print(f"{'us':<10} {'p50':>9} {'p99':>9} {'max':>9}", file=sys.stderr)
@@ -204,10 +207,91 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         f"ticks {loop['ticks']}, missed deadlines {loop['missed_deadlines']}, faults {len(loop['faults'])}",
         file=sys.stderr,
     )
+    for fault in loop["faults"][:10]:
+        print(f"fault at tick {fault['tick']}: {fault['reason']}", file=sys.stderr)
+    if len(loop["faults"]) > 10:
+        print(f"... and {len(loop['faults']) - 10} more faults (all in the JSON)", file=sys.stderr)
+    if result["link"]:
+        print("link " + ", ".join(f"{k} {v:g}" for k, v in result["link"].items()), file=sys.stderr)
     if result["score"] is not None:
         print(f"v2 score {result['score']['score']:.3f}, success {bool(result['score']['success'])}", file=sys.stderr)
-    print(_json({"robot": args.robot, "policy": args.policy, "mode": options.mode, **result}))
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from hardware.deploy import deploy
+    from policies import make_controller
+
+    policy = make_controller(args.policy, args.robot)
+    options = _deploy_options(args, policy)
+    _stop_on_signals()
+    result = deploy(policy, options)
+    _print_loop(result)
+    print(_json({"robot": args.robot, "policy": args.policy, "device": args.device, "mode": options.mode, **result}))
     return 0
+
+
+def _fault_plan(args: argparse.Namespace):
+    from hardware.emulator import FaultPlan
+
+    plan = FaultPlan.from_yaml(args.faults) if args.faults else FaultPlan()
+    flags = {k: getattr(args, k) for k in ("latency_ms", "jitter_ms", "drop", "corrupt", "bitflip")}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if flags:
+        data = {k: v for k, v in dataclasses.asdict(plan).items() if k != "events"}
+        data["events"] = [dataclasses.asdict(e) for e in plan.events]
+        plan = FaultPlan.from_dict({**data, **flags}, "command line")
+    return plan
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    from hardware.emulator import Emulator
+
+    emulator = Emulator(
+        args.robot,
+        params=args.params,
+        imperfections=not args.no_imperfections,
+        seed=args.seed,
+        faults=_fault_plan(args),
+        link=args.link,
+        replug_s=args.replug,
+        start=args.start,
+    )
+    print(emulator.open(), flush=True)
+    _stop_on_signals()
+    try:
+        report = emulator.run(duration_s=args.duration)
+    except KeyboardInterrupt:
+        report = emulator.report
+    finally:
+        emulator.close()
+    summary = {k: len(v) if isinstance(v, list) and k != "events" else v for k, v in report.items()}
+    print(_json(summary), file=sys.stderr)
+    return 0
+
+
+def cmd_hil(args: argparse.Namespace) -> int:
+    from hardware.hil import run_hil
+    from policies import make_controller
+
+    if args.device == "serial" and not args.emulate:
+        raise ValueError("--device serial needs --emulate (the emulator's port) or a port: --device serial:PORT")
+    if not args.device.startswith("serial"):
+        raise ValueError(f"hil runs over serial: --device serial[:PORT], not {args.device!r}")
+    policy = make_controller(args.policy, args.robot)
+    options = _deploy_options(args, policy)
+    faults = _fault_plan(args) if args.emulate else None
+    _stop_on_signals()
+    result = run_hil(policy, options, faults, start=args.start)
+    _print_loop(result)
+    print(f"\n{'check':<22} {'':<5} detail", file=sys.stderr)
+    for c in result["checks"]:
+        print(f"{c['name']:<22} {'PASS' if c['ok'] else 'FAIL':<5} {c['detail']}", file=sys.stderr)
+    print(f"verdict: {result['verdict'].upper()}", file=sys.stderr)
+    text = _json({"robot": args.robot, "policy": args.policy, "device": args.device, **result})
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0 if result["verdict"] == "pass" else 1
 
 
 def cmd_log_info(args: argparse.Namespace) -> int:
@@ -224,6 +308,32 @@ def cmd_log_export(args: argparse.Namespace) -> int:
     export_realaigym(args.file, out)
     print(out)
     return 0
+
+
+ROBOTS = ["pendulum", "pendubot", "acrobot", "double_pendulum"]
+
+
+def _add_loop_arguments(p: argparse.ArgumentParser, robot: bool = True) -> None:
+    if robot:
+        p.add_argument("--robot", required=True, choices=ROBOTS)
+    p.add_argument("--policy", required=True, help="zoo:NAME, an artifact path or baseline")
+    p.add_argument("--rate", type=float, help="loop rate, Hz (default: the policy's)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--params", default="model_1.0", help="robot parameter set (default: the real robot's)")
+    p.add_argument("--no-imperfections", action="store_true", help="simulated plant without noise, delay, lag, pushes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-slew", type=float, default=600.0, help="command slew limit, units per second")
+    p.add_argument("--rt-priority", type=int, help="SCHED_FIFO priority (needs privileges; fails soft)")
+    p.add_argument("--log", type=Path, help="write an MCAP log (ROS 2 schemas) here")
+
+
+def _add_fault_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--faults", type=Path, help="fault injection YAML (docs/protocol.md); flags below override it")
+    p.add_argument("--latency-ms", type=float, help="added to every frame the device sends, ms")
+    p.add_argument("--jitter-ms", type=float, help="uniform extra delay up to this, ms")
+    p.add_argument("--drop", type=float, help="probability a frame is lost, each direction")
+    p.add_argument("--corrupt", type=float, help="probability a sent frame has a corrupted byte")
+    p.add_argument("--bitflip", type=float, help="probability a sent frame has a flipped bit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,23 +390,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("deploy", help="run a policy on a device with the real-time loop")
-    p.add_argument("--robot", required=True, choices=["pendulum", "pendubot", "acrobot", "double_pendulum"])
-    p.add_argument("--policy", required=True, help="zoo:NAME, an artifact path or baseline")
-    p.add_argument("--device", default="sim", help="sim (the simulated robot)")
-    p.add_argument("--rate", type=float, help="loop rate, Hz (default: the policy's)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    _add_loop_arguments(p)
+    p.add_argument("--device", default="sim", help="sim (the simulated robot) or serial:PORT (default: sim)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--realtime", action="store_true", help="paced by the wall clock (default)")
     mode.add_argument(
         "--lockstep", action="store_true", help="simulated device: one control period per tick, as fast as possible"
     )
-    p.add_argument("--params", default="model_1.0", help="simulated device's parameter set (default: the real robot's)")
-    p.add_argument("--no-imperfections", action="store_true", help="simulated device without noise, delay, lag, pushes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-slew", type=float, default=600.0, help="command slew limit, units per second")
-    p.add_argument("--rt-priority", type=int, help="SCHED_FIFO priority (needs privileges; fails soft)")
-    p.add_argument("--log", type=Path, help="write an MCAP log (ROS 2 schemas) here")
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("emulate", help="a device emulator speaking the s2r serial protocol on a pseudo-terminal")
+    p.add_argument("robot", choices=ROBOTS)
+    p.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal, print its path (the default)")
+    p.add_argument("--link", type=Path, help="also make this symlink to the port (stable across replugs)")
+    p.add_argument("--replug", type=float, metavar="S", help="after an injected unplug, a new port after S seconds")
+    p.add_argument("--params", default="model_1.0", help="plant parameter set (default: the real robot's)")
+    p.add_argument("--no-imperfections", action="store_true", help="plant without noise, delay, lag, pushes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
+    p.add_argument("--start", choices=["down", "up"], default="down", help="plant hanging (default) or upright")
+    _add_fault_arguments(p)
+    p.set_defaults(func=cmd_emulate)
+
+    p = sub.add_parser("hil", help="hardware-in-the-loop: the loop over serial against the emulator or a device")
+    p.add_argument("robot", choices=ROBOTS)
+    _add_loop_arguments(p, robot=False)
+    p.add_argument("--device", default="serial", help="serial (with --emulate) or serial:PORT (a real device)")
+    p.add_argument("--emulate", action="store_true", help="start the device emulator and run against it")
+    p.add_argument("--start", choices=["down", "up"], default="down", help="emulated plant hanging or upright")
+    _add_fault_arguments(p)
+    p.add_argument("--out", type=Path, help="also write the JSON verdict here")
+    p.set_defaults(func=cmd_hil)
 
     p = sub.add_parser("log", help="inspect or convert a run log (MCAP)")
     log_sub = p.add_subparsers(dest="log_command", required=True)

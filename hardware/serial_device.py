@@ -1,0 +1,275 @@
+"""A joint-level device on a serial port, speaking the s2r serial protocol (docs/protocol.md).
+
+configure() opens the port (retrying for `reconnect_timeout_s`, so a board
+that re-enumerates after an unplug is found again), says HELLO and checks the
+device's capabilities against the robot's spec; activate() arms it with a
+host timeout after which the device disarms itself; read() drains whatever
+arrived and returns the newest state; write() sends one COMMAND frame.
+
+Every failure of the link (the port vanishes, a write times out, the device
+reports a fault, resets or disarms itself) is a DeviceError naming the port,
+so the loop goes to its safe state at once. Lost, corrupted and malformed
+frames are counted, never fatal: the watchdog decides when state is too old.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import select
+import time
+
+import numpy as np
+import serial
+
+from hardware import protocol
+from hardware.device import Command, Device, DeviceError, State
+from hardware.protocol import Frame, Type
+from sim.robots.spec import Channel, RobotSpec
+
+log = logging.getLogger(__name__)
+
+
+class SerialDevice(Device):
+    """The device behind `port`; its channels come from its CAPABILITIES at configure()."""
+
+    def __init__(
+        self,
+        port: str,
+        baudrate: int = 1_000_000,
+        timeout_s: float = 0.5,
+        host_timeout_ms: int = 100,
+        reconnect_timeout_s: float = 0.0,
+    ):
+        super().__init__(None)
+        self.port = port
+        self.baudrate = baudrate
+        self.timeout_s = timeout_s
+        """How long the handshake, arming and disarming may take, s."""
+        self.host_timeout_ms = host_timeout_ms
+        """The device disarms itself when no COMMAND or HEARTBEAT came for this long, ms."""
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self.capabilities: protocol.Capabilities | None = None
+        self._serial: serial.Serial | None = None
+        self._fd = -1
+        self._decoder = protocol.FrameDecoder()
+        self._tx_seq = 0
+        self._sent_ns: dict[int, int] = {}
+        self._pending: list[Frame] = []
+        self._latest: State | None = None
+        self._last_raw_seq: int | None = None
+        self._seq = -1
+        self._armed = False
+        self.lost_states = 0
+        self.rejected = 0
+        self.rtt_us: collections.deque[float] = collections.deque(maxlen=100_000)
+        """Round-trip latency of commands (send to echo, minus the time the device held the echo), us."""
+
+    # Lifecycle --------------------------------------------------------------------------------
+    def _on_configure(self) -> None:
+        self._armed = False  # a reconnect starts disarmed, whatever the link did before
+        self._close_port()
+        self._open()
+        self._send(Type.HELLO)
+        deadline = time.monotonic() + self.timeout_s
+        resend = time.monotonic() + 0.05
+        frame = None
+        while frame is None:
+            if time.monotonic() > deadline:
+                raise DeviceError(
+                    f"no answer to HELLO from {self.port} within {self.timeout_s} s: is it an s2r device?"
+                )
+            if time.monotonic() > resend:  # a frame may be lost: ask again
+                self._send(Type.HELLO)
+                resend = time.monotonic() + 0.05
+            frame = self._take(Type.CAPABILITIES)
+            time.sleep(0.001)
+        caps = protocol.unpack_capabilities(frame.payload)
+        self.capabilities = caps
+        self.provided = RobotSpec(
+            caps.name,
+            tuple(Channel(c.name, c.unit, c.low, c.high) for c in caps.state),
+            tuple(Channel(c.name, c.unit, c.low, c.high) for c in caps.command),
+            control_rate_hz=float(caps.rate_hz),
+            max_control_rate_hz=float(caps.rate_hz),
+        )
+
+    def _on_activate(self) -> None:
+        self._expect_ack(Type.ARM, protocol.ARM_PAYLOAD.pack(self.host_timeout_ms))
+        self._armed = True
+        self._latest = None
+        deadline = time.monotonic() + self.timeout_s
+        while self._latest is None:  # read() always has a state to return
+            if time.monotonic() > deadline:
+                raise DeviceError(f"{self.port}: armed, but no state within {self.timeout_s} s")
+            time.sleep(0.001)
+            self._pump()
+
+    def _on_deactivate(self) -> None:
+        self._armed = False
+        try:
+            self._send(Type.COMMAND, protocol.pack_values([0.0] * len(self.capabilities.command)))
+            self._expect_ack(Type.DISARM)
+        except DeviceError as exc:
+            # The device's own host timeout disarms it; nothing more the host can do.
+            log.warning(
+                "%s: disarm not confirmed (%s); the device disarms itself after %d ms",
+                self.port,
+                exc,
+                self.host_timeout_ms,
+            )
+
+    def _on_close(self) -> None:
+        self._close_port()
+
+    # Data ---------------------------------------------------------------------------------------
+    def _read(self) -> State:
+        self._pump()
+        return self._latest
+
+    def _write(self, command: Command) -> Command:
+        values = np.asarray(command.values, dtype=float)
+        channels = self.capabilities.command
+        if values.shape != (len(channels),):
+            raise DeviceError(f"command has shape {values.shape}; {self.port} takes {len(channels)} values")
+        for c, v in zip(channels, values, strict=True):
+            if not c.low <= v <= c.high:  # the loop clamps first; this is the last line of defence
+                raise DeviceError(f"refusing command {c.name}={v} {c.unit}: outside [{c.low}, {c.high}]")
+        seq = self._send(Type.COMMAND, protocol.pack_values(values))
+        self._sent_ns[seq] = time.monotonic_ns()
+        self._sent_ns.pop((seq - 256) & 0xFFFF, None)
+        return Command(values)
+
+    def counters(self) -> dict[str, float]:
+        return {
+            "rx_frames": self._decoder.frames,
+            "crc_errors": self._decoder.crc_errors,
+            "malformed_frames": self._decoder.malformed,
+            "rejected_frames": self.rejected,
+            "lost_states": self.lost_states,
+            "rtt_us": self.rtt_us[-1] if self.rtt_us else float("nan"),
+        }
+
+    # Link ---------------------------------------------------------------------------------------
+    def _open(self) -> None:
+        deadline = time.monotonic() + self.reconnect_timeout_s
+        while True:
+            try:
+                # timeout=0: reads return what has arrived, never wait.
+                self._serial = serial.Serial(self.port, self.baudrate, timeout=0, write_timeout=self.timeout_s)
+                break
+            except (serial.SerialException, OSError) as exc:
+                if time.monotonic() >= deadline:
+                    waited = f" (retried for {self.reconnect_timeout_s} s)" if self.reconnect_timeout_s else ""
+                    raise DeviceError(f"cannot open serial port {self.port}{waited}: {exc}") from exc
+                time.sleep(0.05)
+        self._fd = self._serial.fileno()
+        self._serial.reset_input_buffer()
+        self._decoder = protocol.FrameDecoder()
+        self._pending.clear()
+        self._last_raw_seq = None
+
+    def _close_port(self) -> None:
+        if self._serial is not None:
+            try:
+                self._serial.close()
+            except (serial.SerialException, OSError):
+                pass
+            self._serial = None
+
+    def _send(self, kind: Type, payload: bytes = b"") -> int:
+        seq = self._tx_seq
+        self._tx_seq = (seq + 1) & 0xFFFF
+        frame = protocol.encode_frame(kind, seq, payload)
+        try:
+            # Straight to the file descriptor: pyserial's write costs more than the frame takes to send.
+            written = os.write(self._fd, frame)
+            if written < len(frame):  # the driver's buffer is full: wait for it, up to the write timeout
+                self._serial.write(frame[written:])
+        except BlockingIOError:
+            self._serial.write(frame)
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceError(f"serial link to {self.port} lost while writing: {exc}") from exc
+        return seq
+
+    def _expect_ack(self, kind: Type, payload: bytes = b"") -> None:
+        """Send `kind` until the device acknowledges it (a lost frame is sent again), or time out."""
+        sent = {self._send(kind, payload)}
+        deadline = time.monotonic() + self.timeout_s
+        resend = time.monotonic() + 0.05
+        while True:
+            frame = self._take(Type.ACK)
+            if frame is not None:
+                acked, acked_seq, status = protocol.ACK_PAYLOAD.unpack(frame.payload)
+                if acked == kind and acked_seq in sent:
+                    if status:
+                        raise DeviceError(f"{self.port} refused {kind.name}: {protocol.FaultCode(status).name}")
+                    return
+            now = time.monotonic()
+            if now > deadline:
+                raise DeviceError(f"{self.port} did not acknowledge {kind.name} within {self.timeout_s} s")
+            if now > resend:
+                sent.add(self._send(kind, payload))
+                resend = now + 0.05
+            time.sleep(0.001)
+
+    def _take(self, kind: Type) -> Frame | None:
+        """The first pending frame of a kind (handshake replies), after reading what arrived."""
+        self._pump()
+        for i, frame in enumerate(self._pending):
+            if frame.type == kind:
+                return self._pending.pop(i)
+        return None
+
+    def _pump(self) -> None:
+        """Read everything that arrived and handle it: states update the latest, faults raise."""
+        try:
+            # With pyserial's timeout=0 an empty port reads b"" too: only select tells a gone port apart.
+            data = b""
+            if select.select([self._fd], [], [], 0)[0]:
+                data = os.read(self._fd, 65536)
+                if not data:
+                    raise OSError("the port reports data but returns none: unplugged")
+        except OSError as exc:
+            raise DeviceError(f"serial link to {self.port} lost: {exc}") from exc
+        now = time.monotonic_ns()
+        for frame in self._decoder.feed(data):
+            if frame.version != protocol.VERSION:
+                raise DeviceError(
+                    f"{self.port} speaks s2r serial protocol version {frame.version}; this host speaks "
+                    f"version {protocol.VERSION}: update the firmware or the host"
+                )
+            if frame.type == Type.STATE and self.capabilities is not None:
+                self._on_state(frame, now)
+            elif frame.type == Type.FAULT:
+                code, reason = protocol.unpack_fault(frame.payload)
+                name = protocol.FaultCode(code).name if code in protocol.FaultCode._value2member_map_ else code
+                raise DeviceError(f"{self.port} reports fault {name}: {reason}")
+            else:
+                self._pending.append(frame)
+        del self._pending[:-16]  # replies nobody waits for
+
+    def _on_state(self, frame: Frame, now: int) -> None:
+        try:
+            msg = protocol.unpack_state(frame.payload, len(self.capabilities.state))
+        except protocol.ProtocolError as exc:
+            self.rejected += 1
+            log.warning("%s: rejected a STATE frame: %s", self.port, exc)
+            return
+        if self._last_raw_seq is not None:
+            gap = (frame.seq - self._last_raw_seq) & 0xFFFF
+            if gap == 0 or gap >= 0x8000:  # a repeat or an old frame: never go back in time
+                self.rejected += 1
+                return
+            self.lost_states += gap - 1
+            self._seq += gap
+        else:
+            self._seq = frame.seq
+        self._last_raw_seq = frame.seq
+        sent = self._sent_ns.pop(msg.echo_seq, None)
+        if sent is not None:
+            self.rtt_us.append((now - sent) / 1e3 - msg.echo_age_us)
+        if self._armed and not msg.armed:
+            raise DeviceError(f"{self.port} disarmed itself (it reports disarmed while the host expects it armed)")
+        self._latest = State(now, self._seq, np.array(msg.values, dtype=float))
