@@ -3,7 +3,7 @@
 A run directory holds:
 
     config.yaml                 the resolved configuration (robot included)
-    run.json                    command, seed, git commit, package versions, steps done
+    run.json                    command, seed, git commit, package versions, steps done, each resume
     tb/                         TensorBoard logs (training and evaluation curves)
     eval.jsonl                  one line per evaluation: steps, success rate, v2 score
     checkpoints/last.zip        latest SB3 checkpoint (a training checkpoint, not a deployable artifact)
@@ -245,6 +245,14 @@ def train(cfg: TrainConfig, run: Path | None = None, resume: bool = False, progr
         info = json.loads((run / "run.json").read_text())
         best = info.get("best_rank", -np.inf)
         log.info("resuming %s at %d steps", run, model.num_timesteps)
+        # Each resume is part of the run's provenance: the code may have changed in between.
+        resumed = {
+            "command": " ".join(shlex.quote(a) for a in ["s2r", *sys.argv[1:]]),
+            "git_commit": git_commit(),
+            "at_steps": int(model.num_timesteps),
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        update_run_info(run, resumes=[*info.get("resumes", []), resumed])
     else:
         if (run / "config.yaml").exists():
             raise ValueError(f"{run} already holds a run; resume it with --resume {run} or choose another --out")

@@ -126,11 +126,14 @@ class DomainRandomization:
                 # Keep the draw physical: no negative delay, k within the benchmark's range.
                 value = max(value, 0.0) if field == "delay_s" else min(max(value, 0.05), 2.0)
                 imp[field] = drawn[name] = value
+            # Every physical parameter is non-negative: an offset that reaches below zero (friction
+            # down to none on a frictionless set) stops there.
             elif name in SCALARS:
-                values[name] = drawn[name] = values[name] * draw if d.kind == "scale" else values[name] + draw
+                old = values[name]
+                values[name] = drawn[name] = max(old * draw if d.kind == "scale" else old + draw, 0.0)
             else:
                 key, i = name[:-1], int(name[-1]) - 1
                 old = values[key][i]
-                values[key][i] = drawn[name] = old * draw if d.kind == "scale" else old + draw
+                values[key][i] = drawn[name] = max(old * draw if d.kind == "scale" else old + draw, 0.0)
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return PendulumParams(**values), dataclasses.replace(imperfections, **imp), drawn
