@@ -64,7 +64,9 @@ class SerialDevice(Device):
         self.lost_states = 0
         self.rejected = 0
         self.rtt_us: collections.deque[float] = collections.deque(maxlen=100_000)
-        """Round-trip latency of commands (send to echo, minus the time the device held the echo), us."""
+        """Round-trip latency of commands, us: from sending one to the arrival of the first state that echoes
+        it, less the time the device held the echo. Arrival is dated by the device's clock relative to the
+        newest state of the same read, so it is accurate to about one device state period."""
 
     # Lifecycle --------------------------------------------------------------------------------
     def _on_configure(self) -> None:
@@ -234,14 +236,25 @@ class SerialDevice(Device):
         except OSError as exc:
             raise DeviceError(f"serial link to {self.port} lost: {exc}") from exc
         now = time.monotonic_ns()
-        for frame in self._decoder.feed(data):
+        frames = self._decoder.feed(data)
+        # The newest STATE arrived about now; the device's clock dates the older ones in this read, so
+        # a state waiting in the buffer since the last tick is not taken for a fresh one.
+        newest = next(
+            (
+                protocol.STATE_HEAD.unpack_from(f.payload)[0]
+                for f in reversed(frames)
+                if f.type == Type.STATE and len(f.payload) >= protocol.STATE_HEAD.size
+            ),
+            None,
+        )
+        for frame in frames:
             if frame.version != protocol.VERSION:
                 raise DeviceError(
                     f"{self.port} speaks s2r serial protocol version {frame.version}; this host speaks "
                     f"version {protocol.VERSION}: update the firmware or the host"
                 )
             if frame.type == Type.STATE and self.capabilities is not None:
-                self._on_state(frame, now)
+                self._on_state(frame, now, newest)
             elif frame.type == Type.FAULT:
                 code, reason = protocol.unpack_fault(frame.payload)
                 name = protocol.FaultCode(code).name if code in protocol.FaultCode._value2member_map_ else code
@@ -250,13 +263,14 @@ class SerialDevice(Device):
                 self._pending.append(frame)
         del self._pending[:-16]  # replies nobody waits for
 
-    def _on_state(self, frame: Frame, now: int) -> None:
+    def _on_state(self, frame: Frame, now: int, newest_device_us: int) -> None:
         try:
             msg = protocol.unpack_state(frame.payload, len(self.capabilities.state))
         except protocol.ProtocolError as exc:
             self.rejected += 1
             log.warning("%s: rejected a STATE frame: %s", self.port, exc)
             return
+        arrived = now - ((newest_device_us - msg.device_time_us) & 0xFFFFFFFF) * 1000
         if self._last_raw_seq is not None:
             gap = (frame.seq - self._last_raw_seq) & 0xFFFF
             if gap == 0 or gap >= 0x8000:  # a repeat or an old frame: never go back in time
@@ -269,7 +283,7 @@ class SerialDevice(Device):
         self._last_raw_seq = frame.seq
         sent = self._sent_ns.pop(msg.echo_seq, None)
         if sent is not None:
-            self.rtt_us.append((now - sent) / 1e3 - msg.echo_age_us)
+            self.rtt_us.append((arrived - sent) / 1e3 - msg.echo_age_us)
         if self._armed and not msg.armed:
             raise DeviceError(f"{self.port} disarmed itself (it reports disarmed while the host expects it armed)")
-        self._latest = State(now, self._seq, np.array(msg.values, dtype=float))
+        self._latest = State(arrived, self._seq, np.array(msg.values, dtype=float))

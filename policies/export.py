@@ -96,6 +96,7 @@ def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
         "provenance": {
             "command": run_info.get("command"),
             "git_commit": run_info.get("git_commit"),
+            "resumes": run_info.get("resumes", []),
             "seed": cfg.seed,
             "steps": int(model.num_timesteps),
             "checkpoint": checkpoint,
