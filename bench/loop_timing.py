@@ -39,7 +39,8 @@ from sim.robots import get_robot
 
 
 class EchoDevice(Device):
-    """Answers at once: a fresh state every read, commands accepted. Isolates the loop's own cost."""
+    """Answers at once: a fresh, slowly changing state every read, commands accepted. Isolates the
+    loop's own cost."""
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -48,7 +49,9 @@ class EchoDevice(Device):
 
     def _read(self) -> State:
         self.seq += 1
-        return State(time.monotonic_ns(), self.seq, self.values)
+        # A live sensor's values change (the loop's frozen-sensor watchdog checks): a slow sweep.
+        self.values[:] = 0.1 * np.sin(1e-3 * self.seq)
+        return State(time.monotonic_ns(), self.seq, self.values.copy())
 
     def _write(self, command: Command) -> Command:
         return command
