@@ -1,0 +1,76 @@
+"""ROS 2 topics over Cyclone DDS, without a ROS 2 install.
+
+A publisher or subscriber here is what a ROS 2 node on rmw_cyclonedds_cpp
+would create: topic `/x` is the DDS topic `rt/x`, the type is the message's
+DDS name (`hardware.ros2_msgs`), and the endpoint's USER_DATA carries
+`typehash=RIHS01_...;` as Iron and later write and expect. So real ROS 2
+nodes on the same domain exchange messages with s2r.
+
+`loopback=True` confines discovery and traffic to 127.0.0.1 (unicast, no
+multicast), which is how the tests keep to one machine; each test uses a
+domain id of its own so that runs do not see each other.
+"""
+
+from __future__ import annotations
+
+from cyclonedds.domain import Domain, DomainParticipant
+from cyclonedds.pub import DataWriter
+from cyclonedds.qos import Policy, Qos
+from cyclonedds.sub import DataReader
+from cyclonedds.topic import Topic
+from cyclonedds.util import duration
+
+LOOPBACK_CONFIG = (
+    '<CycloneDDS><Domain id="any"><General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
+    "<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
+    '<MaxAutoParticipantIndex>100</MaxAutoParticipantIndex><Peers><Peer address="127.0.0.1"/></Peers>'
+    "</Discovery></Domain></CycloneDDS>"
+)
+
+
+_LOOPBACK_DOMAINS: dict[int, Domain] = {}
+
+
+def dds_topic(topic: str) -> str:
+    """ROS 2's DDS topic name for a topic: `/joint_states` -> `rt/joint_states`."""
+    if not topic.startswith("/") or topic.endswith("/") or "//" in topic:
+        raise ValueError(f"invalid ROS 2 topic {topic!r}: expected an absolute name like /joint_states")
+    return "rt" + topic
+
+
+def qos(message_type, reliable: bool, depth: int) -> Qos:
+    """ROS 2's QoS profiles: sensor data is best effort (keep last `depth`), commands reliable."""
+    reliability = Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100)) if reliable else Policy.Reliability.BestEffort
+    return Qos(
+        reliability,
+        Policy.History.KeepLast(depth),
+        Policy.Durability.Volatile,
+        Policy.Userdata(f"typehash={message_type.type_hash};".encode()),
+    )
+
+
+class DdsTransport:
+    """One DDS participant on `domain_id`; creates ROS 2 publishers and subscribers."""
+
+    def __init__(self, domain_id: int = 0, loopback: bool = False):
+        if not 0 <= domain_id <= 232:
+            raise ValueError(f"ROS 2 domain ids are 0..232, got {domain_id}")
+        self.domain_id = domain_id
+        if loopback and domain_id not in _LOOPBACK_DOMAINS:
+            # One configuration per domain and process, kept alive as long as the process.
+            _LOOPBACK_DOMAINS[domain_id] = Domain(domain_id, LOOPBACK_CONFIG)
+        self.participant = DomainParticipant(domain_id)
+        self._topics: dict[str, Topic] = {}
+
+    def _topic(self, topic: str, message_type) -> Topic:
+        name = dds_topic(topic)
+        existing = self._topics.get(name)
+        if existing is None:
+            existing = self._topics[name] = Topic(self.participant, name, message_type)
+        return existing
+
+    def publisher(self, topic: str, message_type, reliable: bool = True, depth: int = 10) -> DataWriter:
+        return DataWriter(self.participant, self._topic(topic, message_type), qos(message_type, reliable, depth))
+
+    def subscriber(self, topic: str, message_type, reliable: bool = False, depth: int = 5) -> DataReader:
+        return DataReader(self.participant, self._topic(topic, message_type), qos(message_type, reliable, depth))

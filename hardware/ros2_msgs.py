@@ -1,0 +1,134 @@
+"""The ROS 2 messages s2r exchanges, as Cyclone DDS types under ROS 2's DDS mapping.
+
+ROS 2 over DDS: message type `pkg/msg/T` is the DDS type `pkg::msg::dds_::T_`,
+a final (non-extensible) struct in plain CDR (XCDR1), so these serialise to
+the bytes rmw_cyclonedds_cpp writes. Each type carries its ROS 2 name and its
+RIHS01 type hash, which Iron and later expect in an endpoint's USER_DATA.
+"""
+
+# No `from __future__ import annotations`: Cyclone DDS reads these field annotations as objects,
+# and class attributes without one (ros_type, type_hash) are not fields.
+from dataclasses import dataclass, field
+
+import cyclonedds.idl as idl
+import cyclonedds.idl.annotations as annotate
+import cyclonedds.idl.types as types
+
+
+@dataclass
+@annotate.final
+class Time(idl.IdlStruct, typename="builtin_interfaces::msg::dds_::Time_"):
+    sec: types.int32 = 0
+    nanosec: types.uint32 = 0
+    ros_type = "builtin_interfaces/msg/Time"
+    type_hash = "RIHS01_b106235e25a4c5ed35098aa0a61a3ee9c9b18d197f398b0e4206cea9acf9c197"
+
+    @classmethod
+    def from_ns(cls, ns: int) -> "Time":
+        return cls(ns // 1_000_000_000, ns % 1_000_000_000)
+
+    def to_ns(self) -> int:
+        return self.sec * 1_000_000_000 + self.nanosec
+
+
+@dataclass
+@annotate.final
+class Header(idl.IdlStruct, typename="std_msgs::msg::dds_::Header_"):
+    stamp: Time = field(default_factory=Time)
+    frame_id: str = ""
+    ros_type = "std_msgs/msg/Header"
+    type_hash = "RIHS01_f49fb3ae2cf070f793645ff749683ac6b06203e41c891e17701b1cb597ce6a01"
+
+
+@dataclass
+@annotate.final
+class JointState(idl.IdlStruct, typename="sensor_msgs::msg::dds_::JointState_"):
+    header: Header = field(default_factory=Header)
+    name: types.sequence[str] = field(default_factory=list)
+    position: types.sequence[types.float64] = field(default_factory=list)
+    velocity: types.sequence[types.float64] = field(default_factory=list)
+    effort: types.sequence[types.float64] = field(default_factory=list)
+    ros_type = "sensor_msgs/msg/JointState"
+    type_hash = "RIHS01_a13ee3a330e346c9d87b5aa18d24e11690752bd33a0350f11c5882bc9179260e"
+
+
+@dataclass
+@annotate.final
+class MultiArrayDimension(idl.IdlStruct, typename="std_msgs::msg::dds_::MultiArrayDimension_"):
+    label: str = ""
+    size: types.uint32 = 0
+    stride: types.uint32 = 0
+    ros_type = "std_msgs/msg/MultiArrayDimension"
+    type_hash = "RIHS01_5e773a60a4c7fc8a54985f307c7837aa2994252a126c301957a24e31282c9cbe"
+
+
+@dataclass
+@annotate.final
+class MultiArrayLayout(idl.IdlStruct, typename="std_msgs::msg::dds_::MultiArrayLayout_"):
+    dim: types.sequence[MultiArrayDimension] = field(default_factory=list)
+    data_offset: types.uint32 = 0
+    ros_type = "std_msgs/msg/MultiArrayLayout"
+    type_hash = "RIHS01_4c66e6f78e740ac103a94cf63259f968e48c617e7699e829b63c21a5cb50dac6"
+
+
+@dataclass
+@annotate.final
+class Float64MultiArray(idl.IdlStruct, typename="std_msgs::msg::dds_::Float64MultiArray_"):
+    layout: MultiArrayLayout = field(default_factory=MultiArrayLayout)
+    data: types.sequence[types.float64] = field(default_factory=list)
+    ros_type = "std_msgs/msg/Float64MultiArray"
+    type_hash = "RIHS01_1025ddc6b9552d191f89ef1a8d2f60f3d373e28b283d8891ddcc974e8c55397f"
+
+    @classmethod
+    def vector(cls, values, label: str) -> "Float64MultiArray":
+        """A 1-D array with its one dimension labelled, as forward_command_controller publishes."""
+        values = [float(v) for v in values]
+        dim = MultiArrayDimension(label, len(values), len(values))
+        return cls(MultiArrayLayout([dim], 0), values)
+
+
+@dataclass
+@annotate.final
+class KeyValue(idl.IdlStruct, typename="diagnostic_msgs::msg::dds_::KeyValue_"):
+    key: str = ""
+    value: str = ""
+    ros_type = "diagnostic_msgs/msg/KeyValue"
+    type_hash = "RIHS01_d68081eaa540288c5440753baecef0c4e16e81a5f78ad68902ded5100413bb42"
+
+
+@dataclass
+@annotate.final
+class DiagnosticStatus(idl.IdlStruct, typename="diagnostic_msgs::msg::dds_::DiagnosticStatus_"):
+    level: types.byte = 0
+    name: str = ""
+    message: str = ""
+    hardware_id: str = ""
+    values: types.sequence[KeyValue] = field(default_factory=list)
+    ros_type = "diagnostic_msgs/msg/DiagnosticStatus"
+    type_hash = "RIHS01_b0e3e692ea2d54a8af2f4ef1930e81556a2db55216b771f8a7d2724ed47bf0e4"
+    OK = 0
+    WARN = 1
+    ERROR = 2
+    STALE = 3
+
+
+@dataclass
+@annotate.final
+class DiagnosticArray(idl.IdlStruct, typename="diagnostic_msgs::msg::dds_::DiagnosticArray_"):
+    header: Header = field(default_factory=Header)
+    status: types.sequence[DiagnosticStatus] = field(default_factory=list)
+    ros_type = "diagnostic_msgs/msg/DiagnosticArray"
+    type_hash = "RIHS01_5a8a36efb05fb25070fa0fb3810290c0e6cd4862b54a8fb975a1ee8dc55a333e"
+
+
+MESSAGES = (
+    Time,
+    Header,
+    JointState,
+    MultiArrayDimension,
+    MultiArrayLayout,
+    Float64MultiArray,
+    KeyValue,
+    DiagnosticStatus,
+    DiagnosticArray,
+)
