@@ -120,3 +120,63 @@ def diagnostic_array(stamp_ns: int, statuses: Sequence[tuple[int, str, str, str,
             w.string(key)
             w.string(value)
     return bytes(w.buf)
+
+
+class CdrReader:
+    """Reads aligned primitives from a CDR_LE buffer; raises ValueError on anything malformed."""
+
+    def __init__(self, data: bytes):
+        if data[:4] != ENCAPSULATION:
+            raise ValueError(f"not little-endian plain CDR: encapsulation {bytes(data[:4]).hex()}")
+        self.data = memoryview(data)
+        self.pos = 4
+
+    def _take(self, fmt: str, size: int, align: int):
+        self.pos += -(self.pos - 4) % align
+        end = self.pos + size
+        if end > len(self.data):
+            raise ValueError(f"CDR message ends at byte {len(self.data)}, needs {end}")
+        values = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos = end
+        return values
+
+    def uint32(self) -> int:
+        return self._take("<I", 4, 4)[0]
+
+    def int32(self) -> int:
+        return self._take("<i", 4, 4)[0]
+
+    def string(self) -> str:
+        n = self.uint32()
+        if n == 0 or self.pos + n > len(self.data):
+            raise ValueError(f"CDR string of length {n} at byte {self.pos} does not fit")
+        raw = bytes(self.data[self.pos : self.pos + n - 1])
+        self.pos += n
+        return raw.decode()
+
+    def strings(self) -> list[str]:
+        return [self.string() for _ in range(self.uint32())]
+
+    def float64s(self) -> tuple[float, ...]:
+        n = self.uint32()
+        return self._take(f"<{n}d", 8 * n, 8 if n else 1)
+
+    def header(self) -> tuple[int, str]:
+        sec, nanosec = self.int32(), self.uint32()
+        return sec * 1_000_000_000 + nanosec, self.string()
+
+
+def read_joint_state(
+    data: bytes,
+) -> tuple[int, str, list[str], tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """sensor_msgs/msg/JointState: (stamp ns, frame_id, names, position, velocity, effort)."""
+    r = CdrReader(data)
+    stamp, frame = r.header()
+    return stamp, frame, r.strings(), r.float64s(), r.float64s(), r.float64s()
+
+
+def read_float64_multi_array(data: bytes) -> tuple[list[tuple[str, int, int]], int, tuple[float, ...]]:
+    """std_msgs/msg/Float64MultiArray: (dims as (label, size, stride), data_offset, data)."""
+    r = CdrReader(data)
+    dims = [(r.string(), r.uint32(), r.uint32()) for _ in range(r.uint32())]
+    return dims, r.uint32(), r.float64s()

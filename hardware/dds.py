@@ -13,6 +13,8 @@ domain id of its own so that runs do not see each other.
 
 from __future__ import annotations
 
+import threading
+
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.qos import Policy, Qos
@@ -29,6 +31,7 @@ LOOPBACK_CONFIG = (
 
 
 _LOOPBACK_DOMAINS: dict[int, Domain] = {}
+_DOMAINS_LOCK = threading.Lock()
 
 
 def dds_topic(topic: str) -> str:
@@ -40,7 +43,11 @@ def dds_topic(topic: str) -> str:
 
 def qos(message_type, reliable: bool, depth: int) -> Qos:
     """ROS 2's QoS profiles: sensor data is best effort (keep last `depth`), commands reliable."""
-    reliability = Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100)) if reliable else Policy.Reliability.BestEffort
+    reliability = (
+        Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100))
+        if reliable
+        else Policy.Reliability.BestEffort
+    )
     return Qos(
         reliability,
         Policy.History.KeepLast(depth),
@@ -56,9 +63,10 @@ class DdsTransport:
         if not 0 <= domain_id <= 232:
             raise ValueError(f"ROS 2 domain ids are 0..232, got {domain_id}")
         self.domain_id = domain_id
-        if loopback and domain_id not in _LOOPBACK_DOMAINS:
-            # One configuration per domain and process, kept alive as long as the process.
-            _LOOPBACK_DOMAINS[domain_id] = Domain(domain_id, LOOPBACK_CONFIG)
+        with _DOMAINS_LOCK:
+            if loopback and domain_id not in _LOOPBACK_DOMAINS:
+                # One configuration per domain and process, kept alive as long as the process.
+                _LOOPBACK_DOMAINS[domain_id] = Domain(domain_id, LOOPBACK_CONFIG)
         self.participant = DomainParticipant(domain_id)
         self._topics: dict[str, Topic] = {}
 

@@ -35,7 +35,12 @@ class DeployOptions:
     rate_hz: float
     duration_s: float = 10.0
     device: str = "sim"
-    """sim (the simulated robot) or serial:PORT (a device speaking the s2r serial protocol)."""
+    """sim (the simulated robot), serial:PORT (a device speaking the s2r serial protocol) or ros2
+    (ROS 2 topics: JointState in, Float64MultiArray effort commands out)."""
+    domain_id: int = 0
+    """ROS 2 domain id (the ros2 device)."""
+    loopback: bool = False
+    """Keep DDS discovery and traffic on 127.0.0.1 (the ros2 device)."""
     mode: str = "realtime"
     """realtime (wall clock) or lockstep (as fast as possible, simulated device only)."""
     params: str | Path = "model_1.0"
@@ -65,7 +70,12 @@ def make_device(options: DeployOptions) -> Device:
         raise ValueError("--lockstep needs the simulated device: a real device runs in real time")
     if options.device.startswith("serial:") and len(options.device) > len("serial:"):
         return SerialDevice(options.device.removeprefix("serial:"))
-    raise ValueError(f"unknown device {options.device!r}; expected sim or serial:PORT (e.g. serial:/dev/ttyACM0)")
+    if options.device == "ros2":
+        from hardware.ros2_device import Ros2Device  # DDS only when asked for
+
+        joints = list(get_robot(options.robot).joints)
+        return Ros2Device(joints, joints, domain_id=options.domain_id, loopback=options.loopback)
+    raise ValueError(f"unknown device {options.device!r}; expected sim, serial:PORT (e.g. serial:/dev/ttyACM0) or ros2")
 
 
 def trajectory_of(records: list[TickRecord], n: int) -> realaigym.Trajectory:

@@ -42,7 +42,21 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("frozen_sensor", "brownout", "unplug")
 STARTS = ("down", "up")
+TRANSPORTS = ("serial", "ros2")
 """Where the plant starts: hanging (the swing-up task) or balanced upright."""
+
+
+def plant_env(robot: str, params: str | Path, imperfections: bool, seed: int, start: str) -> SwingUpEnv:
+    """The env whose plant an emulator runs (reset, endless), hanging or balanced upright."""
+    if start not in STARTS:
+        raise ValueError(f"unknown start {start!r}; expected one of {', '.join(STARTS)}")
+    env = SwingUpEnv(robot, params=params, imperfections=imperfections, t_final=math.inf)
+    env.reset(seed=seed)
+    if start == "up":  # balanced upright, to test a stabiliser on its own
+        x0 = np.zeros(2 * env.n)
+        x0[0] = math.pi
+        env.plant.reset(x0, env.np_random, 60.0)
+    return env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,16 +141,9 @@ class Emulator:
         replug_s: float | None = None,
         start: str = "down",
     ):
-        if start not in STARTS:
-            raise ValueError(f"unknown start {start!r}; expected one of {', '.join(STARTS)}")
-        self.env = SwingUpEnv(robot, params=params, imperfections=imperfections, t_final=math.inf)
-        self.env.reset(seed=seed)
+        self.env = plant_env(robot, params, imperfections, seed, start)
         self.plant = self.env.plant
         self.rng = self.env.np_random
-        if start == "up":  # balanced upright, to test a stabiliser on its own
-            x0 = np.zeros(2 * self.env.n)
-            x0[0] = math.pi
-            self.plant.reset(x0, self.rng, 60.0)
         spec = self.env.robot.spec(self.env.nominal_params)
         self.caps = protocol.Capabilities(
             spec.name,
@@ -403,13 +410,18 @@ class Emulator:
 
 
 class EmulatorProcess:
-    """An Emulator in a process of its own, as firmware runs on its own processor: it never
-    shares the loop's interpreter lock. `port` is ready when the constructor returns."""
+    """An emulator (serial, or ROS 2 topics) in a process of its own, as firmware runs on its own
+    processor: it never shares the loop's interpreter lock. `port` (for ROS 2, a description of
+    the topics) is ready when the constructor returns."""
 
-    def __init__(self, **emulator_options: Any):
+    def __init__(self, transport: str = "serial", **emulator_options: Any):
+        if transport not in TRANSPORTS:
+            raise ValueError(f"unknown emulator transport {transport!r}; expected one of {', '.join(TRANSPORTS)}")
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(emulator_options, child), name="s2r-emulator", daemon=True)
+        self._process = ctx.Process(
+            target=_serve, args=(transport, emulator_options, child), name="s2r-emulator", daemon=True
+        )
         self._process.start()
         if not self._conn.poll(120):
             self._process.terminate()
@@ -443,9 +455,14 @@ class EmulatorProcess:
             self._process.join(timeout=5)
 
 
-def _serve(options: dict[str, Any], conn) -> None:
+def _serve(transport: str, options: dict[str, Any], conn) -> None:
     try:
-        emulator = Emulator(**options)
+        if transport == "ros2":
+            from hardware.ros2_emulator import Ros2Emulator
+
+            emulator = Ros2Emulator(**options)
+        else:
+            emulator = Emulator(**options)
         conn.send(("port", emulator.open()))
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))

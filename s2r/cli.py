@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -187,6 +188,8 @@ def _deploy_options(args: argparse.Namespace, policy):
         rt_priority=args.rt_priority,
         log_path=args.log,
         metadata={"policy": policy_record},
+        domain_id=getattr(args, "domain_id", 0),
+        loopback=getattr(args, "loopback", False),
     )
 
 
@@ -246,16 +249,15 @@ def _fault_plan(args: argparse.Namespace):
 def cmd_emulate(args: argparse.Namespace) -> int:
     from hardware.emulator import Emulator
 
-    emulator = Emulator(
-        args.robot,
-        params=args.params,
-        imperfections=not args.no_imperfections,
-        seed=args.seed,
-        faults=_fault_plan(args),
-        link=args.link,
-        replug_s=args.replug,
-        start=args.start,
-    )
+    common = {"params": args.params, "imperfections": not args.no_imperfections, "seed": args.seed, "start": args.start}
+    if args.transport == "ros2":
+        from hardware.ros2_emulator import Ros2Emulator
+
+        if args.faults or args.link or args.replug:
+            raise ValueError("--faults, --link and --replug are for the serial transport")
+        emulator = Ros2Emulator(args.robot, domain_id=args.domain_id, loopback=args.loopback, **common)
+    else:
+        emulator = Emulator(args.robot, faults=_fault_plan(args), link=args.link, replug_s=args.replug, **common)
     print(emulator.open(), flush=True)
     _stop_on_signals()
     try:
@@ -327,6 +329,13 @@ def _add_loop_arguments(p: argparse.ArgumentParser, robot: bool = True) -> None:
     p.add_argument("--log", type=Path, help="write an MCAP log (ROS 2 schemas) here")
 
 
+def _add_ros2_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 0)), help="ROS 2 domain id (ros2)"
+    )
+    p.add_argument("--loopback", action="store_true", help="keep DDS on 127.0.0.1 (ros2; tests, one machine)")
+
+
 def _add_fault_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--faults", type=Path, help="fault injection YAML (docs/protocol.md); flags below override it")
     p.add_argument("--latency-ms", type=float, help="added to every frame the device sends, ms")
@@ -391,7 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("deploy", help="run a policy on a device with the real-time loop")
     _add_loop_arguments(p)
-    p.add_argument("--device", default="sim", help="sim (the simulated robot) or serial:PORT (default: sim)")
+    p.add_argument(
+        "--device", default="sim", help="sim (the simulated robot), serial:PORT or ros2 (ROS 2 topics) (default: sim)"
+    )
+    _add_ros2_arguments(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--realtime", action="store_true", help="paced by the wall clock (default)")
     mode.add_argument(
@@ -402,6 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("emulate", help="a device emulator speaking the s2r serial protocol on a pseudo-terminal")
     p.add_argument("robot", choices=ROBOTS)
     p.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal, print its path (the default)")
+    p.add_argument(
+        "--transport",
+        choices=["serial", "ros2"],
+        default="serial",
+        help="the s2r serial protocol on a pty, or ROS 2 topics",
+    )
+    _add_ros2_arguments(p)
     p.add_argument("--link", type=Path, help="also make this symlink to the port (stable across replugs)")
     p.add_argument("--replug", type=float, metavar="S", help="after an injected unplug, a new port after S seconds")
     p.add_argument("--params", default="model_1.0", help="plant parameter set (default: the real robot's)")

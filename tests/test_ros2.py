@@ -11,9 +11,12 @@ from cyclonedds.qos import Policy
 
 from hardware import ros2_msgs as m
 from hardware.dds import DdsTransport, dds_topic
+from sim.robots import get_robot
 
 rosbags = pytest.importorskip("rosbags.typesys", reason="rosbags is the reference serialiser (dev extra)")
 STORE = rosbags.get_typestore(rosbags.Stores.ROS2_HUMBLE)
+ROBOT = get_robot("pendubot")
+SPEC = ROBOT.spec(ROBOT.load_params("model_1.1"))
 T = STORE.types
 
 
@@ -116,3 +119,112 @@ def test_other_domains_see_nothing():
         writer.write(m.Float64MultiArray.vector([1.0], "effort"))
         time.sleep(0.01)
     assert reader.take(32) == []
+
+
+# The ROS 2 device against the simulated robot served over ROS 2 topics. ---------------------------
+
+
+def _options(domain_id: int, duration: float):
+    from hardware.deploy import DeployOptions
+    from hardware.safety import SafetyConfig
+
+    # 25 missed deadlines (the stale-state timeout) rather than 5: what is under test is the
+    # transport, not how long this shared CI machine may deschedule a process.
+    return DeployOptions(
+        "pendubot",
+        250.0,
+        duration_s=duration,
+        device="ros2",
+        params="model_1.1",
+        action_history=0,
+        domain_id=domain_id,
+        loopback=True,
+        safety=SafetyConfig(max_missed_deadlines=25),
+    )
+
+
+def _emulator(domain_id: int):
+    from hardware.emulator import EmulatorProcess
+
+    return EmulatorProcess(
+        transport="ros2",
+        robot="pendubot",
+        params="model_1.1",
+        imperfections=False,
+        start="up",
+        domain_id=domain_id,
+        loopback=True,
+    )
+
+
+@pytest.mark.hil
+def test_deploy_over_ros2_keeps_the_pendubot_up_for_10_s_at_250_hz():
+    from hardware.deploy import deploy
+    from policies.baselines import PendubotEnergyLQR
+
+    with _emulator(74) as emulator:
+        result = deploy(PendubotEnergyLQR(), _options(74, 10.0))
+        report = emulator.stop()
+    assert result["loop"]["faults"] == [] and result["loop"]["ticks"] >= 2450
+    assert result["score"]["success"] == 1.0, "held upright to the end"
+    assert result["link"]["rx_messages"] >= 2400 and result["link"]["rejected_messages"] == 0
+    assert report["commands_received"] >= 2400 and report["commands_refused"] == 0
+
+
+@pytest.mark.hil
+def test_a_publisher_that_stops_trips_the_watchdog_into_the_safe_state():
+    import threading
+
+    from hardware.deploy import deploy
+    from policies.baselines import PendubotEnergyLQR
+
+    with _emulator(75) as emulator:
+        threading.Timer(2.0, emulator.stop).start()  # the robot's ros2_control dies mid-run
+        result = deploy(PendubotEnergyLQR(), _options(75, 4.0))
+    fault = result["loop"]["faults"][0]
+    assert "stale state" in fault["reason"] and 450 <= fault["tick"] <= 540, fault
+    assert result["loop"]["estop"]
+
+
+def _publish(domain_id: int, message, topic="/joint_states", count=40):
+    transport = DdsTransport(domain_id, loopback=True)
+    writer = transport.publisher(topic, type(message), reliable=False)
+    for _ in range(count):
+        writer.write(message)
+        time.sleep(0.01)
+
+
+def test_joint_states_of_the_wrong_shape_are_rejected_with_a_clear_error():
+    import threading
+
+    from hardware.device import DeviceError
+    from hardware.ros2_device import Ros2Device
+
+    now = m.Header(m.Time.from_ns(time.time_ns()), "")
+    bad = m.JointState(now, ["shoulder"], [0.1], [0.0], [0.0])  # the elbow is missing
+    publisher = threading.Thread(target=_publish, args=(76, bad))
+    publisher.start()
+    device = Ros2Device(["shoulder", "elbow"], ["shoulder", "elbow"], domain_id=76, loopback=True, timeout_s=0.5)
+    with pytest.raises(DeviceError, match=r"no valid sensor_msgs/msg/JointState .* \d+ rejected") as error:
+        device.configure(SPEC)
+    publisher.join()
+    assert device.rejected > 0 and "rejected" in str(error.value)
+    device.close()
+
+
+def test_a_message_of_the_wrong_type_on_the_topic_is_named():
+    import threading
+
+    from hardware.device import DeviceError
+    from hardware.ros2_device import Ros2Device
+
+    wrong = m.Float64MultiArray.vector([0.1, 0.2], "oops")
+    publisher = threading.Thread(target=_publish, args=(77, wrong))
+    publisher.start()
+    device = Ros2Device(["shoulder", "elbow"], ["shoulder", "elbow"], domain_id=77, loopback=True, timeout_s=0.5)
+    with pytest.raises(
+        DeviceError, match="send std_msgs::msg::dds_::Float64MultiArray_, not sensor_msgs/msg/JointState"
+    ):
+        device.configure(SPEC)
+    publisher.join()
+    device.close()

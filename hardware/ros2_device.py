@@ -1,0 +1,148 @@
+"""A robot behind ROS 2 topics, as a ros2_control stack exposes it.
+
+State comes from a `sensor_msgs/JointState` topic (joint_state_broadcaster's
+`/joint_states`); commands go to a `std_msgs/Float64MultiArray` topic in the
+form a forward_command_controller takes (one value per joint, in the order of
+its `joints` parameter), as topic_based_ros2_control does.
+
+ROS 2 topics say nothing about limits: the device provides the joints it
+sees, with the robot spec's units and unbounded commands, and the loop's
+safety filter enforces the robot spec's limits. A message of the wrong shape
+(joints missing, arrays of the wrong length, non-finite values) is rejected
+and counted with a warning naming what was wrong; the loop never sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
+
+from hardware import ros2_msgs as msgs
+from hardware.dds import DdsTransport, dds_topic
+from hardware.device import Command, Device, DeviceError, State
+from sim.robots.spec import Channel, RobotSpec
+
+log = logging.getLogger(__name__)
+
+
+class Ros2Device(Device):
+    """Joints `joints` (names as in JointState) with effort commands for `command_joints`."""
+
+    def __init__(
+        self,
+        joints: list[str],
+        command_joints: list[str],
+        state_topic: str = "/joint_states",
+        command_topic: str = "/effort_controller/commands",
+        domain_id: int = 0,
+        loopback: bool = False,
+        timeout_s: float = 2.0,
+        max_age_s: float = 0.5,
+    ):
+        super().__init__(None)
+        self.joints = list(joints)
+        self.command_joints = list(command_joints)
+        self.state_topic, self.command_topic = state_topic, command_topic
+        self.domain_id, self.loopback = domain_id, loopback
+        self.timeout_s = timeout_s
+        self.max_age_s = max_age_s
+        """A JointState whose header stamp is older than this (by the wall clock) is stale, s."""
+        self._transport: DdsTransport | None = None
+        self._reader = self._writer = self._publications = None
+        self._latest: State | None = None
+        self.received = 0
+        self.rejected = 0
+        self.stale = 0
+
+    def _on_configure(self) -> None:
+        if self._transport is None:
+            self._transport = DdsTransport(self.domain_id, loopback=self.loopback)
+            self._reader = self._transport.subscriber(self.state_topic, msgs.JointState, depth=1)
+            self._writer = self._transport.publisher(self.command_topic, msgs.Float64MultiArray)
+            # Discovery data, to name what else is published on the state topic if nothing valid comes.
+            self._publications = BuiltinDataReader(self._transport.participant, BuiltinTopicDcpsPublication)
+        deadline = time.monotonic() + self.timeout_s
+        while self._poll() is None:
+            if time.monotonic() > deadline:
+                raise DeviceError(self._no_state_reason())
+            time.sleep(0.005)
+        self.provided = RobotSpec(
+            "ros2",
+            tuple(Channel(f"{j}.position", "rad", -math.inf, math.inf) for j in self.joints)
+            + tuple(Channel(f"{j}.velocity", "rad/s", -math.inf, math.inf) for j in self.joints),
+            tuple(Channel(f"{j}.effort", "N m", -math.inf, math.inf) for j in self.command_joints),
+            control_rate_hz=0.0,
+            max_control_rate_hz=math.inf,
+        )
+
+    def _no_state_reason(self) -> str:
+        topic = dds_topic(self.state_topic)
+        others = {
+            p.type_name
+            for p in self._publications.take(256)
+            if p.topic_name == topic and p.type_name != msgs.JointState.__idl_typename__
+        }
+        hint = f"; publishers on it send {', '.join(sorted(others))}, not sensor_msgs/msg/JointState" if others else ""
+        return (
+            f"no valid sensor_msgs/msg/JointState with joints {self.joints} on {self.state_topic} within "
+            f"{self.timeout_s} s (ROS domain {self.domain_id}; {self.rejected} rejected){hint}"
+        )
+
+    def _read(self) -> State:
+        self._poll()
+        return self._latest
+
+    def _write(self, command: Command) -> Command:
+        values = np.asarray(command.values, dtype=float)
+        if values.shape != (len(self.command_joints),):
+            raise DeviceError(
+                f"command has shape {values.shape}; {self.command_topic} takes {len(self.command_joints)}"
+            )
+        self._writer.write(msgs.Float64MultiArray.vector(values, "effort"))
+        return Command(values)
+
+    def _on_deactivate(self) -> None:
+        self._writer.write(msgs.Float64MultiArray.vector(np.zeros(len(self.command_joints)), "effort"))
+
+    def _on_close(self) -> None:
+        self._transport = self._reader = self._writer = self._publications = None
+
+    def counters(self) -> dict[str, float]:
+        return {"rx_messages": self.received, "rejected_messages": self.rejected, "stale_messages": self.stale}
+
+    def _poll(self) -> State | None:
+        """Take what arrived; the newest valid JointState becomes the latest state."""
+        for sample in self._reader.take(64):
+            if not isinstance(sample, msgs.JointState):
+                continue  # a publisher went away: DDS says so with an invalid sample
+            values = self._values(sample)
+            if values is None:
+                continue
+            age = time.time() - sample.header.stamp.to_ns() / 1e9
+            if age > self.max_age_s:
+                self.stale += 1
+                continue
+            self.received += 1
+            self._latest = State(time.monotonic_ns(), self.received, values)
+        return self._latest
+
+    def _values(self, sample: msgs.JointState) -> np.ndarray | None:
+        names = list(sample.name)
+        problem = None
+        if len(sample.position) != len(names) or len(sample.velocity) != len(names):
+            problem = f"{len(names)} names but {len(sample.position)} positions and {len(sample.velocity)} velocities"
+        elif missing := [j for j in self.joints if j not in names]:
+            problem = f"joints {missing} missing (it has {names})"
+        else:
+            index = [names.index(j) for j in self.joints]
+            values = np.array([sample.position[i] for i in index] + [sample.velocity[i] for i in index])
+            if np.isfinite(values).all():
+                return values
+            problem = f"non-finite values {values.tolist()}"
+        self.rejected += 1
+        log.warning("%s: rejected a JointState: %s", self.state_topic, problem)
+        return None

@@ -1,0 +1,109 @@
+"""The simulated robot behind ROS 2 topics, as a ros2_control stack serves a real one.
+
+Like joint_state_broadcaster it publishes `sensor_msgs/JointState` (header
+stamped with the wall clock, as ROS time is) every physics step; like a
+forward effort controller it applies the newest `std_msgs/Float64MultiArray`
+on the command topic and, like ros2_control's command timeout, falls back to
+zero effort when commands stop. Commands of the wrong length or with
+non-finite or out-of-limit values are refused and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardware import ros2_msgs as msgs
+from hardware.dds import DdsTransport
+from hardware.emulator import plant_env
+from sim.plant import PHYSICS_DT
+
+log = logging.getLogger(__name__)
+
+
+class Ros2Emulator:
+    """`open()` creates the topics and returns a description; `run()` serves them."""
+
+    def __init__(
+        self,
+        robot: str,
+        params: str | Path = "model_1.0",
+        imperfections: bool = True,
+        seed: int = 0,
+        start: str = "down",
+        domain_id: int = 0,
+        loopback: bool = False,
+        state_topic: str = "/joint_states",
+        command_topic: str = "/effort_controller/commands",
+        command_timeout_s: float = 0.1,
+    ):
+        self.env = plant_env(robot, params, imperfections, seed, start)
+        self.plant, self.rng = self.env.plant, self.env.np_random
+        self.joints = list(self.env.robot.joints)
+        limits = self.env.robot.command_limits(self.env.nominal_params)
+        self.low, self.high = -limits, limits
+        self.domain_id, self.loopback = domain_id, loopback
+        self.state_topic, self.command_topic = state_topic, command_topic
+        self.command_timeout_ns = int(command_timeout_s * 1e9)
+        self.command = np.zeros(len(self.joints))
+        self.last_command_ns = 0
+        self.report: dict[str, Any] = {"states_published": 0, "commands_received": 0, "commands_refused": 0}
+
+    def open(self) -> str:
+        self.transport = DdsTransport(self.domain_id, loopback=self.loopback)
+        self.writer = self.transport.publisher(self.state_topic, msgs.JointState, reliable=False)
+        self.reader = self.transport.subscriber(self.command_topic, msgs.Float64MultiArray, reliable=True)
+        return (
+            f"ROS 2 domain {self.domain_id}: {self.state_topic} (JointState), {self.command_topic} (Float64MultiArray)"
+        )
+
+    def close(self) -> None:
+        self.transport = self.writer = self.reader = None
+
+    def run(self, duration_s: float | None = None, should_stop=lambda: False) -> dict[str, Any]:
+        period = int(PHYSICS_DT * 1e9)
+        next_step = start = time.monotonic_ns()
+        end = None if duration_s is None else start + int(duration_s * 1e9)
+        steps = 0
+        while end is None or time.monotonic_ns() < end:
+            steps += 1
+            if steps % 16 == 0 and should_stop():
+                break
+            now = time.monotonic_ns()
+            if next_step > now:
+                time.sleep((next_step - now) / 1e9)
+            now = time.monotonic_ns()
+            self._take_commands(now)
+            fresh = now - self.last_command_ns <= self.command_timeout_ns
+            self.plant.step(self.command if fresh else np.zeros(len(self.joints)), 1, self.rng)
+            self._publish()
+            next_step += period
+            if now > next_step + 10 * period:  # far behind (the machine stalled): re-anchor
+                next_step = now + period
+        return self.report
+
+    def _take_commands(self, now: int) -> None:
+        for sample in self.reader.take(64):
+            if not isinstance(sample, msgs.Float64MultiArray):
+                continue
+            values = np.asarray(sample.data, dtype=float)
+            if values.shape != self.command.shape or not (
+                np.isfinite(values).all() and (values >= self.low).all() and (values <= self.high).all()
+            ):
+                self.report["commands_refused"] += 1
+                log.warning("%s: refused command %s", self.command_topic, values.tolist())
+                continue
+            self.report["commands_received"] += 1
+            self.command, self.last_command_ns = values, now
+
+    def _publish(self) -> None:
+        n = len(self.joints)
+        x = self.plant.measure()
+        header = msgs.Header(msgs.Time.from_ns(time.time_ns()), "")
+        effort = self.command.tolist()
+        self.writer.write(msgs.JointState(header, self.joints, x[:n].tolist(), x[n:].tolist(), effort))
+        self.report["states_published"] += 1
