@@ -317,7 +317,8 @@ def _records(f) -> Iterator[Any]:
 
 
 def summarise_log(path: str | Path) -> dict[str, Any]:
-    """Topics with message counts, duration, metadata, faults and drops of a log."""
+    """Topics with message counts, duration, metadata, faults, the device link's last counters and drops
+    of a log."""
     messages, metadata, complete = read_log(path)
     times = [t for msgs in messages.values() for t, _ in msgs]
     faults = [
@@ -326,12 +327,19 @@ def summarise_log(path: str | Path) -> dict[str, Any]:
         for s in m.status
         if s.level == ERROR
     ]
+    links = [
+        {kv.key: kv.value for kv in s.values}
+        for _, m in messages.get("/diagnostics", [])
+        for s in m.status
+        if s.name == "s2r/link"
+    ]
     return {
         "file": str(path),
         "complete": complete,
         "duration_s": (max(times) - min(times)) / 1e9 if times else 0.0,
         "topics": {topic: len(msgs) for topic, msgs in sorted(messages.items())},
         "faults": faults,
+        "link": links[-1] if links else {},
         "metadata": metadata,
     }
 

@@ -126,6 +126,26 @@ def test_stale_state_trips_the_estop_after_the_timeout():
     assert len(loop.faults) == 1, "a condition that lasts is one fault, not one per tick"
 
 
+def test_a_frozen_sensor_is_caught_but_a_robot_at_rest_is_not():
+    clock = FakeClock()
+    device = MockDevice(clock)  # fresh sequence numbers every read, values never change
+    device.state = np.array([0.3, -0.2, 0.5, 0.0])  # ...while saying the shoulder turns at 0.5 rad/s
+    loop = make_loop(device, frozen_timeout_s=0.035)
+    loop.run(ticks=8)
+    # The values first seen at 0 ms are over 35 ms old at 40 ms (tick 4).
+    assert [(f.tick, f.reason.split(":")[0]) for f in loop.faults] == [(4, "frozen sensor")]
+
+    at_rest = MockDevice(FakeClock())  # hanging still, commanded nothing: identical values are right
+    loop = make_loop(at_rest, frozen_timeout_s=0.035)
+    loop.run(ticks=50)
+    assert loop.faults == []
+
+    pushed = MockDevice(FakeClock())  # at rest, but pushed with 1.2 N m: a live robot would move
+    loop = make_loop(pushed, policy=ConstantPolicy([0.2]), frozen_timeout_s=0.035, frozen_min_command=1.0)
+    loop.run(ticks=8)
+    assert loop.faults and loop.faults[0].reason.startswith("frozen sensor")
+
+
 def test_estop_latches_until_reset_and_commands_the_safe_state():
     clock = FakeClock()
     device = MockDevice(clock)

@@ -17,7 +17,7 @@ from hardware.deploy import DeployOptions
 from hardware.device import Command, DeviceError, Lifecycle, SpecMismatchError
 from hardware.emulator import Emulator, FaultPlan
 from hardware.hil import detection_bound, run_hil
-from hardware.log import read_log
+from hardware.log import read_log, summarise_log
 from hardware.protocol import FaultCode, Type
 from hardware.safety import SafetyConfig
 from hardware.serial_device import SerialDevice
@@ -255,6 +255,7 @@ def test_hil_500hz_keeps_the_pendubot_up_through_loss_and_jitter_and_logs_every_
     assert complete and int(link[-1]["lost_states"]) == result["link"]["lost_states"]
     increments = np.diff([0] + [int(d["lost_states"]) for d in link])
     assert increments.sum() == result["link"]["lost_states"] and (increments >= 0).all()
+    assert int(summarise_log(options.log_path)["link"]["lost_states"]) == result["link"]["lost_states"]
 
 
 @pytest.mark.hil
