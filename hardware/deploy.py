@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ class DeployOptions:
 
     robot: str
     rate_hz: float
-    duration_s: float = 10.0
+    duration_s: float | None = 10.0
+    """Run length, s; None runs until Ctrl-C or `should_stop`."""
     device: str = "sim"
     """sim (the simulated robot), serial:PORT (a device speaking the s2r serial protocol) or ros2
     (ROS 2 topics: JointState in, Float64MultiArray effort commands out)."""
@@ -88,13 +90,17 @@ def trajectory_of(records: list[TickRecord], n: int) -> realaigym.Trajectory:
 
 
 def deploy(
-    policy: Policy, options: DeployOptions, device: Device | None = None, records: list[TickRecord] | None = None
+    policy: Policy,
+    options: DeployOptions,
+    device: Device | None = None,
+    records: list[TickRecord] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Run `policy` on a device (by default the one `options.device` names) until the duration,
     a fault that stops the device, or Ctrl-C; the device ends in its safe state and the log is
     closed. Returns loop statistics, the device's link counters and the task score (RealAIGym v2,
     simulation normalisation) of what the loop measured and sent. `records`, if given, receives
-    every tick."""
+    every tick; `should_stop`, if given, is asked before every tick."""
     robot = get_robot(options.robot)
     params = robot.load_params(options.params)
     device = device or make_device(options)
@@ -135,7 +141,7 @@ def deploy(
                 on_tick=on_tick,
             )
             try:
-                loop.run(duration_s=options.duration_s)
+                loop.run(duration_s=options.duration_s, should_stop=should_stop or (lambda: False))
             except KeyboardInterrupt:
                 interrupted = True
             finally:

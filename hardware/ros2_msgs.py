@@ -152,6 +152,14 @@ class DiagnosticArray(idl.IdlStruct, typename="diagnostic_msgs::msg::dds_::Diagn
     type_hash = "RIHS01_5a8a36efb05fb25070fa0fb3810290c0e6cd4862b54a8fb975a1ee8dc55a333e"
 
 
+@dataclass
+@annotate.final
+class Empty(idl.IdlStruct, typename="std_msgs::msg::dds_::Empty_"):
+    structure_needs_at_least_one_member: types.uint8 = 0
+    ros_type = "std_msgs/msg/Empty"
+    type_hash = "RIHS01_20b625256f32d5dbc0d04fee44f43c41e51c70d3502f84b4a08e7a9c26a96312"
+
+
 MESSAGES = (
     Time,
     Header,
@@ -162,4 +170,5 @@ MESSAGES = (
     KeyValue,
     DiagnosticStatus,
     DiagnosticArray,
+    Empty,
 )

@@ -165,9 +165,11 @@ def test_deploy_over_ros2_keeps_the_pendubot_up_for_10_s_at_250_hz():
     with _emulator(74) as emulator:
         result = deploy(PendubotEnergyLQR(), _options(74, 10.0))
         report = emulator.stop()
-    assert result["loop"]["faults"] == [] and result["loop"]["ticks"] >= 2450
+    loop = result["loop"]
+    assert loop["faults"] == [] and loop["ticks"] + loop["missed_deadlines"] >= 2499  # every period accounted for
     assert result["score"]["success"] == 1.0, "held upright to the end"
-    assert result["link"]["rx_messages"] >= 2400 and result["link"]["rejected_messages"] == 0
+    # Most ticks see a fresh JointState (the emulator publishes at 500 Hz; the reader keeps the newest).
+    assert result["link"]["rx_messages"] >= 2000 and result["link"]["rejected_messages"] == 0
     assert report["commands_received"] >= 2400 and report["commands_refused"] == 0
 
 
@@ -228,3 +230,54 @@ def test_a_message_of_the_wrong_type_on_the_topic_is_named():
         device.configure(SPEC)
     publisher.join()
     device.close()
+
+
+# The deploy node: arm, e-stop, reset over ROS 2 topics. -------------------------------------------
+
+
+@pytest.mark.hil
+def test_the_deploy_node_arms_estops_and_refuses_to_rearm_until_reset():
+    import threading
+
+    from hardware.deploy import DeployOptions
+    from hardware.ros2_node import DeployNode
+    from policies.baselines import PendubotEnergyLQR
+
+    domain_id = 79
+    options = DeployOptions("pendubot", 500.0, duration_s=None, params="model_1.1", action_history=0)
+    node = DeployNode(PendubotEnergyLQR(), options, DdsTransport(domain_id, loopback=True))
+    spinner = threading.Thread(target=node.spin)
+    spinner.start()
+    operator = DdsTransport(domain_id, loopback=True)
+    commands = {name: operator.publisher(f"/s2r/{name}", m.Empty) for name in ("arm", "estop", "reset")}
+    diagnostics = operator.subscriber("/diagnostics", m.DiagnosticArray, reliable=True, depth=100)
+    seen: list[str] = []
+
+    def wait_for(text: str, timeout: float = 20.0) -> m.DiagnosticStatus:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for sample in diagnostics.take(64):
+                if isinstance(sample, m.DiagnosticArray):
+                    for status in sample.status:
+                        seen.append(status.message)
+                        if text in status.message:
+                            return status
+            time.sleep(0.01)
+        raise AssertionError(f"no diagnostic with {text!r}; saw {seen[-10:]}")
+
+    try:
+        wait_for("disarmed")
+        commands["arm"].write(m.Empty())
+        wait_for("armed: loop running")
+        wait_for("running")  # the loop's own once-a-second report
+        commands["estop"].write(m.Empty())
+        stopped = wait_for("stopped: e-stop from /s2r/estop")
+        assert stopped.level == m.DiagnosticStatus.ERROR
+        assert int({kv.key: kv.value for kv in stopped.values}["ticks"]) > 100
+        commands["arm"].write(m.Empty())
+        wait_for("arm refused: e-stop latched")
+        commands["reset"].write(m.Empty())
+        wait_for("e-stop reset")
+    finally:
+        node.shutdown = True
+        spinner.join(timeout=10)
