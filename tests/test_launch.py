@@ -31,7 +31,13 @@ def test_launch_arguments_are_the_documented_ones_and_each_is_a_node_parameter()
     arguments = _declared_arguments()
     assert set(arguments) == DOCUMENTED
     assert set(arguments) <= set(PARAMETERS)
-    assert 'DeclareLaunchArgument(\n            "params_file"' in LAUNCH.read_text()
+    declared = [
+        call.args[0].value
+        for call in ast.walk(ast.parse(LAUNCH.read_text()))
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument" and call.args
+        if isinstance(call.args[0], ast.Constant)
+    ]
+    assert declared == ["params_file"]  # the others are declared from ARGUMENTS
     # The defaults parse as the node's parameters do.
     argv = ["--ros-args"] + [x for name, default in arguments.items() for x in ("-p", f"{name}:={default}")]
     params = parse_ros_args(argv)
