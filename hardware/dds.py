@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 
+from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.qos import Policy, Qos
@@ -69,6 +70,9 @@ class DdsTransport:
                 _LOOPBACK_DOMAINS[domain_id] = Domain(domain_id, LOOPBACK_CONFIG)
         self.participant = DomainParticipant(domain_id)
         self._topics: dict[str, Topic] = {}
+        # Discovery data from the start, to tell what is published on a topic (publisher_types).
+        self._publications = BuiltinDataReader(self.participant, BuiltinTopicDcpsPublication)
+        self._published: dict[str, set[str]] = {}
 
     def _topic(self, topic: str, message_type) -> Topic:
         name = dds_topic(topic)
@@ -82,3 +86,12 @@ class DdsTransport:
 
     def subscriber(self, topic: str, message_type, reliable: bool = False, depth: int = 5) -> DataReader:
         return DataReader(self.participant, self._topic(topic, message_type), qos(message_type, reliable, depth))
+
+    def publisher_types(self, topic: str) -> set[str]:
+        """ROS 2 type names (`pkg/msg/T`) of the publishers discovered on `topic` so far."""
+        for p in self._publications.take(256):
+            if hasattr(p, "topic_name"):
+                package, _, rest = p.type_name.partition("::msg::dds_::")
+                name = f"{package}/msg/{rest.removesuffix('_')}" if rest else p.type_name
+                self._published.setdefault(p.topic_name, set()).add(name)
+        return set(self._published.get(dds_topic(topic), set()))

@@ -42,7 +42,9 @@ class DeployOptions:
     domain_id: int = 0
     """ROS 2 domain id (the ros2 device)."""
     loopback: bool = False
-    """Keep DDS discovery and traffic on 127.0.0.1 (the ros2 device)."""
+    """Keep DDS discovery and traffic on 127.0.0.1 (the ros2 device, Cyclone DDS backend)."""
+    ros2_backend: str = "auto"
+    """rclpy, cyclonedds or auto (rclpy where ROS 2 is installed) for the ros2 device."""
     mode: str = "realtime"
     """realtime (wall clock) or lockstep (as fast as possible, simulated device only)."""
     params: str | Path = "model_1.0"
@@ -76,7 +78,9 @@ def make_device(options: DeployOptions) -> Device:
         from hardware.ros2_device import Ros2Device  # DDS only when asked for
 
         joints = list(get_robot(options.robot).joints)
-        return Ros2Device(joints, joints, domain_id=options.domain_id, loopback=options.loopback)
+        return Ros2Device(
+            joints, joints, domain_id=options.domain_id, loopback=options.loopback, backend=options.ros2_backend
+        )
     raise ValueError(f"unknown device {options.device!r}; expected sim, serial:PORT (e.g. serial:/dev/ttyACM0) or ros2")
 
 

@@ -19,11 +19,10 @@ import math
 import time
 
 import numpy as np
-from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
 
 from hardware import ros2_msgs as msgs
-from hardware.dds import DdsTransport, dds_topic
 from hardware.device import Command, Device, DeviceError, State
+from hardware.ros2_transport import make_transport
 from sim.robots.spec import Channel, RobotSpec
 
 log = logging.getLogger(__name__)
@@ -40,6 +39,7 @@ class Ros2Device(Device):
         command_topic: str = "/effort_controller/commands",
         domain_id: int = 0,
         loopback: bool = False,
+        backend: str = "auto",
         timeout_s: float = 2.0,
         max_age_s: float = 0.5,
     ):
@@ -47,12 +47,12 @@ class Ros2Device(Device):
         self.joints = list(joints)
         self.command_joints = list(command_joints)
         self.state_topic, self.command_topic = state_topic, command_topic
-        self.domain_id, self.loopback = domain_id, loopback
+        self.domain_id, self.loopback, self.backend = domain_id, loopback, backend
         self.timeout_s = timeout_s
         self.max_age_s = max_age_s
         """A JointState whose header stamp is older than this (by the wall clock) is stale, s."""
-        self._transport: DdsTransport | None = None
-        self._reader = self._writer = self._publications = None
+        self._transport = None
+        self._reader = self._writer = None
         self._latest: State | None = None
         self.received = 0
         self.rejected = 0
@@ -60,11 +60,9 @@ class Ros2Device(Device):
 
     def _on_configure(self) -> None:
         if self._transport is None:
-            self._transport = DdsTransport(self.domain_id, loopback=self.loopback)
+            self._transport = make_transport(self.domain_id, self.loopback, self.backend)
             self._reader = self._transport.subscriber(self.state_topic, msgs.JointState, depth=1)
             self._writer = self._transport.publisher(self.command_topic, msgs.Float64MultiArray)
-            # Discovery data, to name what else is published on the state topic if nothing valid comes.
-            self._publications = BuiltinDataReader(self._transport.participant, BuiltinTopicDcpsPublication)
         deadline = time.monotonic() + self.timeout_s
         while self._poll() is None:
             if time.monotonic() > deadline:
@@ -80,13 +78,8 @@ class Ros2Device(Device):
         )
 
     def _no_state_reason(self) -> str:
-        topic = dds_topic(self.state_topic)
-        others = {
-            p.type_name
-            for p in self._publications.take(256)
-            if p.topic_name == topic and p.type_name != msgs.JointState.__idl_typename__
-        }
-        hint = f"; publishers on it send {', '.join(sorted(others))}, not sensor_msgs/msg/JointState" if others else ""
+        others = self._transport.publisher_types(self.state_topic) - {msgs.JointState.ros_type}
+        hint = f"; publishers on it send {', '.join(sorted(others))}, not {msgs.JointState.ros_type}" if others else ""
         return (
             f"no valid sensor_msgs/msg/JointState with joints {self.joints} on {self.state_topic} within "
             f"{self.timeout_s} s (ROS domain {self.domain_id}; {self.rejected} rejected){hint}"
@@ -109,7 +102,7 @@ class Ros2Device(Device):
         self._writer.write(msgs.Float64MultiArray.vector(np.zeros(len(self.command_joints)), "effort"))
 
     def _on_close(self) -> None:
-        self._transport = self._reader = self._writer = self._publications = None
+        self._transport = self._reader = self._writer = None
 
     def counters(self) -> dict[str, float]:
         return {"rx_messages": self.received, "rejected_messages": self.rejected, "stale_messages": self.stale}

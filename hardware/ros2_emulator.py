@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from hardware import ros2_msgs as msgs
-from hardware.dds import DdsTransport
 from hardware.emulator import plant_env
+from hardware.ros2_transport import make_transport
 from sim.plant import PHYSICS_DT
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class Ros2Emulator:
         start: str = "down",
         domain_id: int = 0,
         loopback: bool = False,
+        backend: str = "auto",
         state_topic: str = "/joint_states",
         command_topic: str = "/effort_controller/commands",
         command_timeout_s: float = 0.1,
@@ -46,7 +47,7 @@ class Ros2Emulator:
         self.joints = list(self.env.robot.joints)
         limits = self.env.robot.command_limits(self.env.nominal_params)
         self.low, self.high = -limits, limits
-        self.domain_id, self.loopback = domain_id, loopback
+        self.domain_id, self.loopback, self.backend = domain_id, loopback, backend
         self.state_topic, self.command_topic = state_topic, command_topic
         self.command_timeout_ns = int(command_timeout_s * 1e9)
         self.command = np.zeros(len(self.joints))
@@ -54,7 +55,7 @@ class Ros2Emulator:
         self.report: dict[str, Any] = {"states_published": 0, "commands_received": 0, "commands_refused": 0}
 
     def open(self) -> str:
-        self.transport = DdsTransport(self.domain_id, loopback=self.loopback)
+        self.transport = make_transport(self.domain_id, self.loopback, self.backend)
         self.writer = self.transport.publisher(self.state_topic, msgs.JointState, reliable=False)
         self.reader = self.transport.subscriber(self.command_topic, msgs.Float64MultiArray, reliable=True)
         return (

@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 from hardware import ros2_msgs as msgs
-from hardware.dds import DdsTransport
 from hardware.deploy import DeployOptions, deploy
 from hardware.loop import Policy
 
@@ -25,13 +24,14 @@ CONTROL_TOPICS = ("arm", "disarm", "estop", "reset")
 
 
 class DeployNode:
-    """Wait for arm, run the loop until disarm / e-stop / duration, report, repeat."""
+    """Wait for arm, run the loop until disarm / e-stop / duration, report, repeat. `transport` is a
+    ROS 2 transport (hardware.ros2_transport.make_transport)."""
 
     def __init__(
         self,
         policy: Policy,
         options: DeployOptions,
-        transport: DdsTransport,
+        transport,
         name: str = "s2r_deploy",
         autostart: bool = False,
     ):

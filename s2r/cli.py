@@ -190,6 +190,7 @@ def _deploy_options(args: argparse.Namespace, policy):
         metadata={"policy": policy_record},
         domain_id=getattr(args, "domain_id", 0),
         loopback=getattr(args, "loopback", False),
+        ros2_backend=getattr(args, "ros2_backend", "auto"),
     )
 
 
@@ -255,7 +256,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
         if args.faults or args.link or args.replug:
             raise ValueError("--faults, --link and --replug are for the serial transport")
-        emulator = Ros2Emulator(args.robot, domain_id=args.domain_id, loopback=args.loopback, **common)
+        emulator = Ros2Emulator(
+            args.robot, domain_id=args.domain_id, loopback=args.loopback, backend=args.ros2_backend, **common
+        )
     else:
         emulator = Emulator(args.robot, faults=_fault_plan(args), link=args.link, replug_s=args.replug, **common)
     print(emulator.open(), flush=True)
@@ -334,6 +337,12 @@ def _add_ros2_arguments(p: argparse.ArgumentParser) -> None:
         "--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 0)), help="ROS 2 domain id (ros2)"
     )
     p.add_argument("--loopback", action="store_true", help="keep DDS on 127.0.0.1 (ros2; tests, one machine)")
+    p.add_argument(
+        "--ros2-backend",
+        choices=["auto", "rclpy", "cyclonedds"],
+        default="auto",
+        help="ROS 2 transport (ros2): rclpy where ROS 2 is installed (auto), or Cyclone DDS directly",
+    )
 
 
 def _add_fault_arguments(p: argparse.ArgumentParser) -> None:

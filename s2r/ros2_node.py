@@ -103,8 +103,8 @@ def deploy_options(params: dict[str, Any], policy):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hardware.dds import DdsTransport
     from hardware.ros2_node import DeployNode
+    from hardware.ros2_transport import make_transport
     from policies import make_controller
 
     logging.basicConfig(level=logging.INFO, format=f"[{NODE_NAME}] %(levelname)s %(name)s: %(message)s")
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         params = parse_ros_args(argv)
         policy = make_controller(params["policy"], params["robot"])
         options = deploy_options(params, policy)
-        transport = DdsTransport(options.domain_id)
+        transport = make_transport(options.domain_id)  # rclpy under ROS 2, else Cyclone DDS
         node = DeployNode(policy, options, transport, NODE_NAME, autostart=params["autostart"])
     except (ValueError, OSError) as exc:
         print(f"{NODE_NAME}: error: {exc}", file=sys.stderr)

@@ -215,21 +215,21 @@ def test_joint_states_of_the_wrong_shape_are_rejected_with_a_clear_error():
 
 
 def test_a_message_of_the_wrong_type_on_the_topic_is_named():
-    import threading
-
     from hardware.device import DeviceError
     from hardware.ros2_device import Ros2Device
 
+    # Another node (its own process: one process holds one type per topic) publishes the wrong type.
     wrong = m.Float64MultiArray.vector([0.1, 0.2], "oops")
-    publisher = threading.Thread(target=_publish, args=(77, wrong))
+    publisher = multiprocessing.get_context("spawn").Process(target=_publish, args=(77, wrong, "/joint_states", 300))
     publisher.start()
-    device = Ros2Device(["shoulder", "elbow"], ["shoulder", "elbow"], domain_id=77, loopback=True, timeout_s=0.5)
-    with pytest.raises(
-        DeviceError, match="send std_msgs::msg::dds_::Float64MultiArray_, not sensor_msgs/msg/JointState"
-    ):
-        device.configure(SPEC)
-    publisher.join()
-    device.close()
+    try:
+        device = Ros2Device(["shoulder", "elbow"], ["shoulder", "elbow"], domain_id=77, loopback=True, timeout_s=2.0)
+        with pytest.raises(DeviceError, match="send std_msgs/msg/Float64MultiArray, not sensor_msgs/msg/JointState"):
+            device.configure(SPEC)
+        device.close()
+    finally:
+        publisher.terminate()
+        publisher.join()
 
 
 # The deploy node: arm, e-stop, reset over ROS 2 topics. -------------------------------------------
@@ -281,3 +281,48 @@ def test_the_deploy_node_arms_estops_and_refuses_to_rearm_until_reset():
     finally:
         node.shutdown = True
         spinner.join(timeout=10)
+
+
+def test_the_backend_is_rclpy_where_ros2_is_installed_and_cyclone_dds_elsewhere(monkeypatch):
+    from importlib.util import find_spec
+
+    from hardware.ros2_transport import choose_backend
+
+    has_rclpy = find_spec("rclpy") is not None
+    monkeypatch.delenv("S2R_ROS2_BACKEND", raising=False)
+    assert choose_backend("auto") == ("rclpy" if has_rclpy else "cyclonedds")
+    assert choose_backend("cyclonedds") == "cyclonedds"
+    monkeypatch.setenv("S2R_ROS2_BACKEND", "cyclonedds")
+    assert choose_backend("auto") == "cyclonedds"
+    with pytest.raises(ValueError, match="unknown ROS 2 backend 'zenoh'"):
+        choose_backend("zenoh")
+    if not has_rclpy:
+        with pytest.raises(ValueError, match="the rclpy backend needs a ROS 2 install"):
+            choose_backend("rclpy")
+
+
+@pytest.mark.ros2
+def test_rclpy_and_cyclone_dds_exchange_joint_states():
+    pytest.importorskip("rclpy", reason="rclpy comes with a ROS 2 install")
+    from hardware.ros2_transport import RclpyTransport
+
+    ros = RclpyTransport(domain_id=80)
+    cyclone = DdsTransport(80)
+    try:
+        reader = ros.subscriber("/joint_states", m.JointState, depth=50)
+        writer = cyclone.publisher("/joint_states", m.JointState, reliable=False)
+        command_reader = cyclone.subscriber("/command", m.Float64MultiArray, reliable=True, depth=50)
+        command_writer = ros.publisher("/command", m.Float64MultiArray)
+        received, commands = [], []
+        deadline = time.monotonic() + 10
+        while (len(received) < 10 or len(commands) < 10) and time.monotonic() < deadline:
+            writer.write(m.JointState(m.Header(m.Time(1, 2), ""), ["shoulder"], [0.5], [1.0], [0.0]))
+            command_writer.write(m.Float64MultiArray.vector([1.5, 0.0], "effort"))
+            time.sleep(0.02)
+            received += reader.take(50)
+            commands += [c for c in command_reader.take(50) if isinstance(c, m.Float64MultiArray)]
+        assert received and received[-1].position == [0.5] and received[-1].name == ["shoulder"]
+        assert commands and commands[-1].data == [1.5, 0.0]
+        assert "sensor_msgs/msg/JointState" in ros.publisher_types("/joint_states")
+    finally:
+        ros.close()
