@@ -42,6 +42,8 @@ class Ros2Device(Device):
         backend: str = "auto",
         timeout_s: float = 2.0,
         max_age_s: float = 0.5,
+        reliable_state: bool = False,
+        reliable_commands: bool = True,
     ):
         super().__init__(None)
         self.joints = list(joints)
@@ -51,6 +53,8 @@ class Ros2Device(Device):
         self.timeout_s = timeout_s
         self.max_age_s = max_age_s
         """A JointState whose header stamp is older than this (by the wall clock) is stale, s."""
+        self.reliable_state, self.reliable_commands = reliable_state, reliable_commands
+        """QoS: sensor data best effort and commands reliable by default, as ROS 2's profiles have them."""
         self._transport = None
         self._reader = self._writer = None
         self._latest: State | None = None
@@ -61,8 +65,13 @@ class Ros2Device(Device):
     def _on_configure(self) -> None:
         if self._transport is None:
             self._transport = make_transport(self.domain_id, self.loopback, self.backend)
-            self._reader = self._transport.subscriber(self.state_topic, msgs.JointState, depth=1)
-            self._writer = self._transport.publisher(self.command_topic, msgs.Float64MultiArray)
+            # Depth 1: the newest state is the only one the loop wants.
+            self._reader = self._transport.subscriber(
+                self.state_topic, msgs.JointState, reliable=self.reliable_state, depth=1
+            )
+            self._writer = self._transport.publisher(
+                self.command_topic, msgs.Float64MultiArray, reliable=self.reliable_commands
+            )
         deadline = time.monotonic() + self.timeout_s
         while self._poll() is None:
             if time.monotonic() > deadline:
