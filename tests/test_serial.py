@@ -216,8 +216,8 @@ def test_fault_plan_errors_name_the_key(tmp_path):
 
 
 def _hil(tmp_path, faults: dict, duration=10.0):
-    # 25 missed deadlines (50 ms, the stale-state timeout) rather than 5: what is under test is the
-    # link, not how long this shared CI machine may deschedule a process.
+    # A 100 ms stale-state timeout and 50 missed deadlines rather than 50 ms and 5: what is under test
+    # is the link, not how long this shared CI machine may deschedule either process.
     options = DeployOptions(
         "pendubot",
         500.0,
@@ -226,7 +226,7 @@ def _hil(tmp_path, faults: dict, duration=10.0):
         params="model_1.1",
         imperfections=False,
         action_history=0,
-        safety=SafetyConfig(max_missed_deadlines=25),
+        safety=SafetyConfig(max_missed_deadlines=50, stale_timeout_s=0.1),
         log_path=tmp_path / "hil.mcap",
     )
     result = run_hil(PendubotEnergyLQR(), options, FaultPlan.from_dict(faults), start="up")
@@ -241,7 +241,7 @@ def _checks(result):
 def test_hil_500hz_keeps_the_pendubot_up_through_loss_and_jitter_and_logs_every_loss(tmp_path):
     result, options = _hil(tmp_path, {"drop": 0.05, "jitter_ms": 1.0, "seed": 3})
     checks = _checks(result)
-    assert result["verdict"] == "pass", result["checks"]
+    assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
     assert checks["task"]["ok"] and "swing-up held for" in checks["task"]["detail"]
     assert checks["losses"]["injected"] > 100  # 5 % of ~5000 frames
     assert checks["losses"]["counted"] >= checks["losses"]["injected"]
@@ -264,7 +264,7 @@ def test_hil_unplug_reaches_the_safe_state_within_two_periods(tmp_path):
         tmp_path, {"drop": 0.05, "jitter_ms": 1.0, "events": [{"kind": "unplug", "at_s": 3.0}]}, duration=5.0
     )
     checks = _checks(result)
-    assert result["verdict"] == "pass", result["checks"]
+    assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
     assert detection_bound("unplug", 0.0, options) == 2
     assert "serial link to" in checks["detect unplug"]["detail"] and "lost" in checks["detect unplug"]["detail"]
     fault = result["loop"]["faults"][0]
@@ -281,4 +281,4 @@ def test_hil_catches_a_frozen_sensor_and_a_brownout_within_the_stated_ticks(tmp_
     check = _checks(result)[f"detect {event['kind']}"]
     assert check["ok"], check
     assert result["link"]["crc_errors"] + result["link"]["malformed_frames"] > 0
-    assert result["verdict"] == "pass", result["checks"]
+    assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
