@@ -28,7 +28,8 @@ from sim.tasks import realaigym
 
 
 def detection_bound(kind: str, duration_s: float, options: DeployOptions) -> int:
-    """Ticks within which the loop must catch an injected fault, counted from the injection.
+    """Ticks within which the loop must catch an injected fault, counted from the injection (a tick
+    still running at the injection counts).
 
     - unplug: the next read or write fails: 2 ticks;
     - frozen sensor: the watchdog's frozen timeout, plus 2 ticks;
@@ -104,6 +105,8 @@ def judge(
     params = robot.load_params(options.params)
     n = len(robot.joints)
     starts = np.array([r.start_ns for r in records])
+    # A fault belongs to the injection if its tick was still running when the fault was injected.
+    ends = starts + np.array([r.compute_ns for r in records])
     events = [e for e in (report or {}).get("events", []) if e["kind"] != "replug" and e["at_ns"] <= starts[-1]]
     first_fault = next((r for r in records if r.fault is not None), None)
 
@@ -145,7 +148,7 @@ def judge(
         )
 
     # No fault that nothing injected (a watchdog tripping on 5 % loss would stop a real robot for nothing).
-    if first_fault is not None and (not events or first_fault.start_ns < events[0]["at_ns"]):
+    if first_fault is not None and (not events or first_fault.start_ns + first_fault.compute_ns < events[0]["at_ns"]):
         check("no spurious fault", False, f"tick {first_fault.tick}: {first_fault.fault.reason}")
     else:
         check("no spurious fault", True, "every fault followed an injected one" if events else "no fault")
@@ -154,14 +157,15 @@ def judge(
     for event in events:
         bound = detection_bound(event["kind"], event["duration_s"], options)
         name = f"detect {event['kind']}"
-        if first_fault is not None and first_fault.start_ns < event["at_ns"]:
+        if first_fault is not None and first_fault.start_ns + first_fault.compute_ns < event["at_ns"]:
             check(name, True, f"injected after the loop had already faulted at tick {first_fault.tick}: not judged")
             continue
-        caught = next((r for r in records if r.fault is not None and r.start_ns >= event["at_ns"]), None)
+        caught = next((r for r in records if r.fault is not None and r.start_ns + r.compute_ns >= event["at_ns"]), None)
         if caught is None:
             check(name, False, f"not caught (bound {bound} ticks)")
             continue
-        ticks = int(((starts > event["at_ns"]) & (starts <= caught.start_ns)).sum())
+        # Ticks from the one running at the injection to the one that caught it, both counted.
+        ticks = int(((ends >= event["at_ns"]) & (starts <= caught.start_ns)).sum())
         check(name, ticks <= bound, f"caught in {ticks} ticks (bound {bound}): {caught.fault.reason}", ticks=ticks)
 
     if options.log_path is not None:

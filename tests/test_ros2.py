@@ -170,7 +170,7 @@ def test_deploy_over_ros2_keeps_the_pendubot_up_for_10_s_at_250_hz():
     assert result["score"]["success"] == 1.0, "held upright to the end"
     # Most ticks see a fresh JointState (the emulator publishes at 500 Hz; the reader keeps the newest).
     assert result["link"]["rx_messages"] >= 2000 and result["link"]["rejected_messages"] == 0
-    assert report["commands_received"] >= 2400 and report["commands_refused"] == 0
+    assert report["commands_received"] >= 2000 and report["commands_refused"] == 0
 
 
 @pytest.mark.hil
