@@ -107,7 +107,8 @@ def judge(
     starts = np.array([r.start_ns for r in records])
     # A fault belongs to the injection if its tick was still running when the fault was injected.
     ends = starts + np.array([r.compute_ns for r in records])
-    events = [e for e in (report or {}).get("events", []) if e["kind"] != "replug" and e["at_ns"] <= starts[-1]]
+    # Events injected while the loop ran (the last tick may be the one that caught the last event).
+    events = [e for e in (report or {}).get("events", []) if e["kind"] != "replug" and e["at_ns"] <= ends[-1]]
     first_fault = next((r for r in records if r.fault is not None), None)
 
     # Task: up to the first disruptive event (the run is judged on what it could control).

@@ -282,3 +282,31 @@ def test_hil_catches_a_frozen_sensor_and_a_brownout_within_the_stated_ticks(tmp_
     assert check["ok"], check
     assert result["link"]["crc_errors"] + result["link"]["malformed_frames"] > 0
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
+
+
+def test_the_verdict_credits_a_fault_caught_by_the_tick_running_at_the_injection():
+    from hardware.device import State
+    from hardware.hil import judge
+    from hardware.loop import TickRecord
+    from hardware.safety import Fault
+
+    options = DeployOptions("pendubot", 500.0, device="serial", params="model_1.1")
+    up = np.array([np.pi, 0.0, 0.0, 0.0])
+
+    def tick(k, fault=None):  # 2 ms apart, 0.5 ms of work each
+        start = 1_000_000_000 + k * 2_000_000
+        return TickRecord(k, start, start, 500_000, State(start, k, up), np.zeros(1), np.zeros(2), 0, [], fault)
+
+    # The unplug lands 0.2 ms into the last tick, whose write then fails: the loop stops there.
+    records = [tick(k) for k in range(99)] + [tick(99, Fault(99, "device write failed: serial link lost"))]
+    at = records[-1].start_ns + 200_000
+    report = {
+        "events": [{"kind": "unplug", "at_ns": at, "duration_s": 0.0}],
+        "commands_outside_limits": 0,
+        "states_dropped": [],
+        "states_corrupted": [],
+    }
+    link = {"lost_states": 0, "crc_errors": 0, "malformed_frames": 0}
+    checks = {c["name"]: c for c in judge(records, options, {"link": link}, report)}
+    assert checks["no spurious fault"]["ok"], checks
+    assert checks["detect unplug"]["ok"] and checks["detect unplug"]["ticks"] == 1
