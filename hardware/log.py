@@ -34,6 +34,7 @@ from mcap.writer import Writer
 from mcap_ros2.decoder import DecoderFactory
 
 from hardware import cdr
+from sim.tasks.realaigym import Trajectory, write_trajectory_csv
 
 if TYPE_CHECKING:
     from hardware.loop import TickRecord
@@ -344,16 +345,20 @@ def summarise_log(path: str | Path) -> dict[str, Any]:
     }
 
 
-def export_realaigym(path: str | Path, out: str | Path) -> None:
-    """Write a log's /joint_states as RealAIGym's trajectory CSV (measured state, command sent)."""
-    from sim.tasks import realaigym
-
+def log_trajectory(path: str | Path) -> Trajectory:
+    """A log's /joint_states as a trajectory: T (N,) s from the first message, X = [position, velocity]
+    as measured, U = the effort command sent. Raises ValueError when fewer than 2 messages."""
     messages, _, _ = read_log(path)
     states = messages.get("/joint_states")
     if not states or len(states) < 2:
-        raise ValueError(f"{path}: fewer than 2 /joint_states messages; nothing to export")
+        raise ValueError(f"{path}: fewer than 2 /joint_states messages; no trajectory in this log")
     t0 = states[0][0]
     T = np.array([(t - t0) / 1e9 for t, _ in states])
     X = np.array([list(m.position) + list(m.velocity) for _, m in states])
     U = np.array([list(m.effort) for _, m in states])
-    realaigym.write_trajectory_csv(out, realaigym.Trajectory(T, X, U))
+    return Trajectory(T, X, U)
+
+
+def export_realaigym(path: str | Path, out: str | Path) -> None:
+    """Write a log's /joint_states as RealAIGym's trajectory CSV (measured state, command sent)."""
+    write_trajectory_csv(out, log_trajectory(path))

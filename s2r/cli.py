@@ -103,9 +103,127 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError("give ROBOT and --algo, or --resume RUN")
         cfg = load_config(args.robot, args.config, args.algo)
         changes = {k: v for k, v in (("n_timesteps", args.steps), ("seed", args.seed), ("n_envs", args.envs)) if v}
+        if args.params:
+            from sim.robots import get_robot
+
+            get_robot(cfg.robot).load_params(args.params)  # a bad set fails before training starts
+            changes["env"] = {**cfg.env, "params": str(args.params)}
         cfg = dataclasses.replace(cfg, **changes)
         run = train(cfg, args.out, progress_bar=not args.no_progress)
     print(run)
+    return 0
+
+
+def _models(robot, names: list[str], delay: float | None):
+    """{label: ModelUnderTest} and {label: source} for --params values; a calibrated set brings its delay."""
+    from calibration.gap import ModelUnderTest
+    from calibration.identify import load_delay
+
+    models, sources = {}, {}
+    for name in names:
+        label = Path(name).stem if Path(name).suffix in (".yaml", ".yml") else name
+        if label in models:
+            raise ValueError(f"--params {name}: two parameter sets named {label!r}")
+        models[label] = ModelUnderTest(robot.load_params(name), load_delay(name) if delay is None else delay)
+        sources[label] = str(name)
+    return models, sources
+
+
+def _score_gap(policy: str, robot_name: str, recordings, params: str, episodes: int = 10) -> dict:
+    """The recordings' v2 score beside the policy's mean over seeded episodes in simulation."""
+    from policies.evaluate import run_episodes
+    from policies.runtime import load_policy
+    from sim.robots import get_robot
+    from sim.tasks import realaigym
+
+    lengths = get_robot(robot_name).load_params(params).l
+    real = [realaigym.score(realaigym.Trajectory(r.T, r.X, r.command), "v2", "sim", lengths) for r in recordings]
+    controller = load_policy(policy)
+    env = {**controller.meta["env"], "params": params}
+    sim = run_episodes(controller.act, robot_name, env, episodes)
+    gap = {
+        "policy": policy,
+        "simulation": f"{episodes} seeded episodes, parameters {params}, the policy's training imperfections",
+        "sim_v2_mean": float(sum(e["score"] for e in sim) / episodes),
+        "sim_success_rate": float(sum(e["success"] for e in sim) / episodes),
+        "real_v2_mean": float(sum(r["score"] for r in real) / len(real)),
+        "real_success_rate": float(sum(r["success"] for r in real) / len(real)),
+    }
+    gap["v2_gap"] = gap["sim_v2_mean"] - gap["real_v2_mean"]
+    return gap
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from calibration import report
+    from calibration.identify import load_calibration
+    from calibration.recording import load_recording
+    from sim.robots import get_robot
+
+    robot = get_robot(args.robot)
+    recordings = [load_recording(path, len(robot.joints)) for path in args.logs]
+    models, sources = _models(robot, args.params or ["model_1.0"], args.delay)
+    calibrations = {label: c for label in models if (c := load_calibration(sources[label]))}
+    gap = _score_gap(args.policy, args.robot, recordings, sources[next(iter(models))]) if args.policy else None
+    data, predictions = report.build(
+        robot,
+        recordings,
+        models,
+        sources,
+        score_gap=gap,
+        calibrations=calibrations,
+        progress=lambda name: print(f"analysed {name}", file=sys.stderr),
+    )
+    html_path, json_path = report.write(args.out, data, recordings, predictions)
+    for name, summary in data["summary"].items():
+        print(f"{name:<24} normalised k-step error {summary['mean_normalised_kstep_error']:.4f}", file=sys.stderr)
+    print(html_path)
+    print(json_path)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import statistics
+
+    from tqdm import tqdm
+
+    from calibration.gap import estimate_delay
+    from calibration.identify import calibrate, write_param_set
+    from calibration.recording import load_recording
+    from sim.robots import get_robot
+
+    robot = get_robot(args.robot)
+    start = robot.load_params(args.params)
+    recordings = [load_recording(path, len(robot.joints)) for path in args.logs]
+    fit = [f.strip() for f in args.fit.split(",") if f.strip()]
+    # Start the delay where the cross-correlation puts it: the fit then refines rather than searches.
+    delay = statistics.median(estimate_delay(robot, start, r).delay_s for r in recordings)
+    with tqdm(desc="calibrating", unit=" rollouts", disable=args.no_progress) as bar:
+
+        def progress(evaluations: int, error: float) -> None:
+            bar.update(1)
+            bar.set_postfix(error=f"{error:.4f}")
+
+        cal = calibrate(
+            robot,
+            start,
+            recordings,
+            fit,
+            start_delay_s=delay,
+            horizon_s=args.horizon,
+            stride_s=args.stride,
+            max_iters=args.max_iters,
+            progress=progress,
+        )
+    write_param_set(cal, args.out)
+    for e in cal.estimates:
+        flag = "" if e.identified else f"  <- {e.note}"
+        print(f"{e.name:<6} {e.start:12.6g} -> {e.value:12.6g} +- {e.ci95:.3g}{flag}", file=sys.stderr)
+    print(
+        f"normalised k-step error on the fitted windows {cal.error_before:.4f} -> {cal.error_after:.4f} "
+        f"({cal.evaluations} rollout batches, {cal.wall_s:.1f} s)",
+        file=sys.stderr,
+    )
+    print(args.out)
     return 0
 
 
@@ -387,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run directory (default: runs/ROBOT-ALGO-TIME)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--params", help="train on this parameter set (name or YAML path, e.g. a calibrated one)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="export a run to a deployable ONNX + JSON artifact")
@@ -467,6 +586,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("report", help="sim2real gap report of recorded runs (HTML + JSON)")
+    p.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="s2r MCAP logs or RealAIGym trajectory CSVs")
+    p.add_argument("--robot", required=True, choices=ROBOTS)
+    p.add_argument(
+        "--params",
+        action="append",
+        help="parameter set to compare (name or YAML path); repeat for several (default: model_1.0)",
+    )
+    p.add_argument(
+        "--delay", type=float, help="torque delay for every set, s (default: a calibrated set's own, else 0)"
+    )
+    p.add_argument("--policy", help="the policy that drove the runs (artifact or zoo:NAME): adds the task-score gap")
+    p.add_argument("--out", type=Path, required=True, help="directory for report.html and report.json")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("calibrate", help="fit model parameters and delay to recorded runs (mujoco.sysid)")
+    p.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="s2r MCAP logs or RealAIGym trajectory CSVs")
+    p.add_argument("--robot", required=True, choices=ROBOTS)
+    p.add_argument("--fit", required=True, help="comma-separated: m1,m2,r1,r2,I1,I2,b1,b2,cf1,cf2,Ir,km,delay")
+    p.add_argument("--params", default="model_1.0", help="starting parameter set (name or YAML path)")
+    p.add_argument("--horizon", type=float, default=0.3, help="length of each fitted prediction window, s")
+    p.add_argument("--stride", type=float, default=0.15, help="time between window starts, s")
+    p.add_argument("--max-iters", type=int, default=30, help="solver iterations")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", type=Path, required=True, help="parameter set YAML to write")
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 
@@ -477,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, ImportError) as exc:
+        # ImportError: an optional part (training, calibration) that is not installed; the message says which.
         print(f"s2r {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

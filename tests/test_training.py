@@ -15,6 +15,7 @@ from policies.config import load_config
 from policies.export import export
 from policies.train import ALGORITHMS, load_normalization, normalize, train
 from sim.config import ConfigError
+from sim.robots import get_robot
 
 TINY = {
     "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "policy_kwargs": {"net_arch": [16, 16]}},
@@ -232,9 +233,13 @@ def test_cli_train_export_eval(tmp_path, capsys):
     data.pop("robot")
     config.write_text(yaml.safe_dump(data))
     run = tmp_path / "run"
-    assert (
-        main(["train", "pendubot", "--algo", "td3", "--config", str(config), "--out", str(run), "--no-progress"]) == 0
-    )
+    # A parameter set by path (a calibrated one, say) replaces the config's.
+    params = tmp_path / "robot.yaml"
+    params.write_text((get_robot("pendubot").params_dir / "model_1.0.yaml").read_text().replace("m: [0.52", "m: [0.55"))
+    assert "m: [0.55" in params.read_text()
+    train = ["train", "pendubot", "--algo", "td3", "--config", str(config), "--out", str(run), "--no-progress"]
+    assert main([*train, "--params", str(params)]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["env"]["params"] == str(params)
     assert main(["export", str(run)]) == 0
     capsys.readouterr()
     assert main(["eval", str(run / "policy.json"), "--episodes", "2", "--sim-conditions"]) == 0

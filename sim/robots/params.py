@@ -65,7 +65,8 @@ class PendulumParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | Path = "<params>") -> PendulumParams:
         """Validate a mapping (e.g. parsed YAML) into a parameter set."""
-        check_keys(data, PER_LINK + SCALARS, source)
+        # `calibration` is the record s2r calibrate keeps with a fitted set; the model ignores it.
+        check_keys(data, PER_LINK + SCALARS + ("calibration",), source)
         for key in ("m", "l", "r", "I"):
             if key not in data:
                 raise ConfigError(source, key, "missing; every parameter set gives m, l, r, I")

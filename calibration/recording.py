@@ -1,0 +1,103 @@
+"""Recorded robot runs, as calibration and the gap report read them.
+
+Two sources: RealAIGym trajectory CSVs (the competition's recordings) and s2r
+MCAP logs (what `s2r deploy` and `s2r hil` write). Both become a `Recording`:
+sample times, the measured state and the torque the motors were asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from hardware.log import log_trajectory
+from sim.tasks.realaigym import TrajectoryError, load_trajectory_csv
+
+MIN_DURATION_S = 1.0
+"""Shorter recordings hold too little motion to compare or fit anything."""
+MIN_SAMPLES = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    """One run. T (N,) s from the first sample; X (N, 2n) measured [q rad, dq rad/s];
+    U (N, n) torque applied from T[k] to T[k+1], N m: the command plus any injected perturbation;
+    command (N, n) the command alone, N m (what the task's score is computed on)."""
+
+    name: str
+    T: np.ndarray
+    X: np.ndarray
+    U: np.ndarray
+    command: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of joints."""
+        return self.U.shape[1]
+
+    @property
+    def duration(self) -> float:
+        return float(self.T[-1] - self.T[0])
+
+    @property
+    def sample_period(self) -> float:
+        """Median time between samples, s."""
+        return float(np.median(np.diff(self.T)))
+
+
+def load_recording(path: str | Path, joints: int) -> Recording:
+    """Read a RealAIGym CSV (`.csv`) or an s2r log (`.mcap`) of a robot with `joints` joints.
+
+    A RealAIGym CSV's tau_pert columns (torque injected on top of the command)
+    are added to the command, since the robot felt both. Raises TrajectoryError
+    naming the file and what is wrong: unreadable, wrong joint count, too short.
+    """
+    path = Path(path)
+    if path.suffix == ".mcap":
+        try:
+            T, X, U = log_trajectory(path)
+            command = U
+        except (OSError, ValueError) as exc:
+            raise TrajectoryError(f"{path}: {exc}") from exc
+    elif path.suffix == ".csv":
+        T, X, command = load_trajectory_csv(path)
+        perturbation = _perturbation(path, command.shape[1])
+        U = command if perturbation is None else command + perturbation
+    else:
+        raise TrajectoryError(f"{path}: expected a RealAIGym trajectory .csv or an s2r log .mcap")
+    if U.shape[1] != joints:
+        raise TrajectoryError(f"{path}: the recording has {U.shape[1]} joint(s), the robot {joints}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(U))):
+        raise TrajectoryError(f"{path}: non-finite state or torque values")
+    if np.any(np.diff(T) <= 0):
+        raise TrajectoryError(f"{path}: sample times do not increase")
+    T = T - T[0]
+    if len(T) < MIN_SAMPLES or T[-1] < MIN_DURATION_S:
+        raise TrajectoryError(
+            f"{path}: too short ({len(T)} samples over {T[-1]:.3f} s); "
+            f"need at least {MIN_SAMPLES} samples over {MIN_DURATION_S} s"
+        )
+    return Recording(_name(path), T, X, U, command)
+
+
+def _name(path: Path) -> str:
+    # RealAIGym recordings are all called trajectory.csv: their folder names them.
+    return path.parent.name if path.stem == "trajectory" and path.parent.name else path.stem
+
+
+def _perturbation(path: Path, n: int) -> np.ndarray | None:
+    with path.open(newline="") as f:
+        header = [h.strip() for h in next(csv.reader(f))]
+    columns = [f"tau_pert{i}" for i in range(1, n + 1)]
+    if not all(c in header for c in columns):
+        return None
+    try:
+        values = np.loadtxt(path, delimiter=",", skiprows=1, usecols=[header.index(c) for c in columns], ndmin=2)
+    except ValueError as exc:
+        raise TrajectoryError(f"{path}: unreadable tau_pert column ({exc})") from exc
+    if not np.all(np.isfinite(values)):
+        raise TrajectoryError(f"{path}: non-finite value in the tau_pert columns")
+    return values
