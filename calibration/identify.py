@@ -252,7 +252,7 @@ def write_param_set(calibration: Calibration, path: str | Path) -> None:
         f"# Calibrated by s2r calibrate from {', '.join(calibration.recordings)}.\n"
         "# Units: kg, m, kg m^2 (I about the JOINT axis), N m s, N m, N m; delay in s.\n"
     )
-    Path(path).write_text(text + yaml.safe_dump(_plain(data), sort_keys=False))
+    Path(path).write_text(text + yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=None))
 
 
 def load_calibration(path: str | Path) -> dict[str, Any] | None:

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from hardware.log import log_trajectory
+from sim.imperfections import Imperfections
+from sim.plant import PHYSICS_DT, Plant
+from sim.robots import Robot
+from sim.robots.params import PendulumParams
 from sim.tasks.realaigym import TrajectoryError, load_trajectory_csv
 
 MIN_DURATION_S = 1.0
@@ -81,6 +86,33 @@ def load_recording(path: str | Path, joints: int) -> Recording:
             f"need at least {MIN_SAMPLES} samples over {MIN_DURATION_S} s"
         )
     return Recording(_name(path), T, X, U, command)
+
+
+def simulated_recording(
+    robot: Robot,
+    params: PendulumParams,
+    command: Callable[[float], np.ndarray],
+    seconds: float,
+    rate_hz: float = 100.0,
+    delay_s: float = 0.0,
+    velocity_noise: float = 0.0,
+    seed: int = 0,
+) -> Recording:
+    """A recording made in simulation, where the truth is known: the plant with `params`, driven open
+    loop by command(t) -> joint torques (n,) N m held for 1/rate_hz s, measured `delay_s` late with
+    Gaussian velocity noise of std `velocity_noise` rad/s. Starts hanging at rest."""
+    n = len(robot.joints)
+    plant = Plant(robot, params, Imperfections(delay_s=delay_s, velocity_noise_std=velocity_noise))
+    rng = np.random.default_rng(seed)
+    plant.reset(np.zeros(2 * n), rng, horizon_s=seconds)
+    substeps = int(round(1.0 / rate_hz / PHYSICS_DT))
+    T = np.arange(int(round(seconds * rate_hz))) / rate_hz
+    X, U = np.empty((len(T), 2 * n)), np.empty((len(T), n))
+    for k, t in enumerate(T):
+        X[k] = plant.measure()
+        U[k] = command(float(t))
+        plant.step(U[k], substeps, rng)
+    return Recording("simulated", T, X, U, U)
 
 
 def _name(path: Path) -> str:

@@ -15,12 +15,10 @@ import pytest
 from calibration.gap import ModelUnderTest, analyse, estimate_delay
 from calibration.identify import calibrate, load_delay, write_param_set
 from calibration.predict import Predictor, applied_torque, horizon_samples, window_starts
-from calibration.recording import Recording, load_recording
+from calibration.recording import Recording, load_recording, simulated_recording
 from s2r.cli import main
 from sim.config import ConfigError
 from sim.env import SwingUpEnv
-from sim.imperfections import Imperfections
-from sim.plant import PHYSICS_DT, Plant
 from sim.robots import get_robot
 from sim.tasks.realaigym import Trajectory, TrajectoryError, write_trajectory_csv
 
@@ -35,26 +33,13 @@ needs_sysid = pytest.mark.skipif(
 )
 
 
-def excitation(t: float, rng: np.random.Generator | None = None) -> float:
+def excitation(t: float) -> np.ndarray:
     """Shoulder torque that swings the pendubot through much of its range, N m."""
-    return 2.0 * np.sin(2 * np.pi * 0.6 * t) + 1.0 * np.sin(2 * np.pi * 1.7 * t + 1.0)
+    return np.array([2.0 * np.sin(2 * np.pi * 0.6 * t) + 1.0 * np.sin(2 * np.pi * 1.7 * t + 1.0), 0.0])
 
 
-def simulate(params, delay_s=0.0, noise=0.0, seconds=4.0, rate=100.0, command=None, seed=0) -> Recording:
-    """A recording made in simulation: the plant with `params`, measurements `delay_s` late with
-    velocity noise `noise` rad/s, driven open loop at `rate` Hz."""
-    plant = Plant(ROBOT, params, Imperfections(delay_s=delay_s, velocity_noise_std=noise))
-    rng = np.random.default_rng(seed)
-    plant.reset(np.zeros(4), rng, horizon_s=seconds)
-    substeps = int(round(1 / rate / PHYSICS_DT))
-    T = np.arange(int(seconds * rate)) / rate
-    X, U = np.empty((len(T), 4)), np.zeros((len(T), 2))
-    command = command or excitation
-    for k, t in enumerate(T):
-        X[k] = plant.measure()
-        U[k, 0] = command(t)
-        plant.step(U[k], substeps, rng)
-    return Recording("simulated", T, X, U, U)
+def simulate(params, delay_s=0.0, noise=0.0, seconds=4.0, command=excitation) -> Recording:
+    return simulated_recording(ROBOT, params, command, seconds, delay_s=delay_s, velocity_noise=noise)
 
 
 def write_csv(path: Path, rec: Recording) -> Path:
@@ -139,12 +124,14 @@ def test_the_simulator_predicts_its_own_recordings_exactly():
 def test_the_delay_is_found_by_cross_correlation():
     rng = np.random.default_rng(3)
     steps = rng.uniform(-3, 3, 200)  # a new random torque every 50 ms: broadband
-    rec = simulate(NOMINAL, delay_s=0.02, seconds=8.0, command=lambda t: steps[int(t / 0.05)])
+    rec = simulate(NOMINAL, delay_s=0.02, seconds=8.0, command=lambda t: np.array([steps[int(t / 0.05)], 0.0]))
     estimate = estimate_delay(ROBOT, NOMINAL, rec)
     assert estimate.delay_s == pytest.approx(0.02, abs=0.004)
     assert estimate.peak_correlation > 0.9
     assert (
-        estimate_delay(ROBOT, NOMINAL, simulate(NOMINAL, seconds=8.0, command=lambda t: steps[int(t / 0.05)])).delay_s
+        estimate_delay(
+            ROBOT, NOMINAL, simulate(NOMINAL, seconds=8.0, command=lambda t: np.array([steps[int(t / 0.05)], 0.0]))
+        ).delay_s
         < 0.004
     )
 
@@ -189,7 +176,7 @@ def test_calibration_recovers_known_parameters_and_delay():
 @needs_sysid
 def test_parameters_the_data_cannot_show_are_flagged():
     # Hanging still with no torque, the elbow's rotor inertia and friction do nothing.
-    rec = simulate(NOMINAL, seconds=2.0, command=lambda t: 0.0)
+    rec = simulate(NOMINAL, seconds=2.0, command=lambda t: np.zeros(2))
     cal = calibrate(ROBOT, NOMINAL, [rec], ["Ir", "b2"], max_iters=3)
     assert not any(e.identified for e in cal.estimates)
     assert all(e.note for e in cal.estimates)
