@@ -39,11 +39,14 @@ MAX_DELAY_S = 0.1
 
 
 def _sysid() -> Any:
-    import mujoco.sysid as sysid
-
+    missing = ModuleNotFoundError("calibration needs mujoco's sysid extra: pip install 's2r[calibrate]'")
+    try:
+        import mujoco.sysid as sysid
+    except ImportError:
+        raise missing from None
     # mujoco.sysid swallows its missing optional dependencies and then lacks its API.
     if not hasattr(sysid, "optimize"):
-        raise ModuleNotFoundError("calibration needs mujoco's sysid extra: pip install 's2r[calibrate]'")
+        raise missing
     return sysid
 
 

@@ -7,8 +7,11 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import types
 from pathlib import Path
 
+import mujoco
 import numpy as np
 import pytest
 
@@ -28,9 +31,18 @@ NOMINAL = ROBOT.load_params("model_1.0")
 needs_matplotlib = pytest.mark.skipif(
     importlib.util.find_spec("matplotlib") is None, reason="the report's plots need matplotlib (s2r[calibrate])"
 )
-needs_sysid = pytest.mark.skipif(
-    not hasattr(__import__("mujoco.sysid").sysid, "optimize"), reason="mujoco's sysid extra is not installed"
-)
+
+
+def _has_sysid() -> bool:
+    try:
+        import mujoco.sysid
+    except ImportError:
+        return False
+    # mujoco.sysid swallows its missing optional dependencies and then lacks its API.
+    return hasattr(mujoco.sysid, "optimize")
+
+
+needs_sysid = pytest.mark.skipif(not _has_sysid(), reason="mujoco's sysid extra is not installed (s2r[calibrate])")
 
 
 def excitation(t: float) -> np.ndarray:
@@ -330,3 +342,14 @@ def test_the_real_recording_report_of_the_acceptance_command(realaigym_data, tmp
     # The real robot answers its commands tens of milliseconds late (MC-PILCO's 33 Hz loop).
     assert 0.02 < rec["delay"]["estimate_s"] < 0.08
     assert 0 < rec["models"]["model_1.0"]["normalised_kstep_error"] < 2
+
+
+def test_without_the_calibrate_extra_the_error_says_what_to_install(monkeypatch, tmp_path, capsys):
+    # What a plain `pip install mujoco` gives: the package imports, its API is missing.
+    bare = types.ModuleType("mujoco.sysid")
+    monkeypatch.setitem(sys.modules, "mujoco.sysid", bare)
+    monkeypatch.setattr(mujoco, "sysid", bare, raising=False)
+    csv = write_csv(tmp_path / "run.csv", simulate(NOMINAL, seconds=1.5))
+    assert main(["calibrate", str(csv), "--robot", "pendubot", "--fit", "m2", "--out", str(tmp_path / "s.yaml")]) == 2
+    assert "pip install 's2r[calibrate]'" in capsys.readouterr().err
+    assert not (tmp_path / "s.yaml").exists()
