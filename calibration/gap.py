@@ -63,13 +63,14 @@ class DelayEstimate:
 
 def estimate_delay(
     robot: Robot, params: PendulumParams, rec: Recording, max_delay_s: float = MAX_DELAY_S
-) -> DelayEstimate:
+) -> DelayEstimate | None:
     """Delay between the commanded torque and the robot's response, by cross-correlation.
 
     The response is the torque the measured motion implies (inverse dynamics,
     M(q) ddq + C dq - G + F, with ddq the mean acceleration between samples);
     it is correlated with the recorded torque of the actuated joints at lags
     0..max_delay_s and the peak refined by a parabola through its neighbours.
+    None when the actuated joints' torque or motion never changes: no delay shows.
     """
     T, X, n = rec.T, rec.X, rec.n
     dt = np.diff(T)
@@ -88,7 +89,7 @@ def estimate_delay(
     lags = np.arange(min(int(round(max_delay_s / period)), len(u) // 2) + 1)
     norm = np.sqrt(np.sum(u**2) * np.sum(y**2)) / len(u)
     if norm == 0:
-        raise ValueError(f"{rec.name}: the actuated joints' torque or motion is constant; no delay to estimate")
+        return None
     corr = np.array([np.sum(u[: len(u) - k] * y[k:]) / (len(u) - k) for k in lags]) / norm
     best = int(np.argmax(corr))
     offset = 0.0
@@ -126,11 +127,11 @@ def analyse(
         "channels": channels,
         "channel_scale": scale.tolist(),
         "delay": {
-            "estimate_s": delay.delay_s,
-            "peak_correlation": delay.peak_correlation,
+            "estimate_s": delay.delay_s if delay else None,
+            "peak_correlation": delay.peak_correlation if delay else None,
             "method": "cross-correlation of commanded torque with the torque implied by the measured motion",
-            "lags_s": delay.lags_s.tolist(),
-            "correlation": delay.correlation.tolist(),
+            "lags_s": delay.lags_s.tolist() if delay else [],
+            "correlation": delay.correlation.tolist() if delay else [],
         },
         "models": {},
     }

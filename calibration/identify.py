@@ -16,16 +16,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from calibration.gap import channel_scale
+from calibration.gap import channel_scale, estimate_delay
 from calibration.predict import Predictor, horizon_samples, window_starts
 from calibration.recording import Recording
-from sim.config import ConfigError, load_yaml
 from sim.robots import Robot
 from sim.robots.params import PendulumParams
 
@@ -147,13 +144,15 @@ def calibrate(
     start: PendulumParams,
     recordings: Sequence[Recording],
     fit: Sequence[str],
-    start_delay_s: float = 0.0,
+    start_delay_s: float | None = None,
     horizon_s: float = FIT_HORIZON_S,
     stride_s: float = FIT_STRIDE_S,
     max_iters: int = 30,
     progress: Callable[[int, float], None] | None = None,
 ) -> Calibration:
-    """Fit the named parameters (`fittable`) to the recordings, starting from `start`.
+    """Fit the named parameters (`fittable`) to the recordings, starting from `start` and
+    `start_delay_s` (default: the median cross-correlation estimate of the recordings, so that the
+    fit refines the delay rather than searches for it).
 
     progress(evaluations, normalised error) is called after every rollout batch.
     Raises ValueError for an unknown name or recordings too short for one window.
@@ -165,6 +164,9 @@ def calibrate(
         raise ValueError(f"cannot fit {unknown or 'nothing'}; {robot.name} offers {', '.join(allowed)}")
     fit = list(dict.fromkeys(fit))
     began = time.perf_counter()
+    if start_delay_s is None:
+        estimates = [e.delay_s for rec in recordings if (e := estimate_delay(robot, start, rec))]
+        start_delay_s = float(np.median(estimates)) if estimates else 0.0
 
     plan = []
     for rec in recordings:
@@ -244,45 +246,3 @@ def calibrate(
         evaluations=evaluations,
         wall_s=time.perf_counter() - began,
     )
-
-
-def write_param_set(calibration: Calibration, path: str | Path) -> None:
-    """Write the calibrated parameter set as YAML: the parameters `--params` reads, plus a
-    `calibration` section (delay, estimates with intervals, recordings) kept for the record."""
-    data = calibration.params.as_dict()
-    data["calibration"] = calibration.as_dict()
-    text = (
-        f"# Calibrated by s2r calibrate from {', '.join(calibration.recordings)}.\n"
-        "# Units: kg, m, kg m^2 (I about the JOINT axis), N m s, N m, N m; delay in s.\n"
-    )
-    Path(path).write_text(text + yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=None))
-
-
-def load_calibration(path: str | Path) -> dict[str, Any] | None:
-    """The `calibration` section of a parameter set file; None for a shipped name or a set without one."""
-    if Path(path).suffix not in (".yaml", ".yml"):
-        return None
-    section = load_yaml(path).get("calibration")
-    if section is not None and not isinstance(section, dict):
-        raise ConfigError(path, "calibration", f"expected a mapping, got {section!r}")
-    return section
-
-
-def load_delay(path: str | Path) -> float:
-    """The delay (s) a calibrated set was fitted with; 0 for a set without a calibration section."""
-    delay = (load_calibration(path) or {}).get("delay_s", 0.0)
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= 1:
-        raise ConfigError(path, "calibration.delay_s", f"expected a delay in [0, 1] s, got {delay!r}")
-    return float(delay)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value

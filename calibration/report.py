@@ -75,7 +75,7 @@ def write(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "report.json", out / "report.html"
-    json_path.write_text(json.dumps(data, indent=2, allow_nan=True))
+    json_path.write_text(json.dumps(_finite(data), indent=2, allow_nan=False))
     body = [_summary(data)]
     if data.get("score_gap"):
         body.append(_score_gap(data["score_gap"]))
@@ -92,8 +92,21 @@ def write(
     return html_path, json_path
 
 
+def _finite(value: Any) -> Any:
+    """Strict JSON: an unbounded interval or a missing figure is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     def cell(v: Any) -> str:
+        if v is None:
+            return "<td>-</td>"
         if isinstance(v, float):
             return f"<td>{'inf' if math.isinf(v) else f'{v:.4g}'}</td>"
         return f"<td class='text'>{html.escape(str(v))}</td>"
@@ -147,18 +160,23 @@ def _recording(rec: Recording, result: dict[str, Any], preds: dict[str, Predicti
     ]
     header = ["channel", *[f"RMSE {n}" for n in names], *[f"NRMSE {n}" for n in names]]
     d = result["delay"]
+    if d["estimate_s"] is None:
+        delay = "no estimate (the actuated joints' torque or motion never changes)"
+        delay_plot = ""
+    else:
+        delay = f"<b>{1000 * d['estimate_s']:.1f} ms</b> (peak correlation {d['peak_correlation']:.2f})"
+        delay_plot = _figure(_plot_delay(d), "cross-correlation of commanded and motion-implied torque")
     return (
         f"<h2>Recording {html.escape(result['recording'])}</h2>"
         f"<p>{result['samples']} samples over {result['duration_s']:.2f} s "
         f"(every {1000 * result['sample_period_s']:.1f} ms), "
-        f"{result['windows']} windows. Delay from command to response (cross-correlation): "
-        f"<b>{1000 * d['estimate_s']:.1f} ms</b> (peak correlation {d['peak_correlation']:.2f}).</p>"
+        f"{result['windows']} windows. Delay from command to response (cross-correlation): {delay}.</p>"
         + _table(header, rows)
         + '<p class="note">RMSE over all windows and horizons, in rad and rad/s; NRMSE divides by the '
         "channel's standard deviation in the run.</p>"
         + _figure(_plot_kstep(result), "k-step RMSE against prediction horizon")
         + _figure(_plot_windows(rec, preds), "measured run (black) and the predicted windows of each model")
-        + _figure(_plot_delay(d), "cross-correlation of commanded and motion-implied torque")
+        + delay_plot
     )
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import scipy.stats
 
 from sim.env import SwingUpEnv
+from sim.tasks import realaigym
+from sim.tasks.realaigym import Trajectory
 
 METRICS = ("success", "score", "swingup_time", "energy", "tau_cost", "tau_smoothness", "velocity_cost", "max_tau")
 
@@ -53,3 +55,26 @@ def summarise(episodes: list[dict[str, float]]) -> dict[str, dict[str, float]]:
             half = float(scipy.stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
         out[key] = {"mean": float(values.mean()), "ci95": half, "n": len(values)}
     return out
+
+
+def score_gap(
+    act: Callable[[np.ndarray], np.ndarray],
+    robot: str,
+    env_kwargs: dict[str, Any],
+    runs: list[Trajectory],
+    episodes: int = 10,
+) -> dict[str, float]:
+    """A policy's recorded runs (on the robot) beside its mean over seeded episodes in simulation:
+    v2 score (simulation normalisation for both, so they compare) and success rate."""
+    lengths = SwingUpEnv(robot, **env_kwargs).nominal_params.l
+    real = [realaigym.score(run, "v2", "sim", lengths) for run in runs]
+    sim = run_episodes(act, robot, env_kwargs, episodes)
+    gap = {
+        "sim_v2_mean": float(np.mean([e["score"] for e in sim])),
+        "sim_success_rate": float(np.mean([e["success"] for e in sim])),
+        "real_v2_mean": float(np.mean([r["score"] for r in real])),
+        "real_success_rate": float(np.mean([r["success"] for r in real])),
+        "episodes": episodes,
+    }
+    gap["v2_gap"] = gap["sim_v2_mean"] - gap["real_v2_mean"]
+    return gap

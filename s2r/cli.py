@@ -114,56 +114,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models(robot, names: list[str], delay: float | None):
-    """{label: ModelUnderTest} and {label: source} for --params values; a calibrated set brings its delay."""
-    from calibration.gap import ModelUnderTest
-    from calibration.identify import load_delay
-
-    models, sources = {}, {}
-    for name in names:
-        label = Path(name).stem if Path(name).suffix in (".yaml", ".yml") else name
-        if label in models:
-            raise ValueError(f"--params {name}: two parameter sets named {label!r}")
-        models[label] = ModelUnderTest(robot.load_params(name), load_delay(name) if delay is None else delay)
-        sources[label] = str(name)
-    return models, sources
-
-
-def _score_gap(policy: str, robot_name: str, recordings, params: str, episodes: int = 10) -> dict:
-    """The recordings' v2 score beside the policy's mean over seeded episodes in simulation."""
-    from policies.evaluate import run_episodes
-    from policies.runtime import load_policy
-    from sim.robots import get_robot
-    from sim.tasks import realaigym
-
-    lengths = get_robot(robot_name).load_params(params).l
-    real = [realaigym.score(realaigym.Trajectory(r.T, r.X, r.command), "v2", "sim", lengths) for r in recordings]
-    controller = load_policy(policy)
-    env = {**controller.meta["env"], "params": params}
-    sim = run_episodes(controller.act, robot_name, env, episodes)
-    gap = {
-        "policy": policy,
-        "simulation": f"{episodes} seeded episodes, parameters {params}, the policy's training imperfections",
-        "sim_v2_mean": float(sum(e["score"] for e in sim) / episodes),
-        "sim_success_rate": float(sum(e["success"] for e in sim) / episodes),
-        "real_v2_mean": float(sum(r["score"] for r in real) / len(real)),
-        "real_success_rate": float(sum(r["success"] for r in real) / len(real)),
-    }
-    gap["v2_gap"] = gap["sim_v2_mean"] - gap["real_v2_mean"]
-    return gap
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from calibration import report
-    from calibration.identify import load_calibration
     from calibration.recording import load_recording
+    from calibration.sets import load_calibration, load_models
     from sim.robots import get_robot
 
     robot = get_robot(args.robot)
     recordings = [load_recording(path, len(robot.joints)) for path in args.logs]
-    models, sources = _models(robot, args.params or ["model_1.0"], args.delay)
+    models, sources = load_models(robot, args.params or ["model_1.0"], args.delay)
     calibrations = {label: c for label in models if (c := load_calibration(sources[label]))}
-    gap = _score_gap(args.policy, args.robot, recordings, sources[next(iter(models))]) if args.policy else None
+    gap = None
+    if args.policy:
+        from policies.evaluate import score_gap
+        from policies.runtime import load_policy
+        from sim.tasks.realaigym import Trajectory
+
+        # The policy in simulation: its own training conditions on the first parameter set compared.
+        policy = load_policy(args.policy)
+        env = {**policy.meta["env"], "params": sources[next(iter(models))]}
+        runs = [Trajectory(r.T, r.X, r.command) for r in recordings]
+        gap = {"policy": args.policy, "sim_env": env, **score_gap(policy.act, policy.robot, env, runs)}
     data, predictions = report.build(
         robot,
         recordings,
@@ -182,21 +153,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    import statistics
-
     from tqdm import tqdm
 
-    from calibration.gap import estimate_delay
-    from calibration.identify import calibrate, write_param_set
+    from calibration.identify import calibrate
     from calibration.recording import load_recording
+    from calibration.sets import write_param_set
     from sim.robots import get_robot
 
     robot = get_robot(args.robot)
     start = robot.load_params(args.params)
     recordings = [load_recording(path, len(robot.joints)) for path in args.logs]
     fit = [f.strip() for f in args.fit.split(",") if f.strip()]
-    # Start the delay where the cross-correlation puts it: the fit then refines rather than searches.
-    delay = statistics.median(estimate_delay(robot, start, r).delay_s for r in recordings)
     with tqdm(desc="calibrating", unit=" rollouts", disable=args.no_progress) as bar:
 
         def progress(evaluations: int, error: float) -> None:
@@ -208,7 +175,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             start,
             recordings,
             fit,
-            start_delay_s=delay,
             horizon_s=args.horizon,
             stride_s=args.stride,
             max_iters=args.max_iters,

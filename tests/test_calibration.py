@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from calibration.gap import ModelUnderTest, analyse, estimate_delay
-from calibration.identify import calibrate, load_delay, write_param_set
+from calibration.identify import calibrate
 from calibration.predict import Predictor, applied_torque, horizon_samples, window_starts
 from calibration.recording import Recording, load_recording, simulated_recording
+from calibration.sets import load_delay, write_param_set
 from s2r.cli import main
 from sim.config import ConfigError
 from sim.env import SwingUpEnv
@@ -148,6 +149,14 @@ def test_the_delay_is_found_by_cross_correlation():
     )
 
 
+def test_a_run_without_torque_has_no_delay_estimate_and_still_a_report(tmp_path):
+    still = simulate(NOMINAL, seconds=2.0, command=lambda t: np.zeros(2))
+    assert estimate_delay(ROBOT, NOMINAL, still) is None
+    result, _ = analyse(ROBOT, still, {"model_1.0": ModelUnderTest(NOMINAL)})
+    assert result["delay"]["estimate_s"] is None
+    assert result["models"]["model_1.0"]["normalised_kstep_error"] < 1e-6
+
+
 def test_gap_metrics_rank_the_true_model_first():
     truth = NOMINAL.replace(m=(NOMINAL.m[0], NOMINAL.m[1] * 1.15))
     rec = simulate(truth, seconds=3.0)
@@ -186,12 +195,38 @@ def test_calibration_recovers_known_parameters_and_delay():
 
 
 @needs_sysid
-def test_parameters_the_data_cannot_show_are_flagged():
+def test_parameters_the_data_cannot_show_are_flagged(tmp_path):
     # Hanging still with no torque, the elbow's rotor inertia and friction do nothing.
     rec = simulate(NOMINAL, seconds=2.0, command=lambda t: np.zeros(2))
     cal = calibrate(ROBOT, NOMINAL, [rec], ["Ir", "b2"], max_iters=3)
     assert not any(e.identified for e in cal.estimates)
     assert all(e.note for e in cal.estimates)
+    if importlib.util.find_spec("matplotlib") is None:
+        return
+    # The set and a report of it keep the unbounded intervals; the report's JSON stays strict (null).
+    write_param_set(cal, tmp_path / "still.yaml")
+    csv = write_csv(tmp_path / "run.csv", simulate(NOMINAL, seconds=1.5))
+    assert (
+        main(
+            [
+                "report",
+                str(csv),
+                "--robot",
+                "pendubot",
+                "--params",
+                str(tmp_path / "still.yaml"),
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    data = json.loads((tmp_path / "r" / "report.json").read_text(), parse_constant=refuse)
+    assert data["calibrations"]["still"]["estimates"]["Ir"]["identified"] is False
 
 
 @needs_sysid
