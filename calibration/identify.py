@@ -165,8 +165,8 @@ def calibrate(
     fit = list(dict.fromkeys(fit))
     began = time.perf_counter()
     if start_delay_s is None:
-        estimates = [e.delay_s for rec in recordings if (e := estimate_delay(robot, start, rec))]
-        start_delay_s = float(np.median(estimates)) if estimates else 0.0
+        delays = [e.delay_s for rec in recordings if (e := estimate_delay(robot, start, rec))]
+        start_delay_s = float(np.median(delays)) if delays else 0.0
 
     plan = []
     for rec in recordings:
@@ -220,12 +220,16 @@ def calibrate(
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero Jacobian column gives nan: unidentifiable
         _, ci = sysid.calculate_intervals([r], np.asarray(result.jac))
     low, high = pdict.get_bounds()
+    params, delay = with_values(start, dict(zip(fit, x.tolist(), strict=True)))
     estimates = []
     for i, name in enumerate(fit):
         half = float(ci[i]) if len(ci) else math.inf
         span = high[i] - low[i]
         at_bound = min(x[i] - low[i], high[i] - x[i]) <= 1e-3 * span
-        if not math.isfinite(half):
+        used = _value(params, delay, name)
+        if used != x[i]:
+            note = f"held at {used:.6g} = m r^2 (+0.1 %): the fitted m and r leave no room for less"
+        elif not math.isfinite(half):
             note = "not identifiable from these recordings (no information in the data)"
         elif half > max(abs(x[i]), 1e-12):
             note = "poorly identified: the 95 % interval is wider than the estimate"
@@ -233,8 +237,7 @@ def calibrate(
             note = "at the edge of its search range"
         else:
             note = ""
-        estimates.append(Estimate(name, float(x0[i]), float(x[i]), half, float(low[i]), float(high[i]), not note, note))
-    params, delay = with_values(start, dict(zip(fit, x.tolist(), strict=True)))
+        estimates.append(Estimate(name, float(x0[i]), used, half, float(low[i]), float(high[i]), not note, note))
     return Calibration(
         robot=robot.name,
         params=params,

@@ -25,6 +25,7 @@ import math
 import multiprocessing
 import os
 import select
+import threading
 import time
 import tty
 from pathlib import Path
@@ -432,18 +433,21 @@ class EmulatorProcess:
             raise RuntimeError(f"the device emulator failed to start: {value}")
         self.port: str = value
         self.report: dict[str, Any] | None = None
+        self._stopping = threading.Lock()
 
     def stop(self) -> dict[str, Any]:
-        """Stop serving; returns the emulator's report (what it received and injected, and when)."""
-        if self.report is None:
-            self._conn.send("stop")
-            if not self._conn.poll(60):
-                self._process.terminate()
-                raise RuntimeError("the device emulator did not stop within 60 s")
-            kind, self.report = self._conn.recv()
-            self._process.join(timeout=10)
-            if kind == "error":
-                raise RuntimeError(f"the device emulator failed: {self.report}")
+        """Stop serving; returns the emulator's report (what it received and injected, and when).
+        Safe to call more than once and from several threads (a test's timer, the context's exit)."""
+        with self._stopping:
+            if self.report is None:
+                self._conn.send("stop")
+                if not self._conn.poll(60):
+                    self._process.terminate()
+                    raise RuntimeError("the device emulator did not stop within 60 s")
+                kind, self.report = self._conn.recv()
+                self._process.join(timeout=10)
+                if kind == "error":
+                    raise RuntimeError(f"the device emulator failed: {self.report}")
         return self.report
 
     def __enter__(self) -> EmulatorProcess:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from calibration.gap import ModelUnderTest, analyse, estimate_delay
-from calibration.identify import calibrate
+from calibration.identify import calibrate, with_values
 from calibration.predict import Predictor, applied_torque, horizon_samples, window_starts
 from calibration.recording import Recording, load_recording, simulated_recording
 from calibration.sets import load_delay, write_param_set
@@ -227,6 +227,14 @@ def test_parameters_the_data_cannot_show_are_flagged(tmp_path):
 
     data = json.loads((tmp_path / "r" / "report.json").read_text(), parse_constant=refuse)
     assert data["calibrations"]["still"]["estimates"]["Ir"]["identified"] is False
+
+
+def test_every_candidate_set_is_a_physical_body():
+    # Heavier and longer link 2 than its inertia allows: the inertia about the joint is held at m r^2.
+    params, delay = with_values(NOMINAL, {"m2": 0.9, "r2": 0.35, "delay": 0.01})
+    assert params.I[1] == pytest.approx(1.001 * 0.9 * 0.35**2) and delay == 0.01
+    assert ROBOT.build_model(params).body_inertia[2][0] > 0
+    assert with_values(NOMINAL, {"I2": 0.06})[0].I[1] == 0.06
 
 
 @needs_sysid
