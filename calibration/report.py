@@ -11,6 +11,7 @@ import html
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; display: block; overfl
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td.text { text-align: left; }
 .note { color: #666; font-size: 0.9em; }
-.bad { color: #a40000; }
 figure { margin: 0 0 1.5em; }
 """
 
@@ -40,9 +40,10 @@ def build(
     score_gap: dict[str, Any] | None = None,
     calibrations: dict[str, dict[str, Any]] | None = None,
     stride_s: float = 0.1,
-    progress: Any = None,
-) -> tuple[dict[str, Any], dict[str, dict[str, Prediction]]]:
-    """Analyse every recording against every model; returns the report data and the predictions."""
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Prediction]]]:
+    """Analyse every recording against every model; returns the report data and, per recording,
+    each model's predictions. progress(recording name) is called as each is done."""
     data: dict[str, Any] = {
         "robot": robot.name,
         "models": {name: {"params": sources[name], "delay_s": m.delay_s} for name, m in models.items()},
@@ -50,11 +51,11 @@ def build(
         "calibrations": calibrations or {},
         "score_gap": score_gap,
     }
-    predictions = {}
+    predictions = []
     for rec in recordings:
         result, preds = analyse(robot, rec, models, stride_s=stride_s)
         data["recordings"].append(result)
-        predictions[rec.name] = preds
+        predictions.append(preds)
         if progress:
             progress(rec.name)
     data["summary"] = {
@@ -69,7 +70,7 @@ def build(
 
 
 def write(
-    out: str | Path, data: dict[str, Any], recordings: list[Recording], predictions: dict[str, dict[str, Prediction]]
+    out: str | Path, data: dict[str, Any], recordings: list[Recording], predictions: list[dict[str, Prediction]]
 ) -> tuple[Path, Path]:
     """Write report.html and report.json into directory `out`; returns their paths."""
     out = Path(out)
@@ -81,8 +82,8 @@ def write(
         body.append(_score_gap(data["score_gap"]))
     for name, cal in data.get("calibrations", {}).items():
         body.append(_calibration(name, cal))
-    for rec, result in zip(recordings, data["recordings"], strict=True):
-        body.append(_recording(rec, result, predictions[rec.name]))
+    for rec, result, preds in zip(recordings, data["recordings"], predictions, strict=True):
+        body.append(_recording(rec, result, preds))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>s2r sim2real gap: {html.escape(data['robot'])}</title><style>{_STYLE}</style></head>"

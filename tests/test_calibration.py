@@ -320,6 +320,19 @@ def test_report_writes_html_and_json_with_every_model(tmp_path):
 
 
 @needs_matplotlib
+def test_report_of_two_runs_with_the_same_file_name(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_csv(tmp_path / "a" / "run.csv", simulate(NOMINAL, seconds=1.5))
+    b = write_csv(tmp_path / "b" / "run.csv", simulate(NOMINAL.replace(b=(0.05, 0.05)), seconds=1.5))
+    assert main(["report", str(a), str(b), "--robot", "pendubot", "--out", str(tmp_path / "r")]) == 0
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    errors = [r["models"]["model_1.0"]["normalised_kstep_error"] for r in data["recordings"]]
+    assert errors[0] < 1e-6 < errors[1]
+    assert (tmp_path / "r" / "report.html").read_text().count("<svg") == 6
+
+
+@needs_matplotlib
 def test_report_of_a_deploy_log_shows_the_score_gap(tmp_path):
     log = tmp_path / "run.mcap"
     deploy = ["deploy", "--robot", "pendubot", "--policy", "zoo:pendubot", "--lockstep", "--log", str(log)]
