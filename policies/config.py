@@ -14,9 +14,10 @@
       randomization: pendulum # a shipped name or a YAML path; null for none
       randomization_intensity: 1.0
       action_history: 1
-    curriculum:               # optional: randomisation intensity rises linearly
-      start: 0.0              #   from this intensity
+    curriculum:               # optional, training episodes only:
+      start: 0.0              #   randomisation intensity rises linearly from this
       steps: 100000           #   to env.randomization_intensity over these steps
+      upright_starts: 0.0     #   fraction of episodes starting near upright (evaluation always hangs)
     eval:
       freq: 5000              # env steps between evaluations
       episodes: 10            # fixed seeded episodes, scored with the task's own score
@@ -147,16 +148,24 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     curriculum = data.get("curriculum")
     if curriculum is not None:
         if not isinstance(curriculum, dict):
-            raise ConfigError(source, "curriculum", f"expected a mapping with start and steps, got {curriculum!r}")
-        check_keys(curriculum, ["start", "steps"], source, prefix="curriculum.")
-        if env.get("randomization") is None:
             raise ConfigError(
-                source, "curriculum", "a curriculum raises the randomisation intensity: set env.randomization"
+                source, "curriculum", f"expected a mapping of start, steps and upright_starts, got {curriculum!r}"
             )
-        cfg.curriculum = {
-            "start": as_float(curriculum.get("start", 0.0), source, "curriculum.start", 0.0, 1.0),
-            "steps": _int(curriculum.get("steps"), source, "curriculum.steps", 1),
-        }
+        check_keys(curriculum, ["start", "steps", "upright_starts"], source, prefix="curriculum.")
+        cfg.curriculum = {}
+        if "steps" in curriculum:
+            if env.get("randomization") is None:
+                raise ConfigError(
+                    source, "curriculum", "a curriculum raises the randomisation intensity: set env.randomization"
+                )
+            cfg.curriculum["start"] = as_float(curriculum.get("start", 0.0), source, "curriculum.start", 0.0, 1.0)
+            cfg.curriculum["steps"] = _int(curriculum["steps"], source, "curriculum.steps", 1)
+        elif "start" in curriculum:
+            raise ConfigError(source, "curriculum.steps", "missing; the intensity rises from start over these steps")
+        if "upright_starts" in curriculum:
+            cfg.curriculum["upright_starts"] = as_float(
+                curriculum["upright_starts"], source, "curriculum.upright_starts", 0.0, 1.0
+            )
 
     evaluation = data.get("eval", {}) or {}
     if not isinstance(evaluation, dict):

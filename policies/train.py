@@ -14,6 +14,7 @@ A run directory holds:
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import logging
 import platform
@@ -47,8 +48,10 @@ EVAL_SEED = 1_000_000
 def make_env(cfg: TrainConfig, rank: int):
     """A thunk for one training env, seeded per rank."""
 
+    upright_starts = (cfg.curriculum or {}).get("upright_starts", 0.0)
+
     def thunk():
-        env = Monitor(SwingUpEnv(cfg.robot, **cfg.env))
+        env = Monitor(SwingUpEnv(cfg.robot, **cfg.env, upright_starts=upright_starts))
         env.reset(seed=cfg.seed * 1000 + rank)
         return env
 
@@ -230,9 +233,18 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.robot}-{cfg.algo}-{stamp}"
 
 
-def train(cfg: TrainConfig, run: Path | None = None, resume: bool = False, progress_bar: bool = True) -> Path:
+def train(
+    cfg: TrainConfig,
+    run: Path | None = None,
+    resume: bool = False,
+    progress_bar: bool = True,
+    init: Path | None = None,
+) -> Path:
     """Train (or resume) and return the run directory. Builds everything, and so fails on a
-    bad configuration, before the first step."""
+    bad configuration, before the first step.
+
+    `init`: a run directory whose best checkpoint (weights, optimiser state and observation
+    statistics) a new run starts from, under its own configuration: fine-tuning."""
     run = run or default_run_dir(cfg)
     algorithm = ALGORITHMS[cfg.algo]
     venv = make_vec_env(cfg)
@@ -270,6 +282,7 @@ def train(cfg: TrainConfig, run: Path | None = None, resume: bool = False, progr
             raise ConfigError(
                 f"{cfg.robot}/{cfg.algo} config", "hyperparams", f"rejected by {algorithm.__name__}: {exc}"
             ) from exc
+        started_from = _warm_start(model, venv, cfg, init) if init is not None else None
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
         update_run_info(
@@ -280,10 +293,11 @@ def train(cfg: TrainConfig, run: Path | None = None, resume: bool = False, progr
             versions=package_versions(),
             started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             steps=0,
+            **({"init": started_from} if started_from else {}),
         )
         best = -np.inf
     callbacks: list[BaseCallback] = [Evaluation(cfg, run, best)]
-    if cfg.curriculum is not None:
+    if cfg.curriculum is not None and "steps" in cfg.curriculum:
         end = cfg.env.get("randomization_intensity", 1.0)
         callbacks.append(Curriculum(cfg.curriculum["start"], end, cfg.curriculum["steps"]))
     remaining = cfg.n_timesteps - model.num_timesteps
@@ -297,6 +311,30 @@ def train(cfg: TrainConfig, run: Path | None = None, resume: bool = False, progr
         )
     venv.close()
     return run
+
+
+def _warm_start(model: BaseAlgorithm, venv: VecEnv, cfg: TrainConfig, init: Path) -> dict[str, Any]:
+    """Load the best checkpoint of run `init` into `model`; returns its provenance."""
+    source = load_run_config(init)
+    if (source.robot, source.algo) != (cfg.robot, cfg.algo):
+        raise ValueError(f"cannot start a {cfg.robot}/{cfg.algo} run from {init}: a {source.robot}/{source.algo} run")
+    history = (source.env.get("action_history", 1), cfg.env.get("action_history", 1))
+    if history[0] != history[1]:
+        raise ValueError(
+            f"cannot start from {init}: its observation holds {history[0]} past actions, this one {history[1]}"
+        )
+    if source.normalize != cfg.normalize:
+        raise ValueError(
+            f"cannot start from {init}: observation normalisation {source.normalize}, here {cfg.normalize}"
+        )
+    path = init / "checkpoints" / "best.zip"
+    if not path.exists():
+        raise ValueError(f"cannot start from {init}: no checkpoints/best.zip")
+    model.set_parameters(str(path), exact_match=True, device="cpu")
+    _restore_normalization(venv, load_normalization(init, "best"))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    log.info("starting from %s (sha256 %s)", path, digest[:12])
+    return {"run": str(init), "checkpoint": "best", "sha256": digest}
 
 
 class RunPolicy:

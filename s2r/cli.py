@@ -93,6 +93,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from policies.config import load_config
     from policies.train import load_run_config, train
 
+    if args.resume and args.init:
+        raise ValueError("--resume continues a run and --init starts a new one from another: give one of them")
     if args.resume:
         cfg = load_run_config(args.resume)
         if args.steps:
@@ -109,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             get_robot(cfg.robot).load_params(args.params)  # a bad set fails before training starts
             changes["env"] = {**cfg.env, "params": str(args.params)}
         cfg = dataclasses.replace(cfg, **changes)
-        run = train(cfg, args.out, progress_bar=not args.no_progress)
+        run = train(cfg, args.out, progress_bar=not args.no_progress, init=args.init)
     print(run)
     return 0
 
@@ -470,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--envs", type=int, help="vectorised envs (overrides n_envs)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/ROBOT-ALGO-TIME)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this directory")
+    p.add_argument("--init", type=Path, metavar="RUN", help="start a new run from RUN's best checkpoint (fine-tune)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--params", help="train on this parameter set (name or YAML path, e.g. a calibrated one)")
     p.set_defaults(func=cmd_train)

@@ -26,6 +26,9 @@ class SwingUpEnv(gym.Env):
     Action: torque of each actuated joint as a fraction of its limit, in [-1, 1].
     Reward: `sim.tasks.swingup.reward`, minus FAILURE_PENALTY when the
     hardware's safety envelope is left (which ends the episode).
+    A fraction `upright_starts` of the episodes starts near the upright
+    equilibrium instead of hanging (for training: the policy meets the
+    balancing problem from the first step, not only after a swing-up).
     At the end of an episode `info` holds the RealAIGym v2 simulation score
     and criteria (`info["score"]`) computed on the true trajectory at the
     physics rate, and `info["success"]`.
@@ -44,6 +47,7 @@ class SwingUpEnv(gym.Env):
         action_history: int = 1,
         friction_compensation: bool = False,
         init_noise: float = 0.0,
+        upright_starts: float = 0.0,
         t_final: float = swingup.T_FINAL,
     ):
         self.robot = get_robot(robot)
@@ -69,6 +73,9 @@ class SwingUpEnv(gym.Env):
         self.action_history = action_history
         self.friction_compensation = friction_compensation
         self.init_noise = float(init_noise)
+        if not 0.0 <= upright_starts <= 1.0:
+            raise ValueError(f"upright_starts must be a probability in [0, 1], got {upright_starts}")
+        self.upright_starts = float(upright_starts)
         self.t_final = float(t_final)
 
         self.plant = Plant(self.robot, self.nominal_params, self.nominal_imperfections)
@@ -97,6 +104,9 @@ class SwingUpEnv(gym.Env):
             info["randomization"] = drawn
         self.plant.configure(params, imperfections)
         x0 = rng.uniform(-self.init_noise, self.init_noise, 2 * self.n) if self.init_noise else np.zeros(2 * self.n)
+        # Drawn only when asked for, so that the seeded evaluation episodes stay as they were.
+        if self.upright_starts and rng.uniform() < self.upright_starts:
+            x0 = swingup.upright_start(self.n, rng)
         # An endless episode (a device) starts with a minute of buffers; they grow as needed.
         self.plant.reset(x0, rng, self.t_final if math.isfinite(self.t_final) else 60.0)
         self._past[:] = 0.0

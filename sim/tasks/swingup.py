@@ -40,6 +40,24 @@ def state_from_observation(obs: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([q, obs[2 * n : 3 * n] * VELOCITY_SCALE]).astype(float)
 
 
+UPRIGHT_POSITION_NOISE = 0.2
+"""Upright starts: joint positions within +-this of upright, rad..."""
+UPRIGHT_VELOCITY_NOISE = 1.0
+"""...and joint velocities within +-this, rad/s."""
+
+
+def upright_start(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A state [q, dq] of shape (2n,) near the upright equilibrium (q = [pi, 0, ...]), drawn uniformly."""
+    x = np.concatenate(
+        [
+            rng.uniform(-UPRIGHT_POSITION_NOISE, UPRIGHT_POSITION_NOISE, n),
+            rng.uniform(-UPRIGHT_VELOCITY_NOISE, UPRIGHT_VELOCITY_NOISE, n),
+        ]
+    )
+    x[0] += math.pi
+    return x
+
+
 def tip_height(lengths: tuple[float, ...], q: list[float]) -> float:
     """Height of the tip above the shoulder, m, for joint angles q (rad, relative)."""
     angle = height = 0.0
