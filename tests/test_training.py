@@ -1,5 +1,6 @@
 """Training runs, resume, export equivalence, the deploy runtime's isolation and its refusals."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -94,6 +95,35 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     # Evaluations every 64 steps and at each end: 64, 100 | 128, 192, 200.
     evals = [json.loads(line)["steps"] for line in (run / "eval.jsonl").read_text().splitlines()]
     assert evals == [64, 100, 128, 192, 200]
+
+
+def test_init_starts_a_new_run_from_another_runs_best_checkpoint(trained, tmp_path):
+    source, _ = trained["ppo"]
+    cfg = tiny_config(tmp_path, "ppo", normalize_obs=True)
+    cfg.hyperparams["learning_rate"] = 0.0  # no update: the new run's policy is the source's
+    cfg.curriculum = {"upright_starts": 0.5}
+    run = train(cfg, tmp_path / "run", progress_bar=False, init=source)
+    info = json.loads((run / "run.json").read_text())
+    assert info["init"]["run"] == str(source) and info["steps"] == 128
+    assert info["init"]["sha256"] == hashlib.sha256((source / "checkpoints" / "best.zip").read_bytes()).hexdigest()
+    before = ALGORITHMS["ppo"].load(source / "checkpoints" / "best.zip", device="cpu")
+    after = ALGORITHMS["ppo"].load(run / "checkpoints" / "last.zip", device="cpu")
+    for a, b in zip(before.policy.parameters(), after.policy.parameters(), strict=True):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+    # The observation statistics carry over and keep being updated.
+    start, now = load_normalization(source, "best"), load_normalization(run, "last")
+    assert now["count"] > start["count"]
+
+
+def test_init_from_an_incompatible_run_is_refused_before_the_run_directory_exists(trained, tmp_path):
+    source, _ = trained["sac"]
+    with pytest.raises(ValueError, match="a pendubot/sac run"):
+        train(tiny_config(tmp_path, "td3"), tmp_path / "run", progress_bar=False, init=source)
+    cfg = tiny_config(tmp_path, "sac")
+    cfg.env["action_history"] = 2
+    with pytest.raises(ValueError, match="past actions"):
+        train(cfg, tmp_path / "run", progress_bar=False, init=source)
+    assert not (tmp_path / "run").exists()
 
 
 def test_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
@@ -194,6 +224,8 @@ def test_observation_of_the_wrong_size_is_refused(trained):
         ({"hyperparams": {"train_freq": [4, "minute"]}}, "hyperparams.train_freq"),
         ({"eval": {"freq": 0}}, "eval.freq"),
         ({"curriculum": {"start": 0.0, "steps": 10}}, "curriculum"),
+        ({"curriculum": {"start": 0.5}}, "curriculum.steps"),
+        ({"curriculum": {"upright_starts": 2}}, "curriculum.upright_starts"),
         ({"normalize": "yes"}, "normalize"),
     ],
 )
