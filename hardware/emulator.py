@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("frozen_sensor", "brownout", "unplug")
 STARTS = ("down", "up")
-TRANSPORTS = ("serial", "ros2")
 """Where the plant starts: hanging (the swing-up task) or balanced upright."""
+TRANSPORTS = ("serial", "ros2")
 
 
 def plant_env(robot: str, params: str | Path, imperfections: bool, seed: int, start: str) -> SwingUpEnv:
