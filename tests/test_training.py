@@ -281,3 +281,8 @@ def test_cli_train_export_eval(tmp_path, capsys):
     assert main(["eval", str(run), "--episodes", "1"]) == 0
     assert main(["train", "--resume", str(run), "--steps", "80", "--no-progress"]) == 0
     assert json.loads((run / "run.json").read_text())["steps"] == 80
+    # --init starts a new run; with --resume it is ambiguous and refused before anything runs.
+    assert main([*train[:-3], "--out", str(tmp_path / "tuned"), "--init", str(run), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "tuned" / "run.json").read_text())["init"]["run"] == str(run)
+    assert main(["train", "--resume", str(run), "--init", str(run), "--no-progress"]) == 2
+    assert "give one of them" in capsys.readouterr().err
