@@ -97,6 +97,7 @@ def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
             "command": run_info.get("command"),
             "git_commit": run_info.get("git_commit"),
             "resumes": run_info.get("resumes", []),
+            "init": run_info.get("init"),  # the run it was fine-tuned from, if any
             "seed": cfg.seed,
             "steps": int(model.num_timesteps),
             "checkpoint": checkpoint,

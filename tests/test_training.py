@@ -113,6 +113,9 @@ def test_init_starts_a_new_run_from_another_runs_best_checkpoint(trained, tmp_pa
     # The observation statistics carry over and keep being updated.
     start, now = load_normalization(source, "best"), load_normalization(run, "last")
     assert now["count"] > start["count"]
+    # The artifact names the run it was fine-tuned from.
+    meta = json.loads(export(run, tmp_path / "tuned").read_text())
+    assert meta["provenance"]["init"] == info["init"]
 
 
 def test_init_from_an_incompatible_run_is_refused_before_the_run_directory_exists(trained, tmp_path):
