@@ -13,8 +13,9 @@ pytest.importorskip("stable_baselines3", reason='training needs the train extra:
 
 from policies import runtime
 from policies.config import load_config
+from policies.evaluate import run_episodes
 from policies.export import export
-from policies.train import ALGORITHMS, load_normalization, normalize, train
+from policies.train import ALGORITHMS, EVAL_SEED, load_normalization, make_env, normalize, train
 from sim.config import ConfigError
 from sim.robots import get_robot
 
@@ -116,6 +117,16 @@ def test_init_starts_a_new_run_from_another_runs_best_checkpoint(trained, tmp_pa
     # The artifact names the run it was fine-tuned from.
     meta = json.loads(export(run, tmp_path / "tuned").read_text())
     assert meta["provenance"]["init"] == info["init"]
+
+
+def test_upright_starts_are_for_training_episodes_only(tmp_path):
+    cfg = tiny_config(tmp_path, "ppo")
+    cfg.curriculum = {"upright_starts": 1.0}
+    obs, _ = make_env(cfg, 0)().reset(seed=0)
+    assert obs[0] < 0  # cos q1: upright
+    first = []
+    run_episodes(lambda o: first.append(o) or np.zeros(1), cfg.robot, cfg.env, 1, seed=EVAL_SEED)
+    assert first[0][0] == 1.0  # evaluation hangs, as the task's score assumes
 
 
 def test_init_from_an_incompatible_run_is_refused_before_the_run_directory_exists(trained, tmp_path):
