@@ -116,8 +116,8 @@ def jitter(
     )
     loop.run(duration_s=seconds)
     log.close()
-    ours = np.abs(np.array(loop.records["start_ns"]) - np.array(loop.records["deadline_ns"]))
-    compute = loop.records["compute_ns"]
+    deadline, start, compute = loop.timing_ns().T
+    ours = np.abs(start - deadline)
 
     naive_starts = []
     obs = np.zeros(len(robot.joints) * 3 + policy.action_history * robot.action_matrix(params).shape[1], np.float32)

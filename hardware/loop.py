@@ -117,9 +117,10 @@ class ControlLoop:
         self.past = np.zeros((action_history, binding.action_size))
         self.on_tick = on_tick
         self.faults: list[Fault] = []
-        self.records: dict[str, list[int]] = {"start_ns": [], "deadline_ns": [], "compute_ns": []}
+        # One (deadline_ns, start_ns, compute_ns) tuple per tick, appended in one step so that a Ctrl-C
+        # landing anywhere leaves the columns the same length.
+        self.timing: list[tuple[int, int, int]] = []
         self.missed_total = 0
-        self.ticks = 0
         self._previous = None
         self._counters: dict[str, float] = {}
         self._low = self._high = self._rates = None  # from the spec, read at the first tick
@@ -225,11 +226,7 @@ class ControlLoop:
             deadline = t0 + k * self.period_ns
             self.clock.sleep_until(deadline)
             record = self.tick(k, deadline, missed)
-            # Recorded together after the tick: an interrupt inside it must leave them aligned.
-            self.records["deadline_ns"].append(deadline)
-            self.records["start_ns"].append(record.start_ns)
-            self.records["compute_ns"].append(record.compute_ns)
-            self.ticks += 1
+            self.timing.append((deadline, record.start_ns, record.compute_ns))
             done += 1
             if done % freeze_every == 0:
                 gc.freeze()
@@ -246,11 +243,13 @@ class ControlLoop:
             k = nxt
         return self.stats()
 
+    def timing_ns(self) -> np.ndarray:
+        """Per tick deadline, start and compute time (ns), shape (ticks, 3)."""
+        return np.array(self.timing, dtype=np.int64).reshape(-1, 3)
+
     def stats(self) -> dict[str, Any]:
         """Loop timing in microseconds: period, jitter (start - deadline), compute; misses; faults."""
-        start = np.array(self.records["start_ns"], dtype=np.int64)
-        deadline = np.array(self.records["deadline_ns"], dtype=np.int64)
-        compute = np.array(self.records["compute_ns"], dtype=np.int64)
+        deadline, start, compute = self.timing_ns().T
 
         def summary(x: np.ndarray) -> dict[str, float]:
             if len(x) == 0:
@@ -259,7 +258,7 @@ class ControlLoop:
             return {"p50": float(np.percentile(us, 50)), "p99": float(np.percentile(us, 99)), "max": float(us.max())}
 
         return {
-            "ticks": self.ticks,
+            "ticks": len(self.timing),
             "rate_hz": 1e9 / self.period_ns,
             "period_us": summary(np.diff(start)),
             "jitter_us": summary(start - deadline),

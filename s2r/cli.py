@@ -251,7 +251,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _interrupt(signum, frame) -> None:
+    # Only the first signal stops the loop: a second one must not cut short the way into the safe state.
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, _already_stopping)
     raise KeyboardInterrupt
+
+
+def _already_stopping(signum, frame) -> None:
+    print("s2r: already stopping (safe state, closing the log); SIGKILL skips both", file=sys.stderr)
 
 
 def _deploy_options(args: argparse.Namespace, policy):

@@ -171,8 +171,10 @@ def test_deploy_log_scores_like_the_deploy(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(deployed["score"]["score"], abs=1e-12)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_puts_the_device_in_its_safe_state_and_closes_the_log(tmp_path, signum):
+@pytest.mark.parametrize(
+    "signals", [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGTERM]], ids=["int", "term", "twice"]
+)
+def test_ctrl_c_puts_the_device_in_its_safe_state_and_closes_the_log(tmp_path, signals):
     path = tmp_path / "interrupted.mcap"
     cmd = [sys.executable, "-m", "s2r.cli", "deploy", "--robot", "pendubot", "--policy", "baseline"]
     cmd += ["--duration", "60", "--log", str(path)]
@@ -187,7 +189,8 @@ def test_ctrl_c_puts_the_device_in_its_safe_state_and_closes_the_log(tmp_path, s
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 100_000):
         time.sleep(0.1)
-    proc.send_signal(signum)
+    for signum in signals:  # a second one, impatient, lands on the way into the safe state
+        proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     result = json.loads(out)

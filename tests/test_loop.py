@@ -2,6 +2,7 @@
 simulated device reproducing the env exactly."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def test_ticks_start_on_absolute_deadlines_without_drift():
     device.compute_ns = 3_000_000  # 3 ms of work per tick, well inside the period
     loop = make_loop(device)
     stats = loop.run(ticks=100)
-    starts = np.array(loop.records["start_ns"])
+    starts = loop.timing_ns()[:, 1]
     np.testing.assert_array_equal(starts, 123 + np.arange(100) * PERIOD_NS)
     assert stats["missed_deadlines"] == 0 and stats["jitter_us"]["max"] == 0.0
     assert stats["period_us"]["p50"] == 10_000.0
@@ -93,7 +94,7 @@ def test_an_overrun_skips_the_missed_deadlines_and_counts_them():
 
     device._read = slow_once
     stats = loop.run(ticks=8)
-    deadlines = np.array(loop.records["deadline_ns"]) // 1_000_000
+    deadlines = loop.timing_ns()[:, 0] // 1_000_000
     assert deadlines.tolist() == [0, 10, 20, 30, 40, 70, 80, 90]
     assert stats["missed_deadlines"] == 2 and not stats["faults"]
 
@@ -335,3 +336,32 @@ def test_an_interrupt_inside_a_tick_leaves_the_statistics_consistent():
         loop.run(ticks=10)
     stats = loop.stats()
     assert stats["ticks"] == 2 and stats["period_us"]["p50"] == 10_000.0
+
+
+def test_an_interrupt_on_any_line_of_the_loop_leaves_the_statistics_consistent():
+    # Ctrl-C raises wherever the loop happens to be; raise it on each line of run() in turn.
+    code = ControlLoop.run.__code__
+    lines = sorted({line for _, _, line in code.co_lines() if line is not None and line > code.co_firstlineno})
+    for target in lines:
+        hits = 0
+
+        def trace(frame, event, arg):
+            nonlocal hits
+            if frame.f_code is not code:
+                return None
+            if event == "line" and frame.f_lineno == target:
+                hits += 1
+                if hits == 3:
+                    raise KeyboardInterrupt
+            return trace
+
+        loop = make_loop(MockDevice(FakeClock()))
+        sys.settrace(trace)
+        try:
+            loop.run(ticks=5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        stats = loop.stats()
+        assert loop.timing_ns().shape == (stats["ticks"], 3), f"line {target}"
