@@ -18,6 +18,7 @@
       start: 0.0              #   randomisation intensity rises linearly from this
       steps: 100000           #   to env.randomization_intensity over these steps
       upright_starts: 0.0     #   fraction of episodes starting near upright (evaluation always hangs)
+      ideal_episodes: 0.0     #   fraction without friction, rotor inertia and imperfections
     eval:
       freq: 5000              # env steps between evaluations
       episodes: 10            # fixed seeded episodes, scored with the task's own score
@@ -149,9 +150,9 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     if curriculum is not None:
         if not isinstance(curriculum, dict):
             raise ConfigError(
-                source, "curriculum", f"expected a mapping of start, steps and upright_starts, got {curriculum!r}"
+                source, "curriculum", f"expected a mapping of start, steps, upright_starts and ideal_episodes, got {curriculum!r}"
             )
-        check_keys(curriculum, ["start", "steps", "upright_starts"], source, prefix="curriculum.")
+        check_keys(curriculum, ["start", "steps", "upright_starts", "ideal_episodes"], source, prefix="curriculum.")
         cfg.curriculum = {}
         if "steps" in curriculum:
             if env.get("randomization") is None:
@@ -162,10 +163,9 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
             cfg.curriculum["steps"] = _int(curriculum["steps"], source, "curriculum.steps", 1)
         elif "start" in curriculum:
             raise ConfigError(source, "curriculum.steps", "missing; the intensity rises from start over these steps")
-        if "upright_starts" in curriculum:
-            cfg.curriculum["upright_starts"] = as_float(
-                curriculum["upright_starts"], source, "curriculum.upright_starts", 0.0, 1.0
-            )
+        for key in ("upright_starts", "ideal_episodes"):
+            if key in curriculum:
+                cfg.curriculum[key] = as_float(curriculum[key], source, f"curriculum.{key}", 0.0, 1.0)
 
     evaluation = data.get("eval", {}) or {}
     if not isinstance(evaluation, dict):

@@ -48,10 +48,10 @@ EVAL_SEED = 1_000_000
 def make_env(cfg: TrainConfig, rank: int):
     """A thunk for one training env, seeded per rank."""
 
-    upright_starts = (cfg.curriculum or {}).get("upright_starts", 0.0)
+    training_only = {k: v for k, v in (cfg.curriculum or {}).items() if k in ("upright_starts", "ideal_episodes")}
 
     def thunk():
-        env = Monitor(SwingUpEnv(cfg.robot, **cfg.env, upright_starts=upright_starts))
+        env = Monitor(SwingUpEnv(cfg.robot, **cfg.env, **training_only))
         env.reset(seed=cfg.seed * 1000 + rank)
         return env
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,12 @@ from sim.robots.params import PendulumParams
 from sim.tasks import realaigym, swingup
 
 
+def ideal(params: PendulumParams) -> PendulumParams:
+    """`params` without friction (viscous and Coulomb) and rotor inertia."""
+    zeros = (0.0,) * params.n
+    return dataclasses.replace(params, b=zeros, cf=zeros, Ir=0.0)
+
+
 class SwingUpEnv(gym.Env):
     """Swing a pendulum robot up from hanging and hold it above 0.9 of its reach until t_final.
 
@@ -29,6 +36,10 @@ class SwingUpEnv(gym.Env):
     A fraction `upright_starts` of the episodes starts near the upright
     equilibrium instead of hanging (for training: the policy meets the
     balancing problem from the first step, not only after a swing-up).
+    A fraction `ideal_episodes` runs on the parameter set without friction and
+    rotor inertia and without imperfections (model 1.0 becomes model 1.1: the
+    simulation leaderboards' conditions), randomisation still on top; for
+    training a policy that must hold the top both with and without friction.
     At the end of an episode `info` holds the RealAIGym v2 simulation score
     and criteria (`info["score"]`) computed on the true trajectory at the
     physics rate, and `info["success"]`.
@@ -48,6 +59,7 @@ class SwingUpEnv(gym.Env):
         friction_compensation: bool = False,
         init_noise: float = 0.0,
         upright_starts: float = 0.0,
+        ideal_episodes: float = 0.0,
         t_final: float = swingup.T_FINAL,
     ):
         self.robot = get_robot(robot)
@@ -76,6 +88,9 @@ class SwingUpEnv(gym.Env):
         if not 0.0 <= upright_starts <= 1.0:
             raise ValueError(f"upright_starts must be a probability in [0, 1], got {upright_starts}")
         self.upright_starts = float(upright_starts)
+        if not 0.0 <= ideal_episodes <= 1.0:
+            raise ValueError(f"ideal_episodes must be a probability in [0, 1], got {ideal_episodes}")
+        self.ideal_episodes = float(ideal_episodes)
         self.t_final = float(t_final)
 
         self.plant = Plant(self.robot, self.nominal_params, self.nominal_imperfections)
@@ -97,6 +112,9 @@ class SwingUpEnv(gym.Env):
         rng = self.np_random
         info: dict[str, Any] = {}
         params, imperfections = self.nominal_params, self.nominal_imperfections
+        # Drawn only when asked for, like the upright starts below.
+        if self.ideal_episodes and rng.uniform() < self.ideal_episodes:
+            params, imperfections = ideal(params), Imperfections()
         if self.randomization is not None:
             params, imperfections, drawn = self.randomization.sample(
                 rng, params, imperfections, self.randomization_intensity

@@ -151,3 +151,27 @@ def test_upright_starts_begin_near_the_top_and_leave_hanging_episodes_as_they_we
     assert 5 < sum(c < 0 for c in starts) < 35
     with pytest.raises(ValueError, match="upright_starts"):
         SwingUpEnv("pendubot", upright_starts=1.5)
+
+
+def test_ideal_episodes_drop_friction_rotor_inertia_and_imperfections_and_nothing_else():
+    options = dict(params="model_1.0", imperfections=True, randomization="double_pendulum")
+    ideal = SwingUpEnv("pendubot", **options, ideal_episodes=1.0)
+    ideal.reset(seed=0)
+    p = ideal.plant.params
+    assert p.Ir == 0.0 and max(p.b) <= 0.01 and max(p.cf) <= 0.1  # randomisation's offsets on top of none
+    imp = ideal.plant.imperfections
+    assert imp.velocity_noise_std == imp.torque_noise_std == imp.extra_coulomb == imp.pulses_per_joint == 0
+    exact = SwingUpEnv("pendubot", params="model_1.0", ideal_episodes=1.0)
+    exact.reset(seed=0)
+    assert exact.plant.params == SwingUpEnv("pendubot", params="model_1.1").nominal_params
+    # Without ideal episodes the seeded episodes are those of before.
+    plain, zero = SwingUpEnv("pendubot", **options), SwingUpEnv("pendubot", **options, ideal_episodes=0.0)
+    assert plain.reset(seed=3)[1]["randomization"] == zero.reset(seed=3)[1]["randomization"]
+    some = SwingUpEnv("pendubot", **options, ideal_episodes=0.5)
+    ideal_count = 0
+    for seed in range(40):
+        some.reset(seed=seed)
+        ideal_count += some.plant.imperfections.extra_coulomb == 0.0
+    assert 5 < ideal_count < 35
+    with pytest.raises(ValueError, match="ideal_episodes"):
+        SwingUpEnv("pendubot", ideal_episodes=-0.1)

@@ -119,11 +119,13 @@ def test_init_starts_a_new_run_from_another_runs_best_checkpoint(trained, tmp_pa
     assert meta["provenance"]["init"] == info["init"]
 
 
-def test_upright_starts_are_for_training_episodes_only(tmp_path):
+def test_upright_starts_and_ideal_episodes_are_for_training_episodes_only(tmp_path):
     cfg = tiny_config(tmp_path, "ppo")
-    cfg.curriculum = {"upright_starts": 1.0}
-    obs, _ = make_env(cfg, 0)().reset(seed=0)
+    cfg.curriculum = {"upright_starts": 1.0, "ideal_episodes": 1.0}
+    env = make_env(cfg, 0)()
+    obs, _ = env.reset(seed=0)
     assert obs[0] < 0  # cos q1: upright
+    assert env.unwrapped.plant.imperfections.velocity_noise_std == 0.0
     first = []
     run_episodes(lambda o: first.append(o) or np.zeros(1), cfg.robot, cfg.env, 1, seed=EVAL_SEED)
     assert first[0][0] == 1.0  # evaluation hangs, as the task's score assumes
@@ -240,6 +242,7 @@ def test_observation_of_the_wrong_size_is_refused(trained):
         ({"curriculum": {"start": 0.0, "steps": 10}}, "curriculum"),
         ({"curriculum": {"start": 0.5}}, "curriculum.steps"),
         ({"curriculum": {"upright_starts": 2}}, "curriculum.upright_starts"),
+        ({"curriculum": {"ideal_episodes": "half"}}, "curriculum.ideal_episodes"),
         ({"normalize": "yes"}, "normalize"),
     ],
 )
