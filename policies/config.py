@@ -150,7 +150,9 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     if curriculum is not None:
         if not isinstance(curriculum, dict):
             raise ConfigError(
-                source, "curriculum", f"expected a mapping of start, steps, upright_starts and ideal_episodes, got {curriculum!r}"
+                source,
+                "curriculum",
+                f"expected a mapping of start, steps, upright_starts and ideal_episodes, got {curriculum!r}",
             )
         check_keys(curriculum, ["start", "steps", "upright_starts", "ideal_episodes"], source, prefix="curriculum.")
         cfg.curriculum = {}

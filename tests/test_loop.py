@@ -343,15 +343,14 @@ def test_an_interrupt_on_any_line_of_the_loop_leaves_the_statistics_consistent()
     code = ControlLoop.run.__code__
     lines = sorted({line for _, _, line in code.co_lines() if line is not None and line > code.co_firstlineno})
     for target in lines:
-        hits = 0
+        hits = []
 
-        def trace(frame, event, arg):
-            nonlocal hits
+        def trace(frame, event, arg, target=target, hits=hits):
             if frame.f_code is not code:
                 return None
             if event == "line" and frame.f_lineno == target:
-                hits += 1
-                if hits == 3:
+                hits.append(target)
+                if len(hits) == 3:
                     raise KeyboardInterrupt
             return trace
 
