@@ -56,6 +56,9 @@ ENV_KEYS = (
 )
 TOP_KEYS = ("algo", "n_timesteps", "policy", "n_envs", "normalize", "seed", "env", "curriculum", "eval", "hyperparams")
 
+TRAINING_EPISODE_OPTIONS = ("upright_starts", "ideal_episodes")
+"""`curriculum:` keys passed to the training envs' SwingUpEnv, never to the evaluation envs."""
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -154,7 +157,7 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
                 "curriculum",
                 f"expected a mapping of start, steps, upright_starts and ideal_episodes, got {curriculum!r}",
             )
-        check_keys(curriculum, ["start", "steps", "upright_starts", "ideal_episodes"], source, prefix="curriculum.")
+        check_keys(curriculum, ["start", "steps", *TRAINING_EPISODE_OPTIONS], source, prefix="curriculum.")
         cfg.curriculum = {}
         if "steps" in curriculum:
             if env.get("randomization") is None:
@@ -165,7 +168,7 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
             cfg.curriculum["steps"] = _int(curriculum["steps"], source, "curriculum.steps", 1)
         elif "start" in curriculum:
             raise ConfigError(source, "curriculum.steps", "missing; the intensity rises from start over these steps")
-        for key in ("upright_starts", "ideal_episodes"):
+        for key in TRAINING_EPISODE_OPTIONS:
             if key in curriculum:
                 cfg.curriculum[key] = as_float(curriculum[key], source, f"curriculum.{key}", 0.0, 1.0)
 

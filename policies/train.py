@@ -33,7 +33,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
-from policies.config import TrainConfig, config_from_dict
+from policies.config import TRAINING_EPISODE_OPTIONS, TrainConfig, config_from_dict
 from policies.evaluate import run_episodes
 from sim.config import ConfigError
 from sim.env import SwingUpEnv
@@ -48,7 +48,7 @@ EVAL_SEED = 1_000_000
 def make_env(cfg: TrainConfig, rank: int):
     """A thunk for one training env, seeded per rank."""
 
-    training_only = {k: v for k, v in (cfg.curriculum or {}).items() if k in ("upright_starts", "ideal_episodes")}
+    training_only = {k: v for k, v in (cfg.curriculum or {}).items() if k in TRAINING_EPISODE_OPTIONS}
 
     def thunk():
         env = Monitor(SwingUpEnv(cfg.robot, **cfg.env, **training_only))
