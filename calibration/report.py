@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from calibration.gap import ModelUnderTest, analyse
 from calibration.predict import Prediction
 from calibration.recording import Recording
+from s2r import strict_json
 from sim.robots import Robot
 
 _STYLE = """
@@ -76,7 +76,7 @@ def write(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "report.json", out / "report.html"
-    json_path.write_text(json.dumps(_finite(data), indent=2, allow_nan=False))
+    json_path.write_text(strict_json.dumps(data))
     body = [_summary(data)]
     if data.get("score_gap"):
         body.append(_score_gap(data["score_gap"]))
@@ -91,17 +91,6 @@ def write(
     )
     html_path.write_text(page)
     return html_path, json_path
-
-
-def _finite(value: Any) -> Any:
-    """Strict JSON: an unbounded interval or a missing figure is null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:

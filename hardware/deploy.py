@@ -121,7 +121,7 @@ def deploy(
             "robot": {k: json.dumps(v) for k, v in params.as_dict().items()},
             **options.metadata,
         }
-        run_log = RunLog(options.log_path, list(robot.joints), metadata)
+        run_log = RunLog(options.log_path, list(robot.joints), metadata, block=options.mode == "lockstep")
 
     def on_tick(record: TickRecord) -> None:
         records.append(record)
@@ -146,6 +146,7 @@ def deploy(
             )
             try:
                 loop.run(duration_s=options.duration_s, should_stop=should_stop or (lambda: False))
+                interrupted = should_stop is not None and should_stop()
             except KeyboardInterrupt:
                 interrupted = True
             finally:

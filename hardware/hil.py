@@ -14,6 +14,7 @@ The verdict's checks:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,11 +47,15 @@ def detection_bound(kind: str, duration_s: float, options: DeployOptions) -> int
 
 
 def run_hil(
-    policy: Policy, options: DeployOptions, faults: FaultPlan | None = None, start: str = "down"
+    policy: Policy,
+    options: DeployOptions,
+    faults: FaultPlan | None = None,
+    start: str = "down",
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Deploy over serial and judge the run. `options.device` is serial:PORT for a real device, or
     `serial` to start the emulator (with `faults`, the options' parameters and imperfections, and
-    the plant hanging or upright as `start` says)."""
+    the plant hanging or upright as `start` says). `should_stop` is asked before every tick."""
     records: list[TickRecord] = []
     report = None
     if options.device == "serial":
@@ -63,13 +68,13 @@ def run_hil(
             start=start,
         ) as emulator:
             device = SerialDevice(emulator.port)
-            result = deploy(policy, options, device, records)
+            result = deploy(policy, options, device, records, should_stop)
             report = emulator.stop()
     else:
         if faults is not None:
             raise ValueError("faults are injected by the emulator: use --device serial --emulate, not a real port")
         device = SerialDevice(options.device.removeprefix("serial:"))
-        result = deploy(policy, options, device, records)
+        result = deploy(policy, options, device, records, should_stop)
     rtt = np.array(device.rtt_us)
     result["link"]["rtt_p50_us"] = float(np.percentile(rtt, 50)) if len(rtt) else math.nan
     result["link"]["rtt_p99_us"] = float(np.percentile(rtt, 99)) if len(rtt) else math.nan

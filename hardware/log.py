@@ -109,14 +109,25 @@ def _strings(mapping: dict[str, Any]) -> dict[str, str]:
 
 
 class RunLog:
-    """Writes TickRecords to MCAP from a writer process; `on_tick` never blocks (overflow is counted).
+    """Writes TickRecords to MCAP from a writer process.
 
     A process, not a thread: encoding and writing then never hold the loop's interpreter lock.
     If the loop's process dies, the writer notices and finishes the file.
+    In real time `on_tick` never blocks: a full queue drops the tick and counts it. With `block`
+    (lockstep, where time is simulated and no deadline can be missed) it waits for the writer,
+    so no tick is lost however fast the loop runs; if the writer has died it drops and counts.
     """
 
-    def __init__(self, path: str | Path, joints: list[str], metadata: dict[str, Any], queue_size: int = 4096):
+    def __init__(
+        self,
+        path: str | Path,
+        joints: list[str],
+        metadata: dict[str, Any],
+        queue_size: int = 4096,
+        block: bool = False,
+    ):
         self.path = Path(path)
+        self.block = block
         self.joints = list(joints)
         self.dropped = 0
         self.written = 0
@@ -155,14 +166,25 @@ class RunLog:
             record.link,
         )
         try:
-            self._queue.put_nowait(item)
+            if self.block and self._process.is_alive():
+                self._queue.put(item, timeout=1.0)
+            else:
+                self._queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1
 
     def close(self, summary: dict[str, Any] | None = None) -> None:
         """Drain the queue, write the summary (including drops) and the MCAP footer."""
-        self._queue.put(("close", {"dropped_ticks": self.dropped, **(summary or {})}))
+        close = ("close", {"dropped_ticks": self.dropped, **(summary or {})})
         deadline = time.monotonic() + 60
+        while self._process.is_alive() and time.monotonic() < deadline:
+            try:
+                self._queue.put(close, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        if not self._process.is_alive():
+            self._queue.cancel_join_thread()  # nobody will read what is still queued: do not wait on it at exit
         while time.monotonic() < deadline:
             try:
                 self.written = self._result.get(timeout=0.2)

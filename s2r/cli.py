@@ -5,28 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import logging
-import math
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
-
-def _json(obj) -> str:
-    """JSON with infinities as null (strict JSON has no Infinity)."""
-
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(obj), indent=2)
+from s2r import strict_json
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -37,7 +24,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     lengths = get_robot(args.robot).load_params("model_1.1").l
     if len(lengths) != traj.U.shape[1]:
         raise ValueError(f"{args.trajectory} has {traj.U.shape[1]} joint(s); the {args.robot} has {len(lengths)}")
-    print(_json(realaigym.score(traj, args.version, args.stage, lengths)))
+    print(strict_json.dumps(realaigym.score(traj, args.version, args.stage, lengths)))
     return 0
 
 
@@ -63,7 +50,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     if args.out:
         realaigym.write_trajectory_csv(args.out, realaigym.Trajectory(*env.plant.trajectory()))
     result = {"robot": args.robot, "controller": args.controller, "control_rate_hz": rate, **info}
-    print(_json(result))
+    print(strict_json.dumps(result))
     return 0
 
 
@@ -80,7 +67,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     for c, s in rows:
         print(f"{c:<{width}}  {s:.3f}", file=sys.stderr)
     print(f"{'robustness':<{width}}  {result['score']:.3f}  ({result['wall_time_s']:.0f} s)", file=sys.stderr)
-    text = _json(result)
+    text = strict_json.dumps(result)
     if args.out:
         Path(args.out).write_text(text + "\n")
     print(text)
@@ -95,24 +82,42 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume and args.init:
         raise ValueError("--resume continues a run and --init starts a new one from another: give one of them")
-    if args.resume:
-        cfg = load_run_config(args.resume)
-        if args.steps:
-            cfg = dataclasses.replace(cfg, n_timesteps=args.steps)
-        run = train(cfg, args.resume, resume=True, progress_bar=not args.no_progress)
-    else:
-        if not args.robot or not args.algo:
-            raise ValueError("give ROBOT and --algo, or --resume RUN")
-        cfg = load_config(args.robot, args.config, args.algo)
-        changes = {k: v for k, v in (("n_timesteps", args.steps), ("seed", args.seed), ("n_envs", args.envs)) if v}
-        if args.params:
-            from sim.robots import get_robot
+    stopped_by: list[int] = []
+    stop = threading.Event()
 
-            get_robot(cfg.robot).load_params(args.params)  # a bad set fails before training starts
-            changes["env"] = {**cfg.env, "params": str(args.params)}
-        cfg = dataclasses.replace(cfg, **changes)
-        run = train(cfg, args.out, progress_bar=not args.no_progress, init=args.init)
+    def request_stop(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: give up at once; checkpoints are saved whole or not at all
+        stopped_by.append(signum)
+        stop.set()
+        print("s2r train: stopping after this step, saving checkpoints/last.zip (again to abort)", file=sys.stderr)
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if args.resume:
+            cfg = load_run_config(args.resume)
+            if args.steps:
+                cfg = dataclasses.replace(cfg, n_timesteps=args.steps)
+            run = train(cfg, args.resume, resume=True, progress_bar=not args.no_progress, stop=stop)
+        else:
+            if not args.robot or not args.algo:
+                raise ValueError("give ROBOT and --algo, or --resume RUN")
+            cfg = load_config(args.robot, args.config, args.algo)
+            changes = {k: v for k, v in (("n_timesteps", args.steps), ("seed", args.seed), ("n_envs", args.envs)) if v}
+            if args.params:
+                from sim.robots import get_robot
+
+                get_robot(cfg.robot).load_params(args.params)  # a bad set fails before training starts
+                changes["env"] = {**cfg.env, "params": str(args.params)}
+            cfg = dataclasses.replace(cfg, **changes)
+            run = train(cfg, args.out, progress_bar=not args.no_progress, init=args.init, stop=stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     print(run)
+    if stopped_by:
+        print(f"s2r train: stopped early; continue with: s2r train --resume {run}", file=sys.stderr)
+        return 128 + stopped_by[0]
     return 0
 
 
@@ -217,11 +222,11 @@ def _eval_target(target: str):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from policies.evaluate import METRICS, run_episodes, summarise
+    from policies.evaluate import METRICS, SIM_CONDITIONS, run_episodes, summarise
 
     act, robot, env = _eval_target(args.target)
     if args.sim_conditions:
-        env.update(params="model_1.1", imperfections=False, randomization=None)
+        env.update(SIM_CONDITIONS)
     if args.params:
         env["params"] = args.params
     if args.imperfections is not None:
@@ -243,22 +248,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "env": env,
         "metrics": summary,
     }
-    text = _json(result)
+    text = strict_json.dumps(result)
     if args.out:
         Path(args.out).write_text(text + "\n")
     print(text)
     return 0
-
-
-def _interrupt(signum, frame) -> None:
-    # Only the first signal stops the loop: a second one must not cut short the way into the safe state.
-    for other in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(other, _already_stopping)
-    raise KeyboardInterrupt
-
-
-def _already_stopping(signum, frame) -> None:
-    print("s2r: already stopping (safe state, closing the log); SIGKILL skips both", file=sys.stderr)
 
 
 def _deploy_options(args: argparse.Namespace, policy):
@@ -287,11 +281,22 @@ def _deploy_options(args: argparse.Namespace, policy):
     )
 
 
-def _stop_on_signals() -> None:
-    # Ctrl-C and a supervisor's SIGTERM both stop the loop cleanly (safe state, log closed),
-    # also when the shell that started us made the process ignore SIGINT.
+def _stop_on_signals() -> Callable[[], bool]:
+    """Ctrl-C and a supervisor's SIGTERM ask the loop to stop at its next tick (then the safe state, the
+    log closed), also when the shell that started us made the process ignore SIGINT. Returns the loop's
+    should_stop."""
+    # A flag, not an exception: an exception raised wherever the main thread happens to be can land
+    # inside a lock (the log queue's, say) and leave it held, hanging the way into the safe state.
+    stop = threading.Event()
+
+    def request(signum, frame) -> None:
+        if stop.is_set():
+            print("s2r: already stopping (safe state, closing the log); SIGKILL skips both", file=sys.stderr)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
+        signal.signal(signum, request)
+    return stop.is_set
 
 
 def _print_loop(result: dict) -> None:
@@ -320,10 +325,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     policy = make_controller(args.policy, args.robot)
     options = _deploy_options(args, policy)
-    _stop_on_signals()
-    result = deploy(policy, options)
+    result = deploy(policy, options, should_stop=_stop_on_signals())
     _print_loop(result)
-    print(_json({"robot": args.robot, "policy": args.policy, "device": args.device, "mode": options.mode, **result}))
+    summary = {"robot": args.robot, "policy": args.policy, "device": args.device, "mode": options.mode}
+    print(strict_json.dumps({**summary, **result}))
     return 0
 
 
@@ -355,15 +360,12 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     else:
         emulator = Emulator(args.robot, faults=_fault_plan(args), link=args.link, replug_s=args.replug, **common)
     print(emulator.open(), flush=True)
-    _stop_on_signals()
     try:
-        report = emulator.run(duration_s=args.duration)
-    except KeyboardInterrupt:
-        report = emulator.report
+        report = emulator.run(duration_s=args.duration, should_stop=_stop_on_signals())
     finally:
         emulator.close()
     summary = {k: len(v) if isinstance(v, list) and k != "events" else v for k, v in report.items()}
-    print(_json(summary), file=sys.stderr)
+    print(strict_json.dumps(summary), file=sys.stderr)
     return 0
 
 
@@ -378,14 +380,13 @@ def cmd_hil(args: argparse.Namespace) -> int:
     policy = make_controller(args.policy, args.robot)
     options = _deploy_options(args, policy)
     faults = _fault_plan(args) if args.emulate else None
-    _stop_on_signals()
-    result = run_hil(policy, options, faults, start=args.start)
+    result = run_hil(policy, options, faults, start=args.start, should_stop=_stop_on_signals())
     _print_loop(result)
     print(f"\n{'check':<22} {'':<5} detail", file=sys.stderr)
     for c in result["checks"]:
         print(f"{c['name']:<22} {'PASS' if c['ok'] else 'FAIL':<5} {c['detail']}", file=sys.stderr)
     print(f"verdict: {result['verdict'].upper()}", file=sys.stderr)
-    text = _json({"robot": args.robot, "policy": args.policy, "device": args.device, **result})
+    text = strict_json.dumps({"robot": args.robot, "policy": args.policy, "device": args.device, **result})
     if args.out:
         Path(args.out).write_text(text + "\n")
     print(text)
@@ -395,7 +396,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
 def cmd_log_info(args: argparse.Namespace) -> int:
     from hardware.log import summarise_log
 
-    print(_json(summarise_log(args.file)))
+    print(strict_json.dumps(summarise_log(args.file)))
     return 0
 
 

@@ -80,6 +80,26 @@ def test_overflow_is_counted_and_reported(tmp_path):
     assert json.loads(metadata["summary"]["dropped_ticks"]) == log.dropped
 
 
+def test_blocking_log_keeps_every_tick_of_a_loop_faster_than_the_writer(tmp_path):
+    log = RunLog(tmp_path / "run.mcap", ["shoulder"], {}, queue_size=1, block=True)
+    for k in range(2000):
+        log.on_tick(record(k))
+    log.close()
+    assert log.dropped == 0 and log.written == 2000
+    messages, _, complete = read_log(tmp_path / "run.mcap")
+    assert complete and len(messages["/joint_states"]) == 2000
+
+
+def test_blocking_log_drops_instead_of_hanging_when_the_writer_dies(tmp_path):
+    log = RunLog(tmp_path / "run.mcap", ["shoulder"], {}, queue_size=1, block=True)
+    log._process.kill()
+    log._process.join(timeout=10)
+    for k in range(50):
+        log.on_tick(record(k))
+    log.close()
+    assert log.dropped >= 49
+
+
 WRITER = textwrap.dedent(
     """
     import sys, time

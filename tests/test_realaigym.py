@@ -135,3 +135,16 @@ def test_cli_reports_a_bad_file_without_a_traceback(tmp_path, capsys):
     path.write_text("nonsense\n")
     assert main(["score", str(path)]) == 2
     assert "bad.csv" in capsys.readouterr().err
+
+
+def test_cli_prints_strict_json_with_null_for_a_run_that_never_swung_up(tmp_path, capsys):
+    path = tmp_path / "hanging.csv"
+    rows = "".join(f"{0.01 * k:.2f},0,0,0\n" for k in range(100))
+    path.write_text("time,pos_meas1,vel_meas1,tau_con1\n" + rows)
+    assert main(["score", str(path), "--robot", "pendulum"]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    result = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert result["success"] == 0.0 and result["swingup_time"] is None
