@@ -19,9 +19,11 @@
       steps: 100000           #   to env.randomization_intensity over these steps
       upright_starts: 0.0     #   fraction of episodes starting near upright (evaluation always hangs)
       ideal_episodes: 0.0     #   fraction without friction, rotor inertia and imperfections
+      imperfections: {pulses_per_joint: 3}  # replaces env.imperfections in training episodes
     eval:
       freq: 5000              # env steps between evaluations
       episodes: 10            # fixed seeded episodes, scored with the task's own score
+      sim_conditions: false   # also evaluate in the competition's simulation conditions (model 1.1, no stops)
     hyperparams:              # keyword arguments of the stable-baselines3 algorithm
       learning_rate: 1.0e-3
       policy_kwargs: {net_arch: [64, 64]}
@@ -53,10 +55,11 @@ ENV_KEYS = (
     "action_history",
     "friction_compensation",
     "init_noise",
+    "safety_stops",
 )
 TOP_KEYS = ("algo", "n_timesteps", "policy", "n_envs", "normalize", "seed", "env", "curriculum", "eval", "hyperparams")
 
-TRAINING_EPISODE_OPTIONS = ("upright_starts", "ideal_episodes")
+TRAINING_EPISODE_OPTIONS = ("upright_starts", "ideal_episodes", "imperfections")
 """`curriculum:` keys passed to the training envs' SwingUpEnv, never to the evaluation envs."""
 
 
@@ -72,8 +75,10 @@ class TrainConfig:
     normalize: bool = False
     seed: int = 0
     env: dict[str, Any] = dataclasses.field(default_factory=dict)
-    curriculum: dict[str, float] | None = None
-    eval: dict[str, int] = dataclasses.field(default_factory=lambda: {"freq": 10000, "episodes": 10})
+    curriculum: dict[str, Any] | None = None
+    eval: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"freq": 10000, "episodes": 10, "sim_conditions": False}
+    )
     hyperparams: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -147,6 +152,9 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
         as_float(env["randomization_intensity"], source, "env.randomization_intensity", 0.0, 1.0)
     if "action_history" in env:
         _int(env["action_history"], source, "env.action_history", 0)
+    for key in ("friction_compensation", "safety_stops"):
+        if key in env and not isinstance(env[key], bool):
+            raise ConfigError(source, f"env.{key}", f"expected true or false, got {env[key]!r}")
     cfg.env = dict(env)
 
     curriculum = data.get("curriculum")
@@ -155,7 +163,7 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
             raise ConfigError(
                 source,
                 "curriculum",
-                f"expected a mapping of start, steps, upright_starts and ideal_episodes, got {curriculum!r}",
+                f"expected a mapping of {', '.join(['start', 'steps', *TRAINING_EPISODE_OPTIONS])}, got {curriculum!r}",
             )
         check_keys(curriculum, ["start", "steps", *TRAINING_EPISODE_OPTIONS], source, prefix="curriculum.")
         cfg.curriculum = {}
@@ -168,17 +176,24 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
             cfg.curriculum["steps"] = _int(curriculum["steps"], source, "curriculum.steps", 1)
         elif "start" in curriculum:
             raise ConfigError(source, "curriculum.steps", "missing; the intensity rises from start over these steps")
-        for key in TRAINING_EPISODE_OPTIONS:
+        for key in ("upright_starts", "ideal_episodes"):
             if key in curriculum:
                 cfg.curriculum[key] = as_float(curriculum[key], source, f"curriculum.{key}", 0.0, 1.0)
+        if "imperfections" in curriculum:
+            Imperfections.resolve(curriculum["imperfections"], f"{source}: curriculum.imperfections")
+            cfg.curriculum["imperfections"] = curriculum["imperfections"]
 
     evaluation = data.get("eval", {}) or {}
     if not isinstance(evaluation, dict):
         raise ConfigError(source, "eval", f"expected a mapping with freq and episodes, got {evaluation!r}")
-    check_keys(evaluation, ["freq", "episodes"], source, prefix="eval.")
+    check_keys(evaluation, ["freq", "episodes", "sim_conditions"], source, prefix="eval.")
+    sim_conditions = evaluation.get("sim_conditions", False)
+    if not isinstance(sim_conditions, bool):
+        raise ConfigError(source, "eval.sim_conditions", f"expected true or false, got {sim_conditions!r}")
     cfg.eval = {
         "freq": _int(evaluation.get("freq", 10000), source, "eval.freq", 1),
         "episodes": _int(evaluation.get("episodes", 10), source, "eval.episodes", 1),
+        "sim_conditions": sim_conditions,
     }
 
     hyperparams = data.get("hyperparams", {}) or {}

@@ -14,6 +14,9 @@ from sim.tasks import realaigym
 from sim.tasks.realaigym import Trajectory
 
 METRICS = ("success", "score", "swingup_time", "energy", "tau_cost", "tau_smoothness", "velocity_cost", "max_tau")
+SIM_CONDITIONS = {"params": "model_1.1", "imperfections": False, "randomization": None, "safety_stops": False}
+"""Env options of the competitions' simulation stage, applied over a policy's own: model 1.1, nothing
+else, and no hardware stops (their simulator has none)."""
 
 
 def run_episode(act: Callable[[np.ndarray], np.ndarray], env: SwingUpEnv, seed: int) -> dict[str, Any]:
@@ -36,7 +39,8 @@ def run_episodes(
     """Run `episodes` episodes with seeds seed, seed+1, ...; the v2 simulation score and
     criteria of each. `act` maps an observation to an action."""
     env = SwingUpEnv(robot, **env_kwargs)
-    return [{k: float(run_episode(act, env, seed + i)["score"][k]) for k in METRICS} for i in range(episodes)]
+    scores = (run_episode(act, env, seed + i)["score"] for i in range(episodes))
+    return [{k: float(score[k]) for k in METRICS} for score in scores]
 
 
 def summarise(episodes: list[dict[str, float]]) -> dict[str, dict[str, float]]:

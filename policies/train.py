@@ -5,7 +5,7 @@ A run directory holds:
     config.yaml                 the resolved configuration (robot included)
     run.json                    command, seed, git commit, package versions, steps done, each resume
     tb/                         TensorBoard logs (training and evaluation curves)
-    eval.jsonl                  one line per evaluation: steps, success rate, v2 score
+    eval.jsonl                  one line per evaluation: steps, success rate, v2 score (and in simulation conditions)
     checkpoints/last.zip        latest SB3 checkpoint (a training checkpoint, not a deployable artifact)
     checkpoints/best.zip        checkpoint with the best evaluation
     checkpoints/*_normalization.json   observation statistics, when normalisation is on
@@ -17,10 +17,12 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import platform
 import shlex
 import subprocess
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from policies.config import TRAINING_EPISODE_OPTIONS, TrainConfig, config_from_dict
-from policies.evaluate import run_episodes
+from policies.evaluate import SIM_CONDITIONS, run_episodes
 from sim.config import ConfigError
 from sim.env import SwingUpEnv
 
@@ -51,7 +53,7 @@ def make_env(cfg: TrainConfig, rank: int):
     training_only = {k: v for k, v in (cfg.curriculum or {}).items() if k in TRAINING_EPISODE_OPTIONS}
 
     def thunk():
-        env = Monitor(SwingUpEnv(cfg.robot, **cfg.env, **training_only))
+        env = Monitor(SwingUpEnv(cfg.robot, **{**cfg.env, **training_only}))
         env.reset(seed=cfg.seed * 1000 + rank)
         return env
 
@@ -124,15 +126,19 @@ def git_commit() -> str:
 
 class Evaluation(BaseCallback):
     """Every `freq` env steps: seeded episodes with the deterministic policy, scored with
-    the task's own score; logs them, saves the last and the best checkpoint."""
+    the task's own score; logs them, saves the last and the best checkpoint.
 
-    def __init__(self, cfg: TrainConfig, run: Path, best_score: float = -np.inf):
+    Once `stop` is set, training ends at the next env step with the last checkpoint saved
+    (no evaluation), so that the run resumes from there."""
+
+    def __init__(self, cfg: TrainConfig, run: Path, best_score: float = -np.inf, stop: threading.Event | None = None):
         super().__init__()
         self.cfg = cfg
         self.run = run
         self.freq = cfg.eval["freq"]
         self.best = best_score
         self.next_eval = 0
+        self.stop = stop or threading.Event()
 
     def _init_callback(self) -> None:
         # The model's count, not the callback's (0 until the first step): a resumed run
@@ -140,13 +146,20 @@ class Evaluation(BaseCallback):
         self.next_eval = (self.model.num_timesteps // self.freq + 1) * self.freq
 
     def _on_step(self) -> bool:
+        if self.stop.is_set():
+            return False
         if self.num_timesteps >= self.next_eval:
             self.next_eval += self.freq
             self.evaluate()
         return True
 
     def _on_training_end(self) -> None:
-        self.evaluate()
+        if not self.stop.is_set():
+            self.evaluate()
+            return
+        save_checkpoint(self.model, self.run, "last", normalization_stats(self.model.get_env()))
+        update_run_info(self.run, steps=int(self.num_timesteps))
+        log.info("stopped at %d steps; checkpoints/last.zip saved", self.num_timesteps)
 
     def evaluate(self) -> None:
         stats = normalization_stats(self.model.get_env())
@@ -155,23 +168,32 @@ class Evaluation(BaseCallback):
         def act(obs: np.ndarray) -> np.ndarray:
             return model.predict(normalize(obs, stats), deterministic=True)[0]
 
-        episodes = run_episodes(act, self.cfg.robot, self.cfg.env, self.cfg.eval["episodes"], seed=EVAL_SEED)
-        success = float(np.mean([e["success"] for e in episodes]))
-        score = float(np.mean([e["score"] for e in episodes]))
-        self.logger.record("eval/success_rate", success)
-        self.logger.record("eval/v2_score", score)
+        conditions = {"": self.cfg.env}
+        if self.cfg.eval["sim_conditions"]:
+            conditions["sim_"] = {**self.cfg.env, **SIM_CONDITIONS}
+        record: dict[str, float | int] = {"steps": int(self.num_timesteps)}
+        for prefix, env in conditions.items():
+            episodes = run_episodes(act, self.cfg.robot, env, self.cfg.eval["episodes"], seed=EVAL_SEED)
+            record[prefix + "success_rate"] = float(np.mean([e["success"] for e in episodes]))
+            record[prefix + "v2_score"] = float(np.mean([e["score"] for e in episodes]))
+            self.logger.record(f"eval/{prefix}success_rate", record[prefix + "success_rate"])
+            self.logger.record(f"eval/{prefix}v2_score", record[prefix + "v2_score"])
         self.logger.dump(self.num_timesteps)
-        record = {"steps": int(self.num_timesteps), "success_rate": success, "v2_score": score}
         with (self.run / "eval.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
         save_checkpoint(model, self.run, "last", stats)
-        # Rank by success first, then by score: a policy that holds the top beats one that scores once.
-        rank = success + score
+        # Rank by success first, then by score (a policy that holds the top beats one that
+        # scores once), summed over the evaluated conditions.
+        rank = sum(v for k, v in record.items() if k != "steps")
         if rank > self.best:
             self.best = rank
             save_checkpoint(model, self.run, "best", stats)
         update_run_info(self.run, steps=int(self.num_timesteps), best_rank=self.best, last_eval=record)
-        log.info("eval at %d steps: success %.2f, v2 score %.3f", self.num_timesteps, success, score)
+        log.info(
+            "eval at %d steps: %s",
+            self.num_timesteps,
+            ", ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "steps"),
+        )
 
 
 class Curriculum(BaseCallback):
@@ -198,10 +220,15 @@ class Curriculum(BaseCallback):
 def save_checkpoint(model: BaseAlgorithm, run: Path, name: str, stats: dict[str, Any] | None) -> None:
     folder = run / "checkpoints"
     folder.mkdir(exist_ok=True)
-    model.save(folder / f"{name}.zip")
-    norm = folder / f"{name}_normalization.json"
+    # Written beside and then renamed: a save cut short (a second Ctrl-C, a full disk)
+    # leaves the previous checkpoint whole.
+    partial = folder / f"{name}.partial.zip"
+    model.save(partial)
     if stats is not None:
-        norm.write_text(json.dumps(stats))
+        norm = folder / f"{name}_normalization.json"
+        norm.with_suffix(".partial").write_text(json.dumps(stats))
+        os.replace(norm.with_suffix(".partial"), norm)
+    os.replace(partial, folder / f"{name}.zip")
 
 
 def load_normalization(run: Path, name: str) -> dict[str, Any] | None:
@@ -239,12 +266,15 @@ def train(
     resume: bool = False,
     progress_bar: bool = True,
     init: Path | None = None,
+    stop: threading.Event | None = None,
 ) -> Path:
     """Train (or resume) and return the run directory. Builds everything, and so fails on a
     bad configuration, before the first step.
 
     `init`: a run directory whose best checkpoint (weights, optimiser state and observation
-    statistics) a new run starts from, under its own configuration: fine-tuning."""
+    statistics) a new run starts from, under its own configuration: fine-tuning.
+    `stop`: set it (from a signal handler, another thread) to end the run early with its
+    last checkpoint saved; `--resume` continues it."""
     run = run or default_run_dir(cfg)
     algorithm = ALGORITHMS[cfg.algo]
     venv = make_vec_env(cfg)
@@ -296,7 +326,7 @@ def train(
             **({"init": started_from} if started_from else {}),
         )
         best = -np.inf
-    callbacks: list[BaseCallback] = [Evaluation(cfg, run, best)]
+    callbacks: list[BaseCallback] = [Evaluation(cfg, run, best, stop)]
     if cfg.curriculum is not None and "steps" in cfg.curriculum:
         end = cfg.env.get("randomization_intensity", 1.0)
         callbacks.append(Curriculum(cfg.curriculum["start"], end, cfg.curriculum["steps"]))

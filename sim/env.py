@@ -32,7 +32,9 @@ class SwingUpEnv(gym.Env):
     positions and velocities and the last `action_history` actions.
     Action: torque of each actuated joint as a fraction of its limit, in [-1, 1].
     Reward: `sim.tasks.swingup.reward`, minus FAILURE_PENALTY when the
-    hardware's safety envelope is left (which ends the episode).
+    hardware's safety envelope is left (which ends the episode). With
+    `safety_stops` off the envelope is not checked: the competitions'
+    simulator has no stops, the real robot does.
     A fraction `upright_starts` of the episodes starts near the upright
     equilibrium instead of hanging (for training: the policy meets the
     balancing problem from the first step, not only after a swing-up).
@@ -60,6 +62,7 @@ class SwingUpEnv(gym.Env):
         init_noise: float = 0.0,
         upright_starts: float = 0.0,
         ideal_episodes: float = 0.0,
+        safety_stops: bool = True,
         t_final: float = swingup.T_FINAL,
     ):
         self.robot = get_robot(robot)
@@ -91,6 +94,7 @@ class SwingUpEnv(gym.Env):
         if not 0.0 <= ideal_episodes <= 1.0:
             raise ValueError(f"ideal_episodes must be a probability in [0, 1], got {ideal_episodes}")
         self.ideal_episodes = float(ideal_episodes)
+        self.safety_stops = bool(safety_stops)
         self.t_final = float(t_final)
 
         self.plant = Plant(self.robot, self.nominal_params, self.nominal_imperfections)
@@ -157,7 +161,7 @@ class SwingUpEnv(gym.Env):
         params = self.plant.params
         height = swingup.tip_height(params.l, q)
         reward = swingup.reward(height, params.reach, dq, act, previous)
-        failure = swingup.outside_envelope(q, dq)
+        failure = swingup.outside_envelope(q, dq) if self.safety_stops else None
         terminated = failure is not None
         truncated = not terminated and self._steps >= self._max_steps
         info: dict[str, Any] = {"time": self.plant.time}

@@ -108,6 +108,18 @@ def test_leaving_the_safety_envelope_ends_the_episode_as_a_failure():
     assert info["success"] is False and info["score"]["score"] == 0.0
 
 
+def test_without_safety_stops_the_episode_runs_past_the_envelope_to_t_final():
+    env = SwingUpEnv("pendulum", params="model_1.1", control_rate_hz=50, safety_stops=False)
+    env.reset(seed=0)
+    env.plant.reset(np.array([0.0, 25.0]), np.random.default_rng(0), 10.0)  # spinning at 25 rad/s
+    steps, terminated, truncated = 0, False, False
+    while not (terminated or truncated):
+        _, _, terminated, truncated, info = env.step(np.zeros(1))
+        steps += 1
+    assert not terminated and steps == 500 and "failure" not in info
+    assert abs(env.plant.state()[0]) > 3 * np.pi, "wound past 540 degrees"
+
+
 def test_doing_nothing_scores_zero_and_says_so_at_the_end():
     env = SwingUpEnv("pendubot")
     env.reset(seed=0)

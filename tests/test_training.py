@@ -2,8 +2,11 @@
 
 import hashlib
 import json
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +15,14 @@ import yaml
 pytest.importorskip("stable_baselines3", reason='training needs the train extra: pip install -e ".[train]"')
 
 from policies import runtime
+from policies import train as train_module
 from policies.config import load_config
-from policies.evaluate import run_episodes
+from policies.evaluate import SIM_CONDITIONS, run_episodes
 from policies.export import export
-from policies.train import ALGORITHMS, EVAL_SEED, load_normalization, make_env, normalize, train
+from policies.train import ALGORITHMS, EVAL_SEED, load_normalization, make_env, normalize, save_checkpoint, train
 from sim.config import ConfigError
+from sim.env import SwingUpEnv
+from sim.imperfections import Imperfections
 from sim.robots import get_robot
 
 TINY = {
@@ -131,6 +137,43 @@ def test_upright_starts_and_ideal_episodes_are_for_training_episodes_only(tmp_pa
     assert first[0][0] == 1.0  # evaluation hangs, as the task's score assumes
 
 
+def test_each_evaluation_episode_runs_once():
+    steps = []
+    episodes = run_episodes(lambda obs: steps.append(obs) or np.zeros(1), "pendulum", {"control_rate_hz": 20}, 2)
+    assert len(episodes) == 2 and len(steps) == 2 * 200  # 10 s at 20 Hz, hanging without a torque
+
+
+def test_curriculum_imperfections_replace_the_envs_in_training_episodes_only(tmp_path):
+    cfg = tiny_config(tmp_path, "ppo")  # env.imperfections: true
+    cfg.curriculum = {"imperfections": {"pulses_per_joint": 3, "pulse_amplitude": [1.0, 3.0]}}
+    training = make_env(cfg, 0)().unwrapped.nominal_imperfections
+    assert training.pulses_per_joint == 3 and training.pulse_amplitude == (1.0, 3.0)
+    assert training.delay_s == Imperfections.defaults().delay_s  # the other fields keep their defaults
+    evaluation = SwingUpEnv(cfg.robot, **cfg.env).nominal_imperfections
+    assert evaluation == Imperfections.defaults()
+
+
+def test_evaluation_in_simulation_conditions_is_logged_and_ranks_the_best_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path, "sac", steps=128)
+    cfg.eval["sim_conditions"] = True
+    seen = []
+
+    def fake_episodes(act, robot, env, episodes, seed):
+        # Succeeds in simulation conditions at the second evaluation only.
+        seen.append(env)
+        sims = [e for e in seen if e.get("params") == "model_1.1"]
+        success = float(len(sims) == 2 and sims[-1] is env)
+        return [{"success": success, "score": 0.5 * success}] * episodes
+
+    monkeypatch.setattr(train_module, "run_episodes", fake_episodes)
+    run = train(cfg, tmp_path / "run", progress_bar=False)
+    assert seen[:2] == [cfg.env, {**cfg.env, **SIM_CONDITIONS}]
+    evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [e["sim_success_rate"] for e in evals] == [0.0, 1.0, 0.0]  # at 64, 128 and the end
+    assert all(e["success_rate"] == 0.0 for e in evals)
+    assert json.loads((run / "run.json").read_text())["best_rank"] == 1.5
+
+
 def test_init_from_an_incompatible_run_is_refused_before_the_run_directory_exists(trained, tmp_path):
     source, _ = trained["sac"]
     with pytest.raises(ValueError, match="a pendubot/sac run"):
@@ -235,14 +278,17 @@ def test_observation_of_the_wrong_size_is_refused(trained):
         ({"env": {"rate": 100}}, "env.rate"),
         ({"env": {"control_rate_hz": 300}}, "env.control_rate_hz"),
         ({"env": {"imperfections": {"delay": 1}}}, "delay"),
+        ({"env": {"safety_stops": "off"}}, "env.safety_stops"),
         ({"hyperparams": {"learning_rat": 0.1}}, "hyperparams.learning_rat"),
         ({"hyperparams": {"batch_size": "big"}}, "hyperparams.batch_size"),
         ({"hyperparams": {"train_freq": [4, "minute"]}}, "hyperparams.train_freq"),
         ({"eval": {"freq": 0}}, "eval.freq"),
+        ({"eval": {"sim_conditions": "yes"}}, "eval.sim_conditions"),
         ({"curriculum": {"start": 0.0, "steps": 10}}, "curriculum"),
         ({"curriculum": {"start": 0.5}}, "curriculum.steps"),
         ({"curriculum": {"upright_starts": 2}}, "curriculum.upright_starts"),
         ({"curriculum": {"ideal_episodes": "half"}}, "curriculum.ideal_episodes"),
+        ({"curriculum": {"imperfections": {"pulses": 3}}}, "pulses"),
         ({"normalize": "yes"}, "normalize"),
     ],
 )
@@ -273,6 +319,57 @@ def test_shipped_configs_are_valid(robot):
         load_config(robot, path)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_training_with_the_last_checkpoint_saved_and_the_run_resumes(tmp_path, signum):
+    data = tiny_config(tmp_path, "ppo", steps=10_000_000).as_dict()
+    data.pop("robot")
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    command = ["train", "pendubot", "--algo", "ppo", "--config", str(config), "--out", str(run), "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "s2r.cli", *command], stderr=subprocess.PIPE, text=True)
+    evals = run / "eval.jsonl"
+    deadline = time.monotonic() + 120
+    while not (evals.exists() and evals.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "no evals"
+        time.sleep(0.1)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert f"--resume {run}" in err
+    steps = json.loads((run / "run.json").read_text())["steps"]
+    model = ALGORITHMS["ppo"].load(run / "checkpoints" / "last.zip", device="cpu")
+    # Saved where it stopped, past the last evaluation, not at it.
+    last_eval = json.loads(evals.read_text().splitlines()[-1])["steps"]
+    assert model.num_timesteps == steps > last_eval
+    assert not list((run / "checkpoints").glob("*partial*"))
+    from s2r.cli import main
+
+    assert main(["train", "--resume", str(run), "--steps", str(steps + 64), "--no-progress"]) == 0
+    assert ALGORITHMS["ppo"].load(run / "checkpoints" / "last.zip", device="cpu").num_timesteps >= steps + 64
+
+
+def test_a_checkpoint_save_cut_short_leaves_the_previous_checkpoint_whole(trained, tmp_path, monkeypatch):
+    source, _ = trained["ppo"]
+    model = ALGORITHMS["ppo"].load(source / "checkpoints" / "best.zip", device="cpu")
+    stats = load_normalization(source, "best")
+    save_checkpoint(model, tmp_path, "last", stats)
+    before = (tmp_path / "checkpoints" / "last.zip").read_bytes()
+
+    def interrupted(path):
+        Path(path).write_bytes(b"PK half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(model, tmp_path, "last", {**stats, "count": -1.0})
+    assert (tmp_path / "checkpoints" / "last.zip").read_bytes() == before
+    assert load_normalization(tmp_path, "last") == stats
+    assert (
+        ALGORITHMS["ppo"].load(tmp_path / "checkpoints" / "last.zip", device="cpu").num_timesteps == model.num_timesteps
+    )
+
+
 def test_cli_train_export_eval(tmp_path, capsys):
     from s2r.cli import main
 
@@ -294,6 +391,7 @@ def test_cli_train_export_eval(tmp_path, capsys):
     assert main(["eval", str(run / "policy.json"), "--episodes", "2", "--sim-conditions"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["env"]["params"] == "model_1.1" and result["env"]["imperfections"] is False
+    assert result["env"]["safety_stops"] is False, "the competitions' simulator has no stops"
     assert result["metrics"]["success"]["n"] == 2 and "ci95" in result["metrics"]["score"]
     assert main(["eval", str(run), "--episodes", "1"]) == 0
     assert main(["train", "--resume", str(run), "--steps", "80", "--no-progress"]) == 0
