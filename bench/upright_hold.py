@@ -1,0 +1,91 @@
+"""Does a controller hold the top? Seeded upright starts, per control rate and condition.
+
+Every episode starts near upright (`sim.tasks.swingup.upright_start`: +-0.2 rad,
++-1 rad/s) and counts as held when the tip stays above 0.9 of the reach for the
+whole 10 s without leaving the safety envelope. Conditions: model 1.1 with
+nothing else (the competition's simulation), model 1.0 with the default
+imperfections. `lqr` is the pendubot baseline's LQR alone (no swing-up), the
+reference for what state feedback at a given rate can hold; policies run at
+each rate whatever rate they were trained at. A training run directory stands
+for its last checkpoint (through SB3, so it needs the train extra).
+
+    python bench/upright_hold.py lqr zoo:pendubot [RUN_DIR] [--robot pendubot] [--rates 100 250 500]
+        [--episodes 20] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from policies import make_controller
+from policies.baselines import PendubotEnergyLQR
+from sim.env import SwingUpEnv
+from sim.tasks import swingup
+
+CONDITIONS = {
+    "model 1.1": {"params": "model_1.1", "imperfections": False},
+    "model 1.0 + default imperfections": {"params": "model_1.0", "imperfections": True},
+}
+
+
+def held_fraction(controller, robot: str, rate: float, env_kwargs: dict, episodes: int) -> float:
+    """Fraction of `episodes` seeded upright starts held for the whole episode."""
+    env = SwingUpEnv(
+        robot,
+        control_rate_hz=rate,
+        action_history=controller.action_history,
+        upright_starts=1.0,
+        **env_kwargs,
+    )
+    held = 0
+    for seed in range(episodes):
+        if hasattr(controller, "reset"):
+            controller.reset()
+        obs, _ = env.reset(seed=seed)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            obs, _, terminated, truncated, info = env.step(controller.act(obs))
+        held += not terminated and info["score"]["uptime"] >= 0.99 * swingup.T_FINAL
+    return held / episodes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("controllers", nargs="+", help="lqr, baseline, zoo:NAME, an artifact path or a run directory")
+    parser.add_argument("--robot", default="pendubot")
+    parser.add_argument("--rates", type=float, nargs="+", default=[100.0, 250.0, 500.0])
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if "lqr" in args.controllers and args.robot != "pendubot":
+        parser.error("lqr is the pendubot baseline's; it does not control the " + args.robot)
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    for name in args.controllers:
+        if name == "lqr":
+            controller = PendubotEnergyLQR(catch_cost=math.inf)  # never hands over to the swing-up
+        elif Path(name).is_dir():
+            from policies.train import RunPolicy
+
+            controller = RunPolicy(Path(name), "last")
+        else:
+            controller = make_controller(name, args.robot)
+        rows[name] = {}
+        for condition, env_kwargs in CONDITIONS.items():
+            rows[name][condition] = {}
+            for rate in args.rates:
+                held = held_fraction(controller, args.robot, rate, env_kwargs, args.episodes)
+                rows[name][condition][f"{rate:g} Hz"] = held
+                print(f"{name:<16} {condition:<36} {rate:5g} Hz  held {held:.2f}", file=sys.stderr, flush=True)
+    result = {"robot": args.robot, "episodes": args.episodes, "held": rows}
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
