@@ -138,6 +138,10 @@ def test_reward_prefers_up_and_still_to_down():
     pushing = swingup.reward(-0.5, 0.5, [0.0, 0.0], [1.0], [-1.0])
     assert up > up_fast > down > pushing
     assert down == 0.0 and up == pytest.approx(2.0)
+    # Swinging through the top at 1.5 rad/s earns a tenth of a hold's bonus: rolling over the top
+    # is no substitute for balancing.
+    passing = swingup.reward(0.5, 0.5, [1.5, 0.0], [0.0], [0.0])
+    assert passing - 1.0 < 0.15 * (up - 1.0)
 
 
 def test_friction_compensation_drives_the_passive_joint_within_its_allowance():

@@ -81,6 +81,9 @@ def outside_envelope(q: list[float], dq: list[float]) -> str | None:
 # score's criteria (swing-up time, torque cost, smoothness, velocity cost).
 HEIGHT_WEIGHT = 1.0
 UP_BONUS = 1.0
+UP_SPEED = 1.0
+"""Joint speed (rad/s) at which the up bonus falls to 1/e: a slow pass through the top earns
+little of it, a hold all of it."""
 TORQUE_WEIGHT = 0.05
 SMOOTHNESS_WEIGHT = 0.05
 VELOCITY_WEIGHT = 0.05
@@ -93,7 +96,7 @@ def reward(
     """Reward of one control step, term by term:
 
     - height:      HEIGHT_WEIGHT * (h / reach + 1) / 2, in [0, 1], h the tip height (m);
-    - up bonus:    UP_BONUS * exp(-|dq|^2 / VELOCITY_SCALE) while h > 0.9 reach, i.e. up and slow;
+    - up bonus:    UP_BONUS * exp(-(|dq| / UP_SPEED)^2) while h > 0.9 reach, i.e. up and still;
     - torque:      -TORQUE_WEIGHT * mean(action^2), actions in [-1, 1];
     - smoothness:  -SMOOTHNESS_WEIGHT * mean((action - previous_action)^2);
     - velocity:    -VELOCITY_WEIGHT * |dq|^2 / VELOCITY_SCALE^2, dq in rad/s.
@@ -104,7 +107,7 @@ def reward(
     speed2 = sum(v * v for v in dq)
     r = HEIGHT_WEIGHT * 0.5 * (tip_height / reach + 1.0)
     if tip_height > UP_FRACTION * reach:
-        r += UP_BONUS * math.exp(-speed2 / VELOCITY_SCALE)
+        r += UP_BONUS * math.exp(-speed2 / UP_SPEED**2)
     effort = sum(a * a for a in action)
     change = sum((a - b) ** 2 for a, b in zip(action, previous_action, strict=True))
     r -= (TORQUE_WEIGHT * effort + SMOOTHNESS_WEIGHT * change) / len(action)
