@@ -1,6 +1,6 @@
 """Could a policy have held a push? Replay one seeded episode, replacing the policy's action by
 full torque against the push over a window, and report success and the largest deviation from
-upright after the window opens.
+upright (rad, wrapped to [0, pi]) after the window opens.
 
     python bench/push_response.py zoo:pendulum --seed 35 --start 9.0 --duration 0.25 --action -1
 
@@ -44,7 +44,8 @@ def main() -> None:
             obs, _, terminated, truncated, info = env.step(action)
             done = terminated or truncated
             if env.plant.time > args.start:
-                deviation = max(deviation, abs(env.plant.state()[0] - math.pi))
+                # Upright is pi + 2 pi k: a swing-up either way ends at one of them.
+                deviation = max(deviation, abs(math.remainder(env.plant.state()[0] - math.pi, 2 * math.pi)))
         name = "with_override" if override else "as_trained"
         rows[name] = {"success": bool(info["score"]["success"]), "max_deviation_rad": deviation}
     print(json.dumps({**vars(args), **rows}, indent=2))
