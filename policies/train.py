@@ -267,12 +267,13 @@ def train(
     progress_bar: bool = True,
     init: Path | None = None,
     stop: threading.Event | None = None,
+    init_checkpoint: str = "best",
 ) -> Path:
     """Train (or resume) and return the run directory. Builds everything, and so fails on a
     bad configuration, before the first step.
 
-    `init`: a run directory whose best checkpoint (weights, optimiser state and observation
-    statistics) a new run starts from, under its own configuration: fine-tuning.
+    `init`: a run directory whose `init_checkpoint` (best or last: weights, optimiser state and
+    observation statistics) a new run starts from, under its own configuration: fine-tuning.
     `stop`: set it (from a signal handler, another thread) to end the run early with its
     last checkpoint saved; `--resume` continues it."""
     run = run or default_run_dir(cfg)
@@ -312,7 +313,7 @@ def train(
             raise ConfigError(
                 f"{cfg.robot}/{cfg.algo} config", "hyperparams", f"rejected by {algorithm.__name__}: {exc}"
             ) from exc
-        started_from = _warm_start(model, venv, cfg, init) if init is not None else None
+        started_from = _warm_start(model, venv, cfg, init, init_checkpoint) if init is not None else None
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
         update_run_info(
@@ -343,8 +344,10 @@ def train(
     return run
 
 
-def _warm_start(model: BaseAlgorithm, venv: VecEnv, cfg: TrainConfig, init: Path) -> dict[str, Any]:
-    """Load the best checkpoint of run `init` into `model`; returns its provenance."""
+def _warm_start(
+    model: BaseAlgorithm, venv: VecEnv, cfg: TrainConfig, init: Path, checkpoint: str = "best"
+) -> dict[str, Any]:
+    """Load checkpoint `checkpoint` (best or last) of run `init` into `model`; returns its provenance."""
     source = load_run_config(init)
     if (source.robot, source.algo) != (cfg.robot, cfg.algo):
         raise ValueError(f"cannot start a {cfg.robot}/{cfg.algo} run from {init}: a {source.robot}/{source.algo} run")
@@ -357,14 +360,14 @@ def _warm_start(model: BaseAlgorithm, venv: VecEnv, cfg: TrainConfig, init: Path
         raise ValueError(
             f"cannot start from {init}: observation normalisation {source.normalize}, here {cfg.normalize}"
         )
-    path = init / "checkpoints" / "best.zip"
+    path = init / "checkpoints" / f"{checkpoint}.zip"
     if not path.exists():
-        raise ValueError(f"cannot start from {init}: no checkpoints/best.zip")
+        raise ValueError(f"cannot start from {init}: no checkpoints/{checkpoint}.zip")
     model.set_parameters(str(path), exact_match=True, device="cpu")
-    _restore_normalization(venv, load_normalization(init, "best"))
+    _restore_normalization(venv, load_normalization(init, checkpoint))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     log.info("starting from %s (sha256 %s)", path, digest[:12])
-    return {"run": str(init), "checkpoint": "best", "sha256": digest}
+    return {"run": str(init), "checkpoint": checkpoint, "sha256": digest}
 
 
 class RunPolicy:

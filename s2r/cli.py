@@ -110,7 +110,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 get_robot(cfg.robot).load_params(args.params)  # a bad set fails before training starts
                 changes["env"] = {**cfg.env, "params": str(args.params)}
             cfg = dataclasses.replace(cfg, **changes)
-            run = train(cfg, args.out, progress_bar=not args.no_progress, init=args.init, stop=stop)
+            run = train(
+                cfg,
+                args.out,
+                progress_bar=not args.no_progress,
+                init=args.init,
+                stop=stop,
+                init_checkpoint=args.init_checkpoint,
+            )
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -481,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run directory (default: runs/ROBOT-ALGO-TIME)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this directory")
     p.add_argument("--init", type=Path, metavar="RUN", help="start a new run from RUN's best checkpoint (fine-tune)")
+    p.add_argument(
+        "--init-checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="with --init: which of RUN's checkpoints (last, for a stage whose evaluation cannot rank it)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--params", help="train on this parameter set (name or YAML path, e.g. a calibrated one)")
     p.set_defaults(func=cmd_train)

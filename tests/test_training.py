@@ -125,6 +125,22 @@ def test_init_starts_a_new_run_from_another_runs_best_checkpoint(trained, tmp_pa
     assert meta["provenance"]["init"] == info["init"]
 
 
+def test_init_can_start_from_the_last_checkpoint(trained, tmp_path):
+    # A stage whose evaluation cannot rank its checkpoints (balancing, evaluated from hanging)
+    # hands on its last one.
+    source, _ = trained["ppo"]
+    cfg = tiny_config(tmp_path, "ppo", normalize_obs=True)
+    cfg.hyperparams["learning_rate"] = 0.0
+    run = train(cfg, tmp_path / "run", progress_bar=False, init=source, init_checkpoint="last")
+    info = json.loads((run / "run.json").read_text())
+    assert info["init"]["checkpoint"] == "last"
+    assert info["init"]["sha256"] == hashlib.sha256((source / "checkpoints" / "last.zip").read_bytes()).hexdigest()
+    before = ALGORITHMS["ppo"].load(source / "checkpoints" / "last.zip", device="cpu")
+    after = ALGORITHMS["ppo"].load(run / "checkpoints" / "last.zip", device="cpu")
+    for a, b in zip(before.policy.parameters(), after.policy.parameters(), strict=True):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+
+
 def test_upright_starts_and_ideal_episodes_are_for_training_episodes_only(tmp_path):
     cfg = tiny_config(tmp_path, "ppo")
     cfg.curriculum = {"upright_starts": 1.0, "ideal_episodes": 1.0}
