@@ -33,6 +33,7 @@ from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from policies.config import TRAINING_EPISODE_OPTIONS, TrainConfig, config_from_dict
@@ -364,6 +365,11 @@ def _warm_start(
     if not path.exists():
         raise ValueError(f"cannot start from {init}: no checkpoints/{checkpoint}.zip")
     model.set_parameters(str(path), exact_match=True, device="cpu")
+    # set_parameters loads state dicts only; SAC's entropy coefficient is a bare tensor, and left at
+    # its initial 1.0 (ten times a trained one) its bonus unlearns the policy in a few thousand updates.
+    _, _, variables = load_from_zip_file(path, device="cpu")
+    for name, value in (variables or {}).items():
+        recursive_setattr(model, f"{name}.data", value.data)
     _restore_normalization(venv, load_normalization(init, checkpoint))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     log.info("starting from %s (sha256 %s)", path, digest[:12])

@@ -125,6 +125,18 @@ def test_init_starts_a_new_run_from_another_runs_best_checkpoint(trained, tmp_pa
     assert meta["provenance"]["init"] == info["init"]
 
 
+def test_init_carries_sacs_entropy_coefficient_over(trained, tmp_path):
+    # Reset to its initial 1.0, the entropy bonus would unlearn a trained policy within minutes.
+    source, _ = trained["sac"]
+    trained_coef = ALGORITHMS["sac"].load(source / "checkpoints" / "best.zip", device="cpu").log_ent_coef.item()
+    assert trained_coef != 0.0
+    cfg = tiny_config(tmp_path, "sac", steps=1)
+    cfg.hyperparams["learning_starts"] = 10  # no update: the new run's coefficient is the source's
+    run = train(cfg, tmp_path / "run", progress_bar=False, init=source)
+    after = ALGORITHMS["sac"].load(run / "checkpoints" / "last.zip", device="cpu")
+    assert after.log_ent_coef.item() == trained_coef
+
+
 def test_init_can_start_from_the_last_checkpoint(trained, tmp_path):
     # A stage whose evaluation cannot rank its checkpoints (balancing, evaluated from hanging)
     # hands on its last one.
