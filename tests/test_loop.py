@@ -364,3 +364,26 @@ def test_an_interrupt_on_any_line_of_the_loop_leaves_the_statistics_consistent()
             sys.settrace(None)
         stats = loop.stats()
         assert loop.timing_ns().shape == (stats["ticks"], 3), f"line {target}"
+
+
+def test_deploy_collects_garbage_before_it_arms_the_device():
+    """A full collection takes about 0.1 s with the deploy's libraries loaded: inside the window
+    between arming and the first command it would trip a firmware's 100 ms host timeout."""
+    import gc
+
+    from hardware.deploy import DeployOptions, deploy
+    from policies.baselines import PendubotEnergyLQR
+
+    class Recording(SimDevice):
+        def _on_activate(self):
+            self.frozen_at_arm = gc.get_freeze_count()
+            super()._on_activate()
+
+    gc.unfreeze()
+    device = Recording("pendubot", control_rate_hz=500, mode="lockstep", params="model_1.1")
+    options = DeployOptions("pendubot", 500.0, duration_s=0.1, mode="lockstep", params="model_1.1", action_history=0)
+    try:
+        deploy(PendubotEnergyLQR(), options, device=device)
+    finally:
+        gc.unfreeze()
+    assert device.frozen_at_arm > 0
