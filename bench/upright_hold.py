@@ -43,6 +43,7 @@ def hold(controller, robot: str, rate: float, env_kwargs: dict, episodes: int) -
         robot,
         control_rate_hz=rate,
         action_history=controller.action_history,
+        friction_compensation=controller.friction_compensation,
         upright_starts=1.0,
         **env_kwargs,
     )

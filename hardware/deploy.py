@@ -53,6 +53,9 @@ class DeployOptions:
     imperfections: bool = True
     seed: int = 0
     action_history: int = 1
+    friction_compensation: bool = False
+    """The passive joints' motors cancel the friction the parameter set models, as they did in the
+    policy's training (its metadata's env.friction_compensation)."""
     safety: SafetyConfig = dataclasses.field(default_factory=SafetyConfig)
     rt_priority: int | None = None
     log_path: Path | None = None
@@ -144,7 +147,7 @@ def deploy(
             loop = ControlLoop(
                 device,
                 policy,
-                pendulum_binding(robot, params, options.safety.damping),
+                pendulum_binding(robot, params, options.safety.damping, options.friction_compensation),
                 rate_hz=options.rate_hz,
                 clock=clock,
                 safety=options.safety,

@@ -39,8 +39,8 @@ class Binding:
 
     observe: Callable[[np.ndarray, np.ndarray], np.ndarray]
     """(state values, past actions (k, m)) -> observation."""
-    to_command: Callable[[np.ndarray], np.ndarray]
-    """action (m,) in [-1, 1] -> command values."""
+    to_command: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    """(action (m,) in [-1, 1], state values) -> command values."""
     envelope: Callable[[np.ndarray], str | None]
     """state values -> reason if outside the safe envelope."""
     safe_command: Callable[[np.ndarray], np.ndarray]
@@ -48,8 +48,13 @@ class Binding:
     action_size: int
 
 
-def pendulum_binding(robot: Robot, params: PendulumParams, damping: float) -> Binding:
-    """The swing-up task's binding for the pendulum family (state = [q, dq], command = joint torques)."""
+def pendulum_binding(
+    robot: Robot, params: PendulumParams, damping: float, friction_compensation: bool = False
+) -> Binding:
+    """The swing-up task's binding for the pendulum family (state = [q, dq], command = joint torques).
+    With `friction_compensation` the passive joints' motors cancel the friction `params` models at
+    the measured velocities (`Robot.friction_compensation`), as the policy met it in training;
+    without it they get 0."""
     n = len(robot.joints)
     matrix = robot.action_matrix(params)
     limits = robot.command_limits(params)
@@ -59,9 +64,15 @@ def pendulum_binding(robot: Robot, params: PendulumParams, damping: float) -> Bi
         # Damp the actuated joints: the hardware's stops are followed by damping, not a dead motor.
         return np.clip(-damping * values[n:] * actuated, -limits, limits)
 
+    def command(action: np.ndarray, values: np.ndarray) -> np.ndarray:
+        torques = matrix @ action
+        if friction_compensation:
+            torques = torques + robot.friction_compensation(params, values[n:])
+        return torques
+
     return Binding(
         observe=lambda values, past: swingup.observation(values[:n], values[n:], past),
-        to_command=lambda action: matrix @ action,
+        to_command=command,
         envelope=lambda values: swingup.outside_envelope(values[:n].tolist(), values[n:].tolist()),
         safe_command=safe,
         action_size=matrix.shape[1],
@@ -179,7 +190,12 @@ class ControlLoop:
                     self.past[:-1] = self.past[1:]
                     self.past[-1] = action
                 command, clamps = limit_command(
-                    self.binding.to_command(action), self._last_command(), self._low, self._high, spec, self.max_step
+                    self.binding.to_command(action, state.values),
+                    self._last_command(),
+                    self._low,
+                    self._high,
+                    spec,
+                    self.max_step,
                 )
         # A device in FAULT takes no command: its own safe state (e.g. firmware's host timeout) holds.
         if self.device.lifecycle is not Lifecycle.FAULT:

@@ -69,6 +69,8 @@ class PendubotEnergyLQR:
     """The rate it is designed for: the competition's controller rate."""
     action_history = 0
     """It needs no past actions in its observation."""
+    friction_compensation = False
+    """It acts on the passive elbow's friction through the shoulder alone."""
 
     def __init__(
         self,

@@ -14,6 +14,7 @@
       randomization: pendulum # a shipped name or a YAML path; null for none
       randomization_intensity: 1.0
       action_history: 1
+      friction_compensation: false  # passive joints' motors cancel friction, as on the real robot
     curriculum:               # optional, training episodes only:
       start: 0.0              #   randomisation intensity rises linearly from this
       steps: 100000           #   to env.randomization_intensity over these steps

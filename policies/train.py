@@ -388,6 +388,7 @@ class RunPolicy:
         self.stats = load_normalization(run, checkpoint)
         self.control_rate_hz = float(self.config.env.get("control_rate_hz", 100.0))
         self.action_history = int(self.config.env.get("action_history", 1))
+        self.friction_compensation = bool(self.config.env.get("friction_compensation", False))
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.model.predict(normalize(obs, self.stats), deterministic=True)[0]

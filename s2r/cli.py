@@ -43,6 +43,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         imperfections=args.imperfections,
         randomization=args.randomization,
         action_history=controller.action_history,
+        friction_compensation=controller.friction_compensation,
     )
     if hasattr(controller, "reset"):
         controller.reset()
@@ -278,6 +279,7 @@ def _deploy_options(args: argparse.Namespace, policy):
         imperfections=not args.no_imperfections,
         seed=args.seed,
         action_history=policy.action_history,
+        friction_compensation=policy.friction_compensation,
         safety=SafetyConfig(max_slew_per_s=args.max_slew),
         rt_priority=args.rt_priority,
         log_path=args.log,

@@ -14,7 +14,7 @@ import numpy as np
 from sim.imperfections import Imperfections
 from sim.plant import PHYSICS_DT, Plant
 from sim.randomization import DomainRandomization
-from sim.robots import PASSIVE_TORQUE_LIMIT, get_robot
+from sim.robots import get_robot
 from sim.robots.params import PendulumParams
 from sim.tasks import realaigym, swingup
 
@@ -175,9 +175,6 @@ class SwingUpEnv(gym.Env):
         return self._observation(), reward, terminated, truncated, info
 
     def _friction_compensation(self) -> np.ndarray:
-        """What the hardware does: the passive joint's motor cancels the friction it
-        measures (nominal b dq + cf atan(100 dq)), within PASSIVE_TORQUE_LIMIT. (n,) N m."""
-        p = self.nominal_params
-        dq = self._measured[self.n :]
-        comp = np.asarray(p.b) * dq + np.asarray(p.cf) * np.arctan(100.0 * dq)
-        return np.where(self.robot.actuated, 0.0, np.clip(comp, -PASSIVE_TORQUE_LIMIT, PASSIVE_TORQUE_LIMIT))
+        """What the hardware does: the passive joints' motors cancel the friction they measure,
+        as modelled by the nominal parameters (not the randomised ones). (n,) N m."""
+        return self.robot.friction_compensation(self.nominal_params, self._measured[self.n :])

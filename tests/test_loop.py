@@ -1,6 +1,7 @@
 """The real-time loop under a fake clock: deadlines, overruns, watchdog, e-stop, safety; and the
 simulated device reproducing the env exactly."""
 
+import dataclasses
 import math
 import sys
 
@@ -200,7 +201,7 @@ def test_commands_are_limited_and_slew_limited():
     loop = make_loop(device, ConstantPolicy([1.0]), max_slew_per_s=200.0)  # 2 N m per 10 ms tick
     loop.run(ticks=4)
     assert [w[0] for w in device.written] == [2.0, 4.0, 6.0, 6.0]
-    assert all(w[1] == 0.0 for w in device.written)  # passive elbow: limit 0
+    assert all(w[1] == 0.0 for w in device.written)  # passive elbow: no friction compensation asked for
 
 
 def test_leaving_the_envelope_faults():
@@ -262,12 +263,16 @@ def test_estop_reset_is_explicit():
     assert not e.tripped
 
 
-def test_lockstep_deploy_reproduces_the_env_episode_exactly():
-    """Same seed, same imperfections: the loop over SimDevice and env.step see identical states."""
+@pytest.mark.parametrize("friction_compensation", [False, True])
+def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensation):
+    """Same seed, same imperfections: the loop over SimDevice and env.step see identical states,
+    also when the loop, not the env, drives the passive joint's friction compensation."""
     from policies.baselines import PendubotEnergyLQR
 
     options = dict(params="model_1.0", imperfections=True, randomization="double_pendulum", t_final=10.0)
-    env = SwingUpEnv("pendubot", control_rate_hz=500, action_history=0, **options)
+    env = SwingUpEnv(
+        "pendubot", control_rate_hz=500, action_history=0, friction_compensation=friction_compensation, **options
+    )
     policy = PendubotEnergyLQR()
     obs, _ = env.reset(seed=5)
     env_obs = [obs]
@@ -280,7 +285,7 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly():
     device.configure(SPEC)
     device.activate()
     loop_obs = []
-    binding = pendulum_binding(ROBOT, PARAMS, damping=0.5)
+    binding = pendulum_binding(ROBOT, ROBOT.load_params("model_1.0"), 0.5, friction_compensation)
     original = binding.observe
 
     def observe(values, past):
@@ -303,6 +308,20 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly():
     np.testing.assert_array_equal(X[: len(env_X)], env_X)
     np.testing.assert_array_equal(U[: len(env_U) - 1], env_U[:-1])
     assert not stats["faults"]
+    assert (np.abs(U[:, 1]).max() > 0.1) == friction_compensation  # the passive elbow's motor
+
+
+def test_friction_compensation_cancels_the_modelled_friction_within_the_passive_allowance():
+    params = ROBOT.load_params("model_1.0")
+    binding = pendulum_binding(ROBOT, params, 0.5, friction_compensation=True)
+    slow = np.array([np.pi, 0.0, 0.0, 0.5])
+    # cf2 atan(50) + b2 0.5 on the elbow; the shoulder keeps the action's torque
+    np.testing.assert_allclose(binding.to_command(np.array([0.5]), slow), [3.0, 0.12 * np.arctan(50.0) + 0.0005])
+    sticky = pendulum_binding(ROBOT, dataclasses.replace(params, cf=(0.16, 0.8)), 0.5, friction_compensation=True)
+    assert sticky.to_command(np.zeros(1), -slow)[1] == -0.5  # never beyond the passive motor's allowance
+    assert ROBOT.spec(params).command[1].high == 0.5
+    without = pendulum_binding(ROBOT, params, 0.5)
+    assert without.to_command(np.array([0.5]), slow)[1] == 0.0
 
 
 def test_realtime_settings_fail_soft_with_a_warning():

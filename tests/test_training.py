@@ -244,6 +244,23 @@ def copy_artifact(trained, tmp_path):
     return tmp_path / "policy.json"
 
 
+@pytest.mark.parametrize("compensate", [False, True])
+def test_an_artifact_trained_with_friction_compensation_is_deployed_with_it(trained, tmp_path, compensate):
+    from hardware.log import log_trajectory
+    from s2r.cli import main
+
+    meta = copy_artifact(trained, tmp_path)
+    data = json.loads(meta.read_text())
+    data["env"]["friction_compensation"] = compensate
+    meta.write_text(json.dumps(data))
+    log = tmp_path / "run.mcap"
+    deploy = ["deploy", "--robot", "pendubot", "--policy", str(meta), "--lockstep", "--duration", "1"]
+    assert main([*deploy, "--log", str(log)]) == 0
+    elbow = log_trajectory(log).U[:, 1]
+    # The elbow's motor cancels its friction wherever it moves, within the passive allowance.
+    assert (np.abs(elbow).max() > 0.05) == compensate and np.abs(elbow).max() <= 0.5
+
+
 def test_tampered_graph_is_refused(trained, tmp_path):
     meta = copy_artifact(trained, tmp_path)
     graph = meta.with_suffix(".onnx")

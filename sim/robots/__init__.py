@@ -85,9 +85,18 @@ class Robot:
         return matrix
 
     def command_limits(self, params: PendulumParams) -> np.ndarray:
-        """Torque limit per joint, N m: the motor's on actuated joints, 0 on passive ones (the
-        env's friction compensation may use up to PASSIVE_TORQUE_LIMIT there)."""
-        return np.array([t if a else 0.0 for t, a in zip(params.torque_limit, self.actuated, strict=True)])
+        """Torque limit per joint, N m: the motor's on actuated joints, PASSIVE_TORQUE_LIMIT on
+        passive ones (whose motors only ever cancel friction, `friction_compensation`)."""
+        return np.array(
+            [t if a else PASSIVE_TORQUE_LIMIT for t, a in zip(params.torque_limit, self.actuated, strict=True)]
+        )
+
+    def friction_compensation(self, params: PendulumParams, dq: np.ndarray) -> np.ndarray:
+        """What the passive joints' motors apply on the real robot to cancel the friction they
+        measure: b dq + cf atan(100 dq) of `params` at the measured velocities `dq` (n,) rad/s,
+        within PASSIVE_TORQUE_LIMIT; 0 on actuated joints. (n,) N m."""
+        comp = np.asarray(params.b) * dq + np.asarray(params.cf) * np.arctan(100.0 * np.asarray(dq))
+        return np.where(self.actuated, 0.0, np.clip(comp, -PASSIVE_TORQUE_LIMIT, PASSIVE_TORQUE_LIMIT))
 
 
 ROBOTS: dict[str, Robot] = {
