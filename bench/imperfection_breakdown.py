@@ -1,10 +1,13 @@
 """Which imperfection costs a policy its success: seeded episodes with none, each alone, and all.
 
-Model 1.0 with the policy's training randomisation; each imperfection at its
-default value (`Imperfections.defaults()`), the others off. The same episode
-seeds for every condition.
+Model 1.0 (or --params) with the policy's training randomisation and friction
+compensation; each imperfection at its default value (`Imperfections.defaults()`),
+the others off. The same episode seeds for every condition. `baseline` (the
+pendubot's energy-shaping swing-up and LQR, no randomisation) shows what a
+classical controller that swings up again after a fall makes of each.
 
-    python bench/imperfection_breakdown.py zoo:pendubot [--episodes 30] [--out FILE.json]
+    python bench/imperfection_breakdown.py zoo:pendubot [--params model_1.1] [--episodes 30] [--seed 1000]
+        [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from policies import make_controller
 from policies.evaluate import run_episodes, summarise
 from policies.runtime import load_policy
 from sim.imperfections import Imperfections
@@ -35,15 +39,23 @@ def conditions() -> dict[str, dict | bool]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("policy", help="zoo:NAME or an artifact path")
+    parser.add_argument("policy", help="zoo:NAME, an artifact path or baseline")
+    parser.add_argument("--robot", default="pendubot", help="the robot of `baseline`")
+    parser.add_argument("--params", default="model_1.0", help="parameter set name or YAML path")
     parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=1000, help="first episode's seed")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    policy = load_policy(args.policy)
+    if args.policy == "baseline":
+        policy, robot = make_controller("baseline", args.robot), args.robot
+        base = {"control_rate_hz": policy.control_rate_hz, "action_history": policy.action_history}
+    else:
+        policy = load_policy(args.policy)
+        base, robot = policy.meta["env"], policy.robot
     rows = {}
     for name, imperfections in conditions().items():
-        env = {**policy.meta["env"], "params": "model_1.0", "imperfections": imperfections}
-        summary = summarise(run_episodes(policy.act, policy.robot, env, args.episodes, seed=1000))
+        env = {**base, "params": args.params, "imperfections": imperfections}
+        summary = summarise(run_episodes(policy.act, robot, env, args.episodes, seed=args.seed))
         rows[name] = {"success": summary["success"], "v2": summary["score"]}
         print(
             f"{name:<28} success {summary['success']['mean']:.2f} +- {summary['success']['ci95']:.2f}"
@@ -51,7 +63,8 @@ def main() -> None:
             file=sys.stderr,
         )
     out = args.out or Path(__file__).parent / "results" / f"imperfections_{args.policy.replace(':', '_')}.json"
-    out.write_text(json.dumps({"policy": args.policy, "episodes": args.episodes, "conditions": rows}, indent=2) + "\n")
+    result = {"policy": args.policy, "params": args.params, "episodes": args.episodes, "first_seed": args.seed}
+    out.write_text(json.dumps({**result, "conditions": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
