@@ -98,6 +98,7 @@ class SwingUpEnv(gym.Env):
         self.t_final = float(t_final)
 
         self.plant = Plant(self.robot, self.nominal_params, self.nominal_imperfections)
+        self._believed = self.nominal_params
         self.n = self.nominal_params.n
         self._action_to_torque = self.robot.action_matrix(self.nominal_params)
         m = self._action_to_torque.shape[1]
@@ -119,6 +120,8 @@ class SwingUpEnv(gym.Env):
         # Drawn only when asked for, like the upright starts below.
         if self.ideal_episodes and rng.uniform() < self.ideal_episodes:
             params, imperfections = ideal(params), Imperfections()
+        # What the robot believes of itself this episode (its friction compensation's model).
+        self._believed = params
         if self.randomization is not None:
             params, imperfections, drawn = self.randomization.sample(
                 rng, params, imperfections, self.randomization_intensity
@@ -176,5 +179,5 @@ class SwingUpEnv(gym.Env):
 
     def _friction_compensation(self) -> np.ndarray:
         """What the hardware does: the passive joints' motors cancel the friction they measure,
-        as modelled by the nominal parameters (not the randomised ones). (n,) N m."""
-        return self.robot.friction_compensation(self.nominal_params, self._measured[self.n :])
+        as modelled by the episode's parameters before randomisation (none in an ideal episode). (n,) N m."""
+        return self.robot.friction_compensation(self._believed, self._measured[self.n :])

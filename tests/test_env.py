@@ -154,6 +154,16 @@ def test_friction_compensation_drives_the_passive_joint_within_its_allowance():
     assert 0.15 < U[0, 1] <= 0.5  # cf2 atan(300) + b2 * 3 = 0.19 N m
 
 
+def test_friction_compensation_is_off_in_ideal_episodes_which_have_no_friction():
+    env = SwingUpEnv("pendubot", params="model_1.0", friction_compensation=True, ideal_episodes=1.0)
+    env.reset(seed=0)
+    env.plant.reset(np.array([0.0, 0.0, 0.0, 3.0]), np.random.default_rng(0), 10.0)
+    env._measured = env.plant.measure()
+    env.step(np.zeros(1))
+    _, _, U = env.plant.trajectory()
+    assert U[0, 1] == 0.0
+
+
 def test_upright_starts_begin_near_the_top_and_leave_hanging_episodes_as_they_were():
     up = SwingUpEnv("pendubot", upright_starts=1.0)
     for seed in range(5):
