@@ -243,6 +243,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         env["randomization"] = None if args.randomization == "none" else args.randomization
     if args.intensity is not None:
         env["randomization_intensity"] = args.intensity
+    if args.friction_compensation is not None:
+        env["friction_compensation"] = args.friction_compensation == "on"
     episodes = run_episodes(act, robot, env, args.episodes, seed=args.seed)
     summary = summarise(episodes)
     for key in METRICS:
@@ -515,6 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imperfections", choices=["on", "off"])
     p.add_argument("--randomization", help="randomisation file or shipped name; 'none' turns it off")
     p.add_argument("--intensity", type=float, help="randomisation intensity in [0, 1]")
+    p.add_argument(
+        "--friction-compensation",
+        choices=["on", "off"],
+        help="the passive joints' motors cancel the friction they measure (default: as trained)",
+    )
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.set_defaults(func=cmd_eval)
 

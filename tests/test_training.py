@@ -438,7 +438,8 @@ def test_cli_train_export_eval(tmp_path, capsys):
     assert result["env"]["params"] == "model_1.1" and result["env"]["imperfections"] is False
     assert result["env"]["safety_stops"] is False, "the competitions' simulator has no stops"
     assert result["metrics"]["success"]["n"] == 2 and "ci95" in result["metrics"]["score"]
-    assert main(["eval", str(run), "--episodes", "1"]) == 0
+    assert main(["eval", str(run), "--episodes", "1", "--friction-compensation", "on"]) == 0
+    assert json.loads(capsys.readouterr().out)["env"]["friction_compensation"] is True
     assert main(["train", "--resume", str(run), "--steps", "80", "--no-progress"]) == 0
     assert json.loads((run / "run.json").read_text())["steps"] == 80
     # --init starts a new run; with --resume it is ambiguous and refused before anything runs.
