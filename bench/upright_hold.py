@@ -4,7 +4,10 @@ Every episode starts near upright (`sim.tasks.swingup.upright_start`: +-0.2 rad,
 +-1 rad/s) and counts as held when the tip stays above 0.9 of the reach for the
 whole 10 s without leaving the safety envelope; the shortest and longest time up
 are reported beside it. Conditions: model 1.1 with nothing else (the
-competition's simulation), model 1.0 with the default imperfections. `lqr` is
+competition's simulation), model 1.0 (the real robot's friction and rotor
+inertia), model 1.0 with the default imperfections. The passive joint's
+friction compensation is each controller's own unless --friction-compensation
+says otherwise. `lqr` is
 the pendubot baseline's LQR alone (no swing-up), the reference for what state
 feedback at a given rate can hold; policies run at each rate whatever rate
 they were trained at, and on the pendubot their actions near upright are
@@ -12,7 +15,7 @@ compared with the LQR's. A training run directory stands for its last
 checkpoint (through SB3, so it needs the train extra).
 
     python bench/upright_hold.py lqr zoo:pendubot [RUN_DIR] [--robot pendubot] [--rates 100 250 500]
-        [--episodes 20] [--out FILE.json]
+        [--episodes 20] [--friction-compensation on|off] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sim.tasks import swingup
 
 CONDITIONS = {
     "model 1.1": {"params": "model_1.1", "imperfections": False},
+    "model 1.0": {"params": "model_1.0", "imperfections": False},
     "model 1.0 + default imperfections": {"params": "model_1.0", "imperfections": True},
 }
 
@@ -39,13 +43,9 @@ CONDITIONS = {
 def hold(controller, robot: str, rate: float, env_kwargs: dict, episodes: int) -> tuple[float, list[float]]:
     """Fraction of `episodes` seeded upright starts held for the whole episode, and the time
     up (s) in each."""
+    env_kwargs = {"friction_compensation": controller.friction_compensation, **env_kwargs}
     env = SwingUpEnv(
-        robot,
-        control_rate_hz=rate,
-        action_history=controller.action_history,
-        friction_compensation=controller.friction_compensation,
-        upright_starts=1.0,
-        **env_kwargs,
+        robot, control_rate_hz=rate, action_history=controller.action_history, upright_starts=1.0, **env_kwargs
     )
     held, uptimes = 0, []
     for seed in range(episodes):
@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--robot", default="pendubot")
     parser.add_argument("--rates", type=float, nargs="+", default=[100.0, 250.0, 500.0])
     parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--friction-compensation", choices=["on", "off"], help="default: each controller's own")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if "lqr" in args.controllers and args.robot != "pendubot":
@@ -105,6 +106,8 @@ def main() -> None:
             controller = make_controller(name, args.robot)
         rows[name], uptime_ranges[name] = {}, {}
         for condition, env_kwargs in CONDITIONS.items():
+            if args.friction_compensation is not None:
+                env_kwargs = {**env_kwargs, "friction_compensation": args.friction_compensation == "on"}
             rows[name][condition], uptime_ranges[name][condition] = {}, {}
             for rate in args.rates:
                 held, uptimes = hold(controller, args.robot, rate, env_kwargs, args.episodes)
@@ -118,6 +121,7 @@ def main() -> None:
     result = {
         "robot": args.robot,
         "episodes": args.episodes,
+        "friction_compensation": args.friction_compensation or "each controller's own",
         "held": rows,
         "uptime_range_s": uptime_ranges,
         "lqr_agreement": agreement,
