@@ -70,7 +70,7 @@ class PendubotEnergyLQR:
     action_history = 0
     """It needs no past actions in its observation."""
     friction_compensation = False
-    """It acts on the passive elbow's friction through the shoulder alone."""
+    """Designed on the frictionless model: it leaves the passive elbow's motor off."""
 
     def __init__(
         self,

@@ -42,6 +42,9 @@ class SwingUpEnv(gym.Env):
     rotor inertia and without imperfections (model 1.0 becomes model 1.1: the
     simulation leaderboards' conditions), randomisation still on top; for
     training a policy that must hold the top both with and without friction.
+    With `friction_compensation` the passive joints' motors cancel the friction
+    the episode's parameters (before randomisation) model, as on the real robot
+    (`Robot.friction_compensation`); the randomised friction is what they miss.
     At the end of an episode `info` holds the RealAIGym v2 simulation score
     and criteria (`info["score"]`) computed on the true trajectory at the
     physics rate, and `info["success"]`.
