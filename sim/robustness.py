@@ -122,6 +122,8 @@ def run_episode(robot: str, controller: Controller, job: Job) -> bool:
         imperfections=job.imperfections,
         action_history=controller.action_history,
         safety_stops=False,  # the benchmark's simulator has none: only the final state counts
+        # No friction compensation, whatever the controller was trained with: its model would be the
+        # varied parameter set itself, cancelling exactly the friction the benchmark varies.
     )
     obs, _ = env.reset(seed=job.seed)
     if hasattr(controller, "reset"):
