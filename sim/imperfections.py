@@ -31,7 +31,8 @@ class Imperfections:
     torque_response: float = 1.0
     """k of tau = tau_prev + k (tau_des - tau_prev) per physics step; 1 = ideal motor."""
     pulses_per_joint: int = 0
-    """Gaussian torque pulses per joint and episode, at uniform random times."""
+    """Gaussian torque pulses per joint and episode, at random times at least 1 s apart
+    and from the episode's start and end (`sim.plant.pulse_times`)."""
     pulse_amplitude: tuple[float, float] = (0.5, 5.0)
     """Range of pulse peak torques, N m (sign random)."""
     pulse_width_s: tuple[float, float] = (0.05, 0.1)

@@ -21,6 +21,18 @@ from sim.robots.params import PendulumParams
 PHYSICS_DT = 0.002
 """Physics step, s: the competition's RK4 step."""
 _QPOS_QVEL = mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL
+PULSE_GAP_S = 1.0
+"""Least time between two pulses and between a pulse and either end of the window, s."""
+
+
+def pulse_times(start: float, end: float, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Centres of `count` pulses in [start, end] (s), shuffled: spaced as the competition's
+    perturbation profiles are, so every pulse leaves the controller time to recover before
+    the next one and before the end. A window too short for PULSE_GAP_S shrinks the gap."""
+    gap = min(PULSE_GAP_S, (end - start) / (count + 1))
+    slack = (end - start - (count + 1) * gap) / count
+    times = start + np.cumsum(gap + slack * rng.uniform(0.0, 1.0, count))
+    return rng.permutation(times)
 
 
 class Plant:
@@ -80,7 +92,7 @@ class Plant:
         pulses = np.zeros((steps, n))
         if imp.pulses_per_joint:
             count = (imp.pulses_per_joint, n)
-            centres = rng.uniform(t[0], t[-1], count)
+            centres = pulse_times(t[0], t[-1], imp.pulses_per_joint * n, rng).reshape(count)
             widths = rng.uniform(*imp.pulse_width_s, count)
             amplitudes = rng.uniform(*imp.pulse_amplitude, count) * rng.choice([-1.0, 1.0], count)
             for k, joint in np.ndindex(count):

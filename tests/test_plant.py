@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sim.imperfections import Imperfections
-from sim.plant import PHYSICS_DT, Plant
+from sim.plant import PHYSICS_DT, PULSE_GAP_S, Plant, pulse_times
 from sim.robots import get_robot
 
 OFF = Imperfections()
@@ -85,6 +85,16 @@ def test_pulses_push_every_joint():
         p.step(np.zeros(2), 5, rng)
     felt = equivalent_torque(p, 1000)
     assert np.all(np.abs(felt).max(axis=0) > 1.9) and np.all(np.abs(felt).max(axis=0) < 4.1)
+
+
+@pytest.mark.parametrize("start, end, count", [(0.0, 10.0, 6), (0.0, 10.0, 2), (10.0, 30.0, 2), (0.0, 2.0, 4)])
+def test_pulses_leave_time_to_recover_between_them_and_before_the_end(start, end, count):
+    gap = min(PULSE_GAP_S, (end - start) / (count + 1))
+    for seed in range(200):
+        times = np.sort(pulse_times(start, end, count, np.random.default_rng(seed)))
+        assert len(times) == count
+        assert times[0] >= start + gap - 1e-9 and times[-1] <= end - gap + 1e-9
+        assert np.all(np.diff(times) >= gap - 1e-9)
 
 
 def test_extra_friction_slows_a_free_swing():
