@@ -45,7 +45,12 @@ def hold(controller, robot: str, rate: float, env_kwargs: dict, episodes: int) -
     up (s) in each."""
     env_kwargs = {"friction_compensation": controller.friction_compensation, **env_kwargs}
     env = SwingUpEnv(
-        robot, control_rate_hz=rate, action_history=controller.action_history, upright_starts=1.0, **env_kwargs
+        robot,
+        control_rate_hz=rate,
+        action_history=controller.action_history,
+        observe_winding=controller.observe_winding,
+        upright_starts=1.0,
+        **env_kwargs,
     )
     held, uptimes = 0, []
     for seed in range(episodes):
@@ -68,7 +73,8 @@ def lqr_agreement(controller, states: int = 500) -> dict[str, float]:
     ours, its = [], []
     for _ in range(states):
         q = np.array([math.pi, 0.0]) + rng.uniform(-0.1, 0.1, 2)
-        obs = swingup.observation(q, rng.uniform(-0.5, 0.5, 2), rng.uniform(-0.3, 0.3, controller.action_history))
+        past = rng.uniform(-0.3, 0.3, controller.action_history)
+        obs = swingup.observation(q, rng.uniform(-0.5, 0.5, 2), past, controller.observe_winding)
         for c in (controller, lqr):
             if hasattr(c, "reset"):
                 c.reset()

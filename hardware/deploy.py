@@ -53,6 +53,8 @@ class DeployOptions:
     imperfections: bool = True
     seed: int = 0
     action_history: int = 1
+    observe_winding: bool = False
+    """The policy's observation holds the joints' winding (its metadata's observation.winding)."""
     friction_compensation: bool = False
     """The passive joints' motors cancel the friction the parameter set models, as they did in the
     policy's training (its metadata's env.friction_compensation)."""
@@ -147,7 +149,9 @@ def deploy(
             loop = ControlLoop(
                 device,
                 policy,
-                pendulum_binding(robot, params, options.safety.damping, options.friction_compensation),
+                pendulum_binding(
+                    robot, params, options.safety.damping, options.friction_compensation, options.observe_winding
+                ),
                 rate_hz=options.rate_hz,
                 clock=clock,
                 safety=options.safety,

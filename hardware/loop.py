@@ -49,9 +49,14 @@ class Binding:
 
 
 def pendulum_binding(
-    robot: Robot, params: PendulumParams, damping: float, friction_compensation: bool = False
+    robot: Robot,
+    params: PendulumParams,
+    damping: float,
+    friction_compensation: bool = False,
+    observe_winding: bool = False,
 ) -> Binding:
     """The swing-up task's binding for the pendulum family (state = [q, dq], command = joint torques).
+    `observe_winding` as the policy was trained (its observation holds the joints' winding).
     With `friction_compensation` the passive joints' motors cancel the friction `params` models at
     the measured velocities (`Robot.friction_compensation`), as the policy met it in training;
     without it they get 0."""
@@ -71,7 +76,7 @@ def pendulum_binding(
         return torques
 
     return Binding(
-        observe=lambda values, past: swingup.observation(values[:n], values[n:], past),
+        observe=lambda values, past: swingup.observation(values[:n], values[n:], past, observe_winding),
         to_command=command,
         envelope=lambda values: swingup.outside_envelope(values[:n].tolist(), values[n:].tolist()),
         safe_command=safe,

@@ -2,8 +2,8 @@
 
 Every controller has `act(obs) -> action` (and optionally `reset()`), the
 interface the env, the robustness benchmark and the real-time loop share, plus
-`control_rate_hz`, `action_history` and `friction_compensation`: the env conditions
-its observation and its passive joints need.
+`control_rate_hz`, `action_history`, `observe_winding` and `friction_compensation`:
+the env conditions its observation and its passive joints need.
 This module imports neither torch nor stable-baselines3.
 """
 

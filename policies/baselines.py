@@ -68,7 +68,9 @@ class PendubotEnergyLQR:
     control_rate_hz = 500.0
     """The rate it is designed for: the competition's controller rate."""
     action_history = 0
-    """It needs no past actions in its observation."""
+    """It needs no past actions in its observation..."""
+    observe_winding = False
+    """...nor the joints' winding."""
     friction_compensation = False
     """Designed on the frictionless model: it leaves the passive elbow's motor off."""
 

@@ -14,6 +14,7 @@
       randomization: pendulum # a shipped name or a YAML path; null for none
       randomization_intensity: 1.0
       action_history: 1
+      observe_winding: false  # the observation also holds each joint's turns (distance to the stops)
       friction_compensation: false  # passive joints' motors cancel friction, as on the real robot
     curriculum:               # optional, training episodes only:
       start: 0.0              #   randomisation intensity rises linearly from this
@@ -54,6 +55,7 @@ ENV_KEYS = (
     "randomization",
     "randomization_intensity",
     "action_history",
+    "observe_winding",
     "friction_compensation",
     "init_noise",
     "safety_stops",
@@ -153,7 +155,7 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
         as_float(env["randomization_intensity"], source, "env.randomization_intensity", 0.0, 1.0)
     if "action_history" in env:
         _int(env["action_history"], source, "env.action_history", 0)
-    for key in ("friction_compensation", "safety_stops"):
+    for key in ("observe_winding", "friction_compensation", "safety_stops"):
         if key in env and not isinstance(env[key], bool):
             raise ConfigError(source, f"env.{key}", f"expected true or false, got {env[key]!r}")
     cfg.env = dict(env)

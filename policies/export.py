@@ -38,11 +38,12 @@ class _Actor(torch.nn.Module):
         return self.policy.actor(obs)
 
 
-def observation_layout(joints: tuple[str, ...], actions: int, history: int) -> list[str]:
+def observation_layout(joints: tuple[str, ...], actions: int, history: int, winding: bool = False) -> list[str]:
     """Names of the observation entries, in `sim.tasks.swingup.observation`'s order."""
     names = [f"cos({j})" for j in joints] + [f"sin({j})" for j in joints]
     names += [f"{j}.velocity/{swingup.VELOCITY_SCALE:g}" for j in joints]
     names += [f"action[t-{history - k}][{i}]" for k in range(history) for i in range(actions)]
+    names += [f"{j}.position/(3 pi)" for j in joints] if winding else []
     return names
 
 
@@ -71,6 +72,7 @@ def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
     params = robot.load_params(cfg.env.get("params", "model_1.1"))
     active = [j for j, a in zip(robot.joints, robot.actuated, strict=True) if a]
     history = int(cfg.env.get("action_history", 1))
+    winding = bool(cfg.env.get("observe_winding", False))
     run_info = json.loads((run / "run.json").read_text())
     meta: dict[str, Any] = {
         "format": runtime.FORMAT,
@@ -79,8 +81,9 @@ def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
         "control_rate_hz": float(cfg.env.get("control_rate_hz", 100.0)),
         "observation": {
             "size": size,
-            "layout": observation_layout(robot.joints, len(active), history),
+            "layout": observation_layout(robot.joints, len(active), history, winding),
             "action_history": history,
+            "winding": winding,
             "function": "sim.tasks.swingup.observation",
         },
         "action": {

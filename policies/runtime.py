@@ -104,6 +104,7 @@ class OnnxPolicy:
         self.robot = meta["robot"]
         self.control_rate_hz = float(meta["control_rate_hz"])
         self.action_history = int(meta["observation"].get("action_history", 0))
+        self.observe_winding = bool(meta["observation"].get("winding", False))
         # Trained with the passive joints' motors cancelling friction: the robot must do the same.
         self.friction_compensation = bool(meta["env"].get("friction_compensation", False))
         self.low = np.asarray(meta["action"]["low"], dtype=np.float32)

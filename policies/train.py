@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -40,6 +41,7 @@ from policies.config import TRAINING_EPISODE_OPTIONS, TrainConfig, config_from_d
 from policies.evaluate import SIM_CONDITIONS, run_episodes
 from sim.config import ConfigError
 from sim.env import SwingUpEnv
+from sim.robots import get_robot
 
 log = logging.getLogger(__name__)
 
@@ -361,19 +363,50 @@ def _warm_start(
         raise ValueError(
             f"cannot start from {init}: observation normalisation {source.normalize}, here {cfg.normalize}"
         )
+    winding = (bool(source.env.get("observe_winding", False)), bool(cfg.env.get("observe_winding", False)))
+    if winding[0] and not winding[1]:
+        raise ValueError(f"cannot start from {init}: its observation holds the joints' winding, this one does not")
+    widen = winding == (False, True)
+    if widen and cfg.normalize:
+        raise ValueError(f"cannot add the winding to {init}'s observation: its normalisation statistics lack it")
     path = init / "checkpoints" / f"{checkpoint}.zip"
     if not path.exists():
         raise ValueError(f"cannot start from {init}: no checkpoints/{checkpoint}.zip")
-    model.set_parameters(str(path), exact_match=True, device="cpu")
+    _, params, variables = load_from_zip_file(path, device="cpu")
+    if widen:
+        # Fresh optimiser states: the old ones' moments do not fit the wider layers.
+        extra = len(get_robot(cfg.robot).joints)
+        size = int(model.observation_space.shape[0]) - extra
+        policy = _widen_input(params["policy"], model.policy.state_dict(), size, extra)
+        model.set_parameters({"policy": policy}, exact_match=False, device="cpu")
+    else:
+        model.set_parameters(params, exact_match=True, device="cpu")
     # set_parameters loads state dicts only; SAC's entropy coefficient is a bare tensor, and left at
     # its initial 1.0 (ten times a trained one) its bonus unlearns the policy in a few thousand updates.
-    _, _, variables = load_from_zip_file(path, device="cpu")
     for name, value in (variables or {}).items():
         recursive_setattr(model, f"{name}.data", value.data)
     _restore_normalization(venv, load_normalization(init, checkpoint))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     log.info("starting from %s (sha256 %s)", path, digest[:12])
     return {"run": str(init), "checkpoint": checkpoint, "sha256": digest}
+
+
+def _widen_input(old: dict[str, Any], new: dict[str, Any], size: int, extra: int) -> dict[str, Any]:
+    """`old` state dict for a model whose observation of `size` entries gained `extra` trailing
+    ones (the winding): each first layer gets zero weights for them, inserted after the old
+    observation's columns (a critic's action columns follow), so the widened network computes
+    what the old one did."""
+    out = {}
+    for key, weight in old.items():
+        target = new[key].shape
+        if weight.shape == target:
+            out[key] = weight
+            continue
+        if weight.ndim != 2 or target[0] != weight.shape[0] or target[1] != weight.shape[1] + extra:
+            raise ValueError(f"cannot widen {key} from {tuple(weight.shape)} to {tuple(target)}")
+        zeros = weight.new_zeros(weight.shape[0], extra)
+        out[key] = torch.cat([weight[:, :size], zeros, weight[:, size:]], dim=1)
+    return out
 
 
 class RunPolicy:
@@ -388,6 +421,7 @@ class RunPolicy:
         self.stats = load_normalization(run, checkpoint)
         self.control_rate_hz = float(self.config.env.get("control_rate_hz", 100.0))
         self.action_history = int(self.config.env.get("action_history", 1))
+        self.observe_winding = bool(self.config.env.get("observe_winding", False))
         self.friction_compensation = bool(self.config.env.get("friction_compensation", False))
 
     def act(self, obs: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         imperfections=args.imperfections,
         randomization=args.randomization,
         action_history=controller.action_history,
+        observe_winding=controller.observe_winding,
         friction_compensation=controller.friction_compensation,
     )
     if hasattr(controller, "reset"):
@@ -281,6 +282,7 @@ def _deploy_options(args: argparse.Namespace, policy):
         imperfections=not args.no_imperfections,
         seed=args.seed,
         action_history=policy.action_history,
+        observe_winding=policy.observe_winding,
         friction_compensation=policy.friction_compensation,
         safety=SafetyConfig(max_slew_per_s=args.max_slew),
         rt_priority=args.rt_priority,

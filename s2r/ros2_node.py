@@ -95,6 +95,7 @@ def deploy_options(params: dict[str, Any], policy):
         device=device,
         params=params["params"],
         action_history=policy.action_history,
+        observe_winding=policy.observe_winding,
         friction_compensation=policy.friction_compensation,
         safety=SafetyConfig(max_slew_per_s=params["max_slew"]),
         log_path=Path(params["log"]) if params["log"] else None,

@@ -29,7 +29,8 @@ class SwingUpEnv(gym.Env):
     """Swing a pendulum robot up from hanging and hold it above 0.9 of its reach until t_final.
 
     Observation: `sim.tasks.swingup.observation` of the measured joint
-    positions and velocities and the last `action_history` actions.
+    positions and velocities and the last `action_history` actions, and with
+    `observe_winding` the joints' winding (how far each is from its stops).
     Action: torque of each actuated joint as a fraction of its limit, in [-1, 1].
     Reward: `sim.tasks.swingup.reward`, minus FAILURE_PENALTY when the
     hardware's safety envelope is left (which ends the episode). With
@@ -61,6 +62,7 @@ class SwingUpEnv(gym.Env):
         randomization: str | Path | None = None,
         randomization_intensity: float = 1.0,
         action_history: int = 1,
+        observe_winding: bool = False,
         friction_compensation: bool = False,
         init_noise: float = 0.0,
         upright_starts: float = 0.0,
@@ -89,6 +91,7 @@ class SwingUpEnv(gym.Env):
         if action_history < 0:
             raise ValueError(f"action_history must be >= 0, got {action_history}")
         self.action_history = action_history
+        self.observe_winding = bool(observe_winding)
         self.friction_compensation = friction_compensation
         self.init_noise = float(init_noise)
         if not 0.0 <= upright_starts <= 1.0:
@@ -107,7 +110,12 @@ class SwingUpEnv(gym.Env):
         m = self._action_to_torque.shape[1]
         self.action_space = gym.spaces.Box(-1.0, 1.0, (m,), np.float32)
         high = np.concatenate(
-            [np.ones(2 * self.n), np.full(self.n, swingup.VELOCITY_CLIP), np.ones(m * action_history)]
+            [
+                np.ones(2 * self.n),
+                np.full(self.n, swingup.VELOCITY_CLIP),
+                np.ones(m * action_history),
+                np.full(self.n if self.observe_winding else 0, swingup.WINDING_CLIP),
+            ]
         )
         self.observation_space = gym.spaces.Box(-high.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         self._past = np.zeros((action_history, m))
@@ -143,7 +151,7 @@ class SwingUpEnv(gym.Env):
         return self._observation(), info
 
     def _observation(self) -> np.ndarray:
-        return swingup.observation(self._measured[: self.n], self._measured[self.n :], self._past)
+        return swingup.observation(self._measured[: self.n], self._measured[self.n :], self._past, self.observe_winding)
 
     def step(self, action: np.ndarray):
         action = np.asarray(action, dtype=float).reshape(self.action_space.shape)

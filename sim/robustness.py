@@ -47,6 +47,7 @@ CRITERIA = ("model", "velocity_noise", "torque_noise", "torque_response", "delay
 class Controller(Protocol):
     control_rate_hz: float
     action_history: int
+    observe_winding: bool
 
     def act(self, obs: np.ndarray) -> np.ndarray: ...
 
@@ -121,6 +122,7 @@ def run_episode(robot: str, controller: Controller, job: Job) -> bool:
         control_rate_hz=controller.control_rate_hz,
         imperfections=job.imperfections,
         action_history=controller.action_history,
+        observe_winding=controller.observe_winding,
         safety_stops=False,  # the benchmark's simulator has none: only the final state counts
         # No friction compensation, whatever the controller was trained with: its model would be the
         # varied parameter set itself, cancelling exactly the friction the benchmark varies.

@@ -56,6 +56,18 @@ def test_observation_is_the_task_function_of_the_measured_state():
     np.testing.assert_allclose(swingup.state_from_observation(obs, 2)[2:], x[2:], rtol=1e-6)
 
 
+def test_the_winding_tells_how_many_turns_the_joints_have_made():
+    # cos and sin are the same after a full turn; the stops at +-540 degrees are not.
+    env = SwingUpEnv("pendubot", action_history=1, observe_winding=True, upright_starts=1.0)
+    obs, _ = env.reset(seed=0)
+    x = env.plant.state()
+    np.testing.assert_allclose(obs[-2:], x[:2] / (3 * np.pi), rtol=1e-6)
+    assert obs.shape == env.observation_space.shape == (9,) and env.observation_space.contains(obs)
+    turned = swingup.observation(x[:2] + [2 * np.pi, 0.0], x[2:], np.zeros(1), winding=True)
+    np.testing.assert_allclose(turned[:6], obs[:6], atol=1e-6)
+    assert turned[7] == pytest.approx(obs[7] + 2 / 3)
+
+
 def test_policy_rate_sets_the_physics_substeps_and_episode_length():
     env = SwingUpEnv("pendulum", control_rate_hz=500.0, t_final=0.1)
     env.reset(seed=0)

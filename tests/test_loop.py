@@ -263,15 +263,21 @@ def test_estop_reset_is_explicit():
     assert not e.tripped
 
 
-@pytest.mark.parametrize("friction_compensation", [False, True])
-def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensation):
+@pytest.mark.parametrize("friction_compensation, winding", [(False, False), (True, False), (False, True)])
+def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensation, winding):
     """Same seed, same imperfections: the loop over SimDevice and env.step see identical states,
-    also when the loop, not the env, drives the passive joint's friction compensation."""
+    also when the loop, not the env, drives the passive joint's friction compensation, and
+    identical observations with the joints' winding in them."""
     from policies.baselines import PendubotEnergyLQR
 
     options = dict(params="model_1.0", imperfections=True, randomization="double_pendulum", t_final=10.0)
     env = SwingUpEnv(
-        "pendubot", control_rate_hz=500, action_history=0, friction_compensation=friction_compensation, **options
+        "pendubot",
+        control_rate_hz=500,
+        action_history=0,
+        observe_winding=winding,
+        friction_compensation=friction_compensation,
+        **options,
     )
     policy = PendubotEnergyLQR()
     obs, _ = env.reset(seed=5)
@@ -285,7 +291,7 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensatio
     device.configure(SPEC)
     device.activate()
     loop_obs = []
-    binding = pendulum_binding(ROBOT, ROBOT.load_params("model_1.0"), 0.5, friction_compensation)
+    binding = pendulum_binding(ROBOT, ROBOT.load_params("model_1.0"), 0.5, friction_compensation, winding)
     original = binding.observe
 
     def observe(values, past):
@@ -309,6 +315,7 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensatio
     np.testing.assert_array_equal(U[: len(env_U) - 1], env_U[:-1])
     assert not stats["faults"]
     assert (np.abs(U[:, 1]).max() > 0.1) == friction_compensation  # the passive elbow's motor
+    assert len(loop_obs[0]) == (8 if winding else 6)
 
 
 def test_friction_compensation_cancels_the_modelled_friction_within_the_passive_allowance():

@@ -14,6 +14,8 @@ import yaml
 
 pytest.importorskip("stable_baselines3", reason='training needs the train extra: pip install -e ".[train]"')
 
+import torch
+
 from policies import runtime
 from policies import train as train_module
 from policies.config import load_config
@@ -135,6 +137,56 @@ def test_init_carries_sacs_entropy_coefficient_over(trained, tmp_path):
     run = train(cfg, tmp_path / "run", progress_bar=False, init=source)
     after = ALGORITHMS["sac"].load(run / "checkpoints" / "last.zip", device="cpu")
     assert after.log_ent_coef.item() == trained_coef
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_init_adds_the_winding_to_the_observation_without_changing_what_the_policy_does(trained, tmp_path, algo):
+    # A swing-up stage trained without the winding hands on to one that sees it: the new inputs
+    # start with zero weights, so actor and critics compute what they computed before.
+    source, _ = trained[algo]
+    cfg = tiny_config(tmp_path, algo, steps=1)
+    cfg.env["observe_winding"] = True
+    cfg.hyperparams["learning_starts"] = 10
+    run = train(cfg, tmp_path / "run", progress_bar=False, init=source)
+    before = ALGORITHMS[algo].load(source / "checkpoints" / "best.zip", device="cpu")
+    after = ALGORITHMS[algo].load(run / "checkpoints" / "last.zip", device="cpu")
+    assert after.observation_space.shape[0] == before.observation_space.shape[0] + 2
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, (50, before.observation_space.shape[0])).astype(np.float32)
+    wound = np.concatenate([obs, rng.uniform(-1, 1, (50, 2)).astype(np.float32)], axis=1)
+    np.testing.assert_allclose(
+        after.predict(wound, deterministic=True)[0], before.predict(obs, deterministic=True)[0], atol=1e-6
+    )
+    actions = torch.as_tensor(rng.uniform(-1, 1, (50, 1)), dtype=torch.float32)
+    with torch.no_grad():
+        for old, new in ((before.critic, after.critic), (before.critic_target, after.critic_target)):
+            for q_old, q_new in zip(
+                old(torch.as_tensor(obs), actions), new(torch.as_tensor(wound), actions), strict=True
+            ):
+                np.testing.assert_allclose(q_new.numpy(), q_old.numpy(), atol=1e-5)
+    # The artifact says so, and its runtime asks the loop for the winding.
+    policy = runtime.load_policy(export(run, tmp_path / "artifact" / "policy"))
+    layout = policy.meta["observation"]["layout"]
+    assert (
+        policy.observe_winding
+        and len(layout) == 9
+        and layout[-2:] == ["shoulder.position/(3 pi)", "elbow.position/(3 pi)"]
+    )
+    np.testing.assert_allclose(policy.act(wound[0]), after.predict(wound[0], deterministic=True)[0], atol=1e-5)
+
+
+def test_init_refuses_to_drop_the_winding_or_widen_normalised_observations(trained, tmp_path):
+    source, _ = trained["ppo"]  # normalised
+    cfg = tiny_config(tmp_path, "ppo", normalize_obs=True)
+    cfg.env["observe_winding"] = True
+    with pytest.raises(ValueError, match="normalisation statistics lack"):
+        train(cfg, tmp_path / "a", progress_bar=False, init=source)
+    wound = tiny_config(tmp_path, "sac", steps=1)
+    wound.env["observe_winding"] = True
+    wound.hyperparams["learning_starts"] = 10
+    run = train(wound, tmp_path / "b", progress_bar=False, init=trained["sac"][0])
+    with pytest.raises(ValueError, match="holds the joints' winding"):
+        train(tiny_config(tmp_path, "sac", steps=1), tmp_path / "c", progress_bar=False, init=run)
 
 
 def test_init_can_start_from_the_last_checkpoint(trained, tmp_path):

@@ -21,17 +21,26 @@ VELOCITY_SCALE = VELOCITY_LIMIT
 """Velocities enter the observation divided by this, rad/s."""
 VELOCITY_CLIP = 2.0
 """...and clipped to +-this (40 rad/s, twice the hardware's stop)."""
+WINDING_SCALE = POSITION_LIMIT
+"""Joint positions enter the observation (with `winding`) divided by this, rad: +-1 at the stops..."""
+WINDING_CLIP = 2.0
+"""...and clipped to +-this (where no stops end an episode)."""
 
 
-def observation(q: np.ndarray, dq: np.ndarray, past_actions: np.ndarray) -> np.ndarray:
-    """Policy input, float32 of shape (2n + 2n + k m,).
+def observation(q: np.ndarray, dq: np.ndarray, past_actions: np.ndarray, winding: bool = False) -> np.ndarray:
+    """Policy input, float32 of shape (3n + k m,), or (4n + k m,) with `winding`.
 
     Layout: [cos q (n), sin q (n), dq / VELOCITY_SCALE clipped to +-VELOCITY_CLIP (n), past actions
-    (k most recent actions of size m, oldest first, each in [-1, 1])].
+    (k most recent actions of size m, oldest first, each in [-1, 1]), and with `winding`
+    q / WINDING_SCALE clipped to +-WINDING_CLIP (n)]. cos and sin forget how many turns a joint
+    has made; the winding tells the policy how far it is from the +-540 degree stops.
     q in rad and dq in rad/s are measured joint positions and velocities.
     """
     dq = np.clip(np.asarray(dq) / VELOCITY_SCALE, -VELOCITY_CLIP, VELOCITY_CLIP)
-    return np.concatenate((np.cos(q), np.sin(q), dq, np.ravel(past_actions)), dtype=np.float32)
+    parts = [np.cos(q), np.sin(q), dq, np.ravel(past_actions)]
+    if winding:
+        parts.append(np.clip(np.asarray(q) / WINDING_SCALE, -WINDING_CLIP, WINDING_CLIP))
+    return np.concatenate(parts, dtype=np.float32)
 
 
 def state_from_observation(obs: np.ndarray, n: int) -> np.ndarray:
