@@ -5,6 +5,8 @@ compensation; each imperfection at its default value (`Imperfections.defaults()`
 the others off. The same episode seeds for every condition. `baseline` (the
 pendubot's energy-shaping swing-up and LQR, no randomisation) shows what a
 classical controller that swings up again after a fall makes of each.
+Each condition also counts how its episodes end: up at the end, not up, or at
+which joint's position or velocity stop (the hardware's envelope).
 
     python bench/imperfection_breakdown.py zoo:pendubot [--params model_1.1] [--episodes 30] [--seed 1000]
         [--out FILE.json]
@@ -19,9 +21,11 @@ import sys
 from pathlib import Path
 
 from policies import make_controller
-from policies.evaluate import run_episodes, summarise
+from policies.evaluate import METRICS, run_episode, summarise
 from policies.runtime import load_policy
+from sim.env import SwingUpEnv
 from sim.imperfections import Imperfections
+from sim.robots import POSITION_LIMIT, VELOCITY_LIMIT
 
 
 def conditions() -> dict[str, dict | bool]:
@@ -35,6 +39,19 @@ def conditions() -> dict[str, dict | bool]:
         result[f"only {key}"] = {**none, key: getattr(defaults, key)}
     result["all (defaults)"] = True
     return result
+
+
+def ending(env: SwingUpEnv, info: dict) -> str:
+    """How an episode ended: "up" (a success, also when a stop came after the last 1% of t_final
+    the score allows), "not up" or "<position|velocity> stop: <joints>"."""
+    if info["success"] or "failure" not in info:
+        return "up" if info["success"] else "not up"
+    x = env.plant.state()
+    for kind, values, limit in (("position", x[: env.n], POSITION_LIMIT), ("velocity", x[env.n :], VELOCITY_LIMIT)):
+        joints = [j for j, v in zip(env.robot.joints, values, strict=True) if abs(v) > limit]
+        if joints:
+            return f"{kind} stop: {', '.join(joints)}"
+    raise AssertionError(f"terminated inside the envelope: {info['failure']}")
 
 
 def main() -> None:
@@ -54,12 +71,20 @@ def main() -> None:
         base, robot = policy.meta["env"], policy.robot
     rows = {}
     for name, imperfections in conditions().items():
-        env = {**base, "params": args.params, "imperfections": imperfections}
-        summary = summarise(run_episodes(policy.act, robot, env, args.episodes, seed=args.seed))
-        rows[name] = {"success": summary["success"], "v2": summary["score"]}
+        env = SwingUpEnv(robot, **{**base, "params": args.params, "imperfections": imperfections})
+        episodes, ends = [], {}
+        for seed in range(args.seed, args.seed + args.episodes):
+            if hasattr(policy, "reset"):
+                policy.reset()
+            info = run_episode(policy.act, env, seed)
+            episodes.append({k: float(info["score"][k]) for k in METRICS})
+            end = ending(env, info)
+            ends[end] = ends.get(end, 0) + 1
+        summary = summarise(episodes)
+        rows[name] = {"success": summary["success"], "v2": summary["score"], "ends": dict(sorted(ends.items()))}
         print(
             f"{name:<28} success {summary['success']['mean']:.2f} +- {summary['success']['ci95']:.2f}"
-            f"   v2 {summary['score']['mean']:.3f}",
+            f"   v2 {summary['score']['mean']:.3f}   {rows[name]['ends']}",
             file=sys.stderr,
         )
     out = args.out or Path(__file__).parent / "results" / f"imperfections_{args.policy.replace(':', '_')}.json"
