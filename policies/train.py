@@ -367,25 +367,27 @@ def _warm_start(
     if winding[0] and not winding[1]:
         raise ValueError(f"cannot start from {init}: its observation holds the joints' winding, this one does not")
     widen = winding == (False, True)
-    if widen and cfg.normalize:
-        raise ValueError(f"cannot add the winding to {init}'s observation: its normalisation statistics lack it")
     path = init / "checkpoints" / f"{checkpoint}.zip"
     if not path.exists():
         raise ValueError(f"cannot start from {init}: no checkpoints/{checkpoint}.zip")
     _, params, variables = load_from_zip_file(path, device="cpu")
+    stats = load_normalization(init, checkpoint)
     if widen:
         # Fresh optimiser states: the old ones' moments do not fit the wider layers.
         extra = len(get_robot(cfg.robot).joints)
         size = int(model.observation_space.shape[0]) - extra
         policy = _widen_input(params["policy"], model.policy.state_dict(), size, extra)
         model.set_parameters({"policy": policy}, exact_match=False, device="cpu")
+        if stats is not None:
+            # The winding is of order 1 already: it enters as it is, until the running statistics take it in.
+            stats = {**stats, "mean": [*stats["mean"], *[0.0] * extra], "var": [*stats["var"], *[1.0] * extra]}
     else:
         model.set_parameters(params, exact_match=True, device="cpu")
     # set_parameters loads state dicts only; SAC's entropy coefficient is a bare tensor, and left at
     # its initial 1.0 (ten times a trained one) its bonus unlearns the policy in a few thousand updates.
     for name, value in (variables or {}).items():
         recursive_setattr(model, f"{name}.data", value.data)
-    _restore_normalization(venv, load_normalization(init, checkpoint))
+    _restore_normalization(venv, stats)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     log.info("starting from %s (sha256 %s)", path, digest[:12])
     return {"run": str(init), "checkpoint": checkpoint, "sha256": digest}

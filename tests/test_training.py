@@ -175,12 +175,31 @@ def test_init_adds_the_winding_to_the_observation_without_changing_what_the_poli
     np.testing.assert_allclose(policy.act(wound[0]), after.predict(wound[0], deterministic=True)[0], atol=1e-5)
 
 
-def test_init_refuses_to_drop_the_winding_or_widen_normalised_observations(trained, tmp_path):
-    source, _ = trained["ppo"]  # normalised
+def test_init_adds_the_winding_to_a_normalised_observation(trained, tmp_path):
+    # PPO with observation normalisation: the new entries get mean 0 and variance 1, so the
+    # normalised winding, too, meets zero weights.
+    source, _ = trained["ppo"]
     cfg = tiny_config(tmp_path, "ppo", normalize_obs=True)
     cfg.env["observe_winding"] = True
-    with pytest.raises(ValueError, match="normalisation statistics lack"):
-        train(cfg, tmp_path / "a", progress_bar=False, init=source)
+    venv = train_module.make_vec_env(cfg)
+    model = ALGORITHMS["ppo"](cfg.policy, venv, seed=0, device="cpu", **cfg.hyperparams)
+    train_module._warm_start(model, venv, cfg, source)
+    np.testing.assert_array_equal(venv.obs_rms.mean[-2:], [0.0, 0.0])
+    np.testing.assert_array_equal(venv.obs_rms.var[-2:], [1.0, 1.0])
+    before = ALGORITHMS["ppo"].load(source / "checkpoints" / "best.zip", device="cpu")
+    stats = load_normalization(source, "best")
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, (50, 7)).astype(np.float32)
+    wound = np.concatenate([obs, rng.uniform(-1, 1, (50, 2)).astype(np.float32)], axis=1)
+    np.testing.assert_allclose(
+        model.predict(venv.normalize_obs(wound), deterministic=True)[0],
+        before.predict(normalize(obs, stats), deterministic=True)[0],
+        atol=1e-5,
+    )
+    venv.close()
+
+
+def test_init_refuses_to_drop_the_winding(trained, tmp_path):
     wound = tiny_config(tmp_path, "sac", steps=1)
     wound.env["observe_winding"] = True
     wound.hyperparams["learning_starts"] = 10
