@@ -342,7 +342,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     _print_loop(result)
     summary = {"robot": args.robot, "policy": args.policy, "device": args.device, "mode": options.mode}
     print(strict_json.dumps({**summary, **result}))
-    return 0
+    # A run that ended in the safe state is not a success, whatever a script around it does next.
+    return 1 if result["loop"]["faults"] else 0
 
 
 def _fault_plan(args: argparse.Namespace):

@@ -212,8 +212,9 @@ def test_ctrl_c_puts_the_device_in_its_safe_state_and_closes_the_log(tmp_path, s
     for signum in signals:  # a second one, impatient, lands on the way into the safe state
         proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
     result = json.loads(out)
+    # On a busy machine the loop may also miss deadlines into the safe state: the exit code says so.
+    assert proc.returncode == (1 if result["loop"]["faults"] else 0), err
     assert result["interrupted"] is True and result["loop"]["ticks"] > 100
     messages, metadata, complete = read_log(path)
     assert complete and "summary" in metadata

@@ -164,8 +164,9 @@ def test_init_adds_the_winding_to_the_observation_without_changing_what_the_poli
                 old(torch.as_tensor(obs), actions), new(torch.as_tensor(wound), actions), strict=True
             ):
                 np.testing.assert_allclose(q_new.numpy(), q_old.numpy(), atol=1e-5)
-    # The artifact says so, and its runtime asks the loop for the winding.
-    policy = runtime.load_policy(export(run, tmp_path / "artifact" / "policy"))
+    # The artifact says so, its runtime asks the loop for the winding, and deploy gives it.
+    meta = export(run, tmp_path / "artifact" / "policy")
+    policy = runtime.load_policy(meta)
     layout = policy.meta["observation"]["layout"]
     assert (
         policy.observe_winding
@@ -173,6 +174,16 @@ def test_init_adds_the_winding_to_the_observation_without_changing_what_the_poli
         and layout[-2:] == ["shoulder.position/(3 pi)", "elbow.position/(3 pi)"]
     )
     np.testing.assert_allclose(policy.act(wound[0]), after.predict(wound[0], deterministic=True)[0], atol=1e-5)
+    from s2r.cli import main
+
+    deploy = ["deploy", "--robot", "pendubot", "--policy", str(meta), "--lockstep", "--duration", "0.5"]
+    assert main(deploy) == 0
+    # Metadata that hides the winding: the loop's observation no longer fits the graph, the
+    # first tick faults into the safe state, and the exit code says so.
+    data = json.loads(meta.read_text())
+    data["observation"]["winding"] = False
+    meta.write_text(json.dumps(data))
+    assert main(deploy) == 1
 
 
 def test_init_adds_the_winding_to_a_normalised_observation(trained, tmp_path):
