@@ -1,8 +1,10 @@
-"""Which imperfection costs a policy its success: seeded episodes with none, each alone, and all.
+"""Which imperfection costs a policy its success: seeded episodes with none, each alone, all but each, and all.
 
 Model 1.0 (or --params) with the policy's training randomisation and friction
 compensation; each imperfection at its default value (`Imperfections.defaults()`),
-the others off. The same episode seeds for every condition. `baseline` (the
+the others off; then all of them but one, since imperfections a policy
+survives one at a time can still defeat it together. The same episode seeds
+for every condition. `baseline` (the
 pendubot's energy-shaping swing-up and LQR, no randomisation) shows what a
 classical controller that swings up again after a fall makes of each.
 Each condition also counts how its episodes end: up at the end, not up, or at
@@ -37,6 +39,8 @@ def conditions() -> dict[str, dict | bool]:
     result: dict[str, dict | bool] = {"none": none}
     for key in switches:
         result[f"only {key}"] = {**none, key: getattr(defaults, key)}
+    for key in switches:
+        result[f"all but {key}"] = {**{k: getattr(defaults, k) for k in switches}, key: off[key]}
     result["all (defaults)"] = True
     return result
 
