@@ -7,6 +7,7 @@ A run directory holds:
     tb/                         TensorBoard logs (training and evaluation curves)
     eval.jsonl                  one line per evaluation: steps, success rate, v2 score (and in simulation conditions)
     checkpoints/last.zip        latest SB3 checkpoint (a training checkpoint, not a deployable artifact)
+    checkpoints/last_replay_buffer.pkl   SAC's and TD3's replay buffer at that checkpoint, for --resume
     checkpoints/best.zip        checkpoint with the best evaluation
     checkpoints/*_normalization.json   observation statistics, when normalisation is on
 """
@@ -34,6 +35,7 @@ from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
@@ -227,6 +229,11 @@ def save_checkpoint(model: BaseAlgorithm, run: Path, name: str, stats: dict[str,
     # leaves the previous checkpoint whole.
     partial = folder / f"{name}.partial.zip"
     model.save(partial)
+    if name == "last" and isinstance(model, OffPolicyAlgorithm):
+        # So that SAC and TD3 resume learning from the transitions they had, not from scratch.
+        partial_buffer = folder / "last_replay_buffer.partial.pkl"
+        model.save_replay_buffer(partial_buffer)
+        os.replace(partial_buffer, folder / "last_replay_buffer.pkl")
     if stats is not None:
         norm = folder / f"{name}_normalization.json"
         norm.with_suffix(".partial").write_text(json.dumps(stats))
@@ -288,6 +295,8 @@ def train(
             raise ValueError(f"cannot resume {run}: no checkpoints/last.zip")
         model = algorithm.load(last, env=venv, device="cpu", tensorboard_log=str(run / "tb"))
         _restore_normalization(venv, load_normalization(run, "last"))
+        if isinstance(model, OffPolicyAlgorithm):
+            _restore_replay_buffer(model, run / "checkpoints" / "last_replay_buffer.pkl")
         info = json.loads((run / "run.json").read_text())
         best = info.get("best_rank", -np.inf)
         log.info("resuming %s at %d steps", run, model.num_timesteps)
@@ -345,6 +354,26 @@ def train(
         )
     venv.close()
     return run
+
+
+def _restore_replay_buffer(model: OffPolicyAlgorithm, path: Path) -> None:
+    """Load the replay buffer saved with the last checkpoint; without it (a run copied without
+    its buffers, a buffer that does not load or does not fit) the run resumes with an empty one
+    and says so."""
+    if not path.exists():
+        log.warning("no %s: resuming with an empty replay buffer", path)
+        return
+    empty = model.replay_buffer
+    try:
+        model.load_replay_buffer(path)
+        loaded = model.replay_buffer
+        if loaded.observations.shape[1:] != empty.observations.shape[1:] or loaded.buffer_size != empty.buffer_size:
+            raise ValueError(f"observations {loaded.observations.shape}, the run needs {empty.observations.shape}")
+    except Exception as exc:  # whatever unpickling raises, the run can go on without the buffer
+        model.replay_buffer = empty
+        log.warning("cannot load %s (%s): resuming with an empty replay buffer", path, exc)
+        return
+    log.info("replay buffer restored: %d transitions", model.replay_buffer.size())
 
 
 def _warm_start(

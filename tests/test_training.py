@@ -29,8 +29,8 @@ from sim.robots import get_robot
 
 TINY = {
     "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "policy_kwargs": {"net_arch": [16, 16]}},
-    "sac": {"learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16, 16]}},
-    "td3": {"learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16, 16]}},
+    "sac": {"learning_starts": 50, "batch_size": 32, "buffer_size": 1000, "policy_kwargs": {"net_arch": [16, 16]}},
+    "td3": {"learning_starts": 50, "batch_size": 32, "buffer_size": 1000, "policy_kwargs": {"net_arch": [16, 16]}},
 }
 
 
@@ -104,6 +104,27 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     # Evaluations every 64 steps and at each end: 64, 100 | 128, 192, 200.
     evals = [json.loads(line)["steps"] for line in (run / "eval.jsonl").read_text().splitlines()]
     assert evals == [64, 100, 128, 192, 200]
+    # SAC goes on learning from the transitions it had, not from an empty replay buffer.
+    model.load_replay_buffer(run / "checkpoints" / "last_replay_buffer.pkl")
+    assert model.replay_buffer.size() == 200
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_resume_without_a_usable_replay_buffer_goes_on_with_an_empty_one(tmp_path, caplog, damage):
+    cfg = tiny_config(tmp_path, "td3", steps=100)
+    run = train(cfg, tmp_path / "run", progress_bar=False)
+    buffer = run / "checkpoints" / "last_replay_buffer.pkl"
+    if damage == "missing":
+        buffer.unlink()
+    else:
+        buffer.write_bytes(buffer.read_bytes()[:1000])
+    cfg.n_timesteps = 150
+    with caplog.at_level("WARNING", logger="policies.train"):
+        train(cfg, run, resume=True, progress_bar=False)
+    assert f"{buffer}" in caplog.text and "resuming with an empty replay buffer" in caplog.text
+    model = ALGORITHMS["td3"].load(run / "checkpoints" / "last.zip", device="cpu")
+    model.load_replay_buffer(buffer)
+    assert model.num_timesteps == 150 and model.replay_buffer.size() == 50
 
 
 def test_init_starts_a_new_run_from_another_runs_best_checkpoint(trained, tmp_path):
