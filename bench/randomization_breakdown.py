@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--bins", type=int, default=4)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if not 1 <= args.bins <= args.episodes:
+        parser.error(f"--bins must be between 1 and --episodes ({args.episodes}), got {args.bins}")
     policy = load_policy(args.policy)
     env = SwingUpEnv(policy.robot, **policy.meta["env"])
     if env.randomization is None:
