@@ -250,6 +250,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     summary = summarise(episodes)
     for key in METRICS:
         m = summary[key]
+        if m["n"] == 0:  # swingup_time, which only successful episodes have
+            print(f"{key:<16} {'-':>10}            (no successful episode)", file=sys.stderr)
+            continue
         print(f"{key:<16} {m['mean']:10.4f} +- {m['ci95']:.4f}  (n={m['n']})", file=sys.stderr)
     result = {
         "target": args.target,

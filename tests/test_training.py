@@ -537,8 +537,12 @@ def test_cli_train_export_eval(tmp_path, capsys):
     assert main(["export", str(run)]) == 0
     capsys.readouterr()
     assert main(["eval", str(run / "policy.json"), "--episodes", "2", "--sim-conditions"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    out, table = capsys.readouterr()
+    result = json.loads(out)
     assert result["env"]["params"] == "model_1.1" and result["env"]["imperfections"] is False
+    # An untrained policy never swings up: no swing-up time to average, said as such, not as nan.
+    assert result["metrics"]["swingup_time"] == {"mean": None, "ci95": None, "n": 0}
+    assert "nan" not in table and "no successful episode" in table
     assert result["env"]["safety_stops"] is False, "the competitions' simulator has no stops"
     assert result["metrics"]["success"]["n"] == 2 and "ci95" in result["metrics"]["score"]
     assert main(["eval", str(run), "--episodes", "1", "--friction-compensation", "on"]) == 0
