@@ -101,12 +101,12 @@ def throughput(steps: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000)
-    parser.add_argument("--train-steps", type=int, default=3000)
+    parser.add_argument("--train-steps", type=int, default=3000, help="per algorithm; 0 skips the throughput")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "policy_latency.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         lat = latency(args.calls, Path(tmp))
-    rates = throughput(args.train_steps)
+    rates = throughput(args.train_steps) if args.train_steps > 0 else {}
     result = {
         "benchmark": "policy_latency",
         "policy": f"SAC actor, MlpPolicy {NET}, s2r/Pendubot-v0 observation (7)",
