@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import PPO, SAC, TD3
+from stable_baselines3.common.logger import Logger
 
 import sim  # noqa: F401  (registers the envs)
 from policies import runtime
@@ -92,6 +93,7 @@ def throughput(steps: int) -> dict[str, float]:
     ):
         env = gym.make("s2r/Pendubot-v0", imperfections=True)
         model = cls("MlpPolicy", env, device="cpu", seed=0, **kwargs)
+        model.set_logger(Logger(None, []))  # SB3's default logger leaves an empty folder in /tmp per run
         start = time.perf_counter()
         model.learn(steps)
         out[name] = steps / (time.perf_counter() - start)
