@@ -15,18 +15,23 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMES = sorted(p.stem for p in (ROOT / "policies" / "zoo").glob("*.json"))
 
 
+def training_command(policy: runtime.OnnxPolicy) -> tuple[list[str], Path]:
+    """The shipped policy's `s2r train` command, split, and the run directory it wrote."""
+    argv = shlex.split(policy.meta["provenance"]["command"])
+    return argv, ROOT / argv[argv.index("--out") + 1]
+
+
 def test_each_robot_of_the_pendulum_family_has_a_shipped_policy():
     assert NAMES == ["acrobot", "pendubot", "pendulum"]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_shipped_policy_names_the_run_and_command_that_trained_it(name):
-    provenance = runtime.load_policy(f"zoo:{name}").meta["provenance"]
-    argv = shlex.split(provenance["command"])
+    policy = runtime.load_policy(f"zoo:{name}")
+    argv, run = training_command(policy)
     assert argv[:3] == ["s2r", "train", name]
-    run = ROOT / argv[argv.index("--out") + 1]
-    assert json.loads((run / "run.json").read_text())["command"] == provenance["command"]
-    # README gives users the same command to train it again (the progress bar is theirs to keep).
+    assert json.loads((run / "run.json").read_text())["command"] == policy.meta["provenance"]["command"]
+    # README gives the same command, less the --no-progress the shipped runs were started with.
     assert " ".join(a for a in argv if a != "--no-progress") in (ROOT / "README.md").read_text()
 
 
@@ -36,8 +41,7 @@ def test_a_shipped_policy_acts_as_its_runs_checkpoint_exported_now(name, tmp_pat
     from policies.export import export
 
     shipped = runtime.load_policy(f"zoo:{name}")
-    argv = shlex.split(shipped.meta["provenance"]["command"])
-    run = ROOT / argv[argv.index("--out") + 1]
+    _, run = training_command(shipped)
     again = runtime.load_policy(export(run, tmp_path / name, checkpoint=shipped.meta["provenance"]["checkpoint"]))
     # Artifacts written before the winding existed leave it out: it is off in them.
     assert again.meta["observation"] == {"winding": False, **shipped.meta["observation"]}
