@@ -75,6 +75,22 @@ def test_runtime_matches_sb3_predict(trained, algo):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def test_sacs_graph_is_the_mean_path_alone(trained):
+    import onnx
+
+    graph = onnx.load(trained["sac"][1].with_suffix(".onnx")).graph
+    # The deterministic action needs no standard deviation: a graph that computes one pays
+    # for it on every control tick.
+    assert [n.op_type for n in graph.node if n.op_type not in ("Cast", "Flatten")] == [
+        "Gemm",
+        "Relu",
+        "Gemm",
+        "Relu",
+        "Gemm",
+        "Tanh",
+    ]
+
+
 def test_run_directory_holds_what_reproduces_the_run(trained):
     run, meta = trained["sac"]
     info = json.loads((run / "run.json").read_text())
