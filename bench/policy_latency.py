@@ -33,7 +33,7 @@ from stable_baselines3.common.logger import Logger
 import sim  # noqa: F401  (registers the envs)
 from policies import runtime
 from policies.config import config_from_dict
-from policies.export import export
+from policies.export import export, write_graph
 from policies.train import train
 
 NET = [256, 256]
@@ -71,15 +71,7 @@ def latency(calls: int, workdir: Path) -> dict[str, dict[str, float]]:
     actor = model.policy.actor
     size = model.observation_space.shape[0]
     straight = workdir / "sb3_graph.onnx"
-    torch.onnx.export(  # as policies.export writes a graph, batch size free
-        _SB3Deterministic(actor),
-        (torch.zeros(1, size),),
-        str(straight),
-        input_names=["obs"],
-        output_names=["action"],
-        dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
-        dynamo=False,
-    )
+    write_graph(_SB3Deterministic(actor), size, straight)
     sb3_graph = runtime.OnnxPolicy(policy.meta, straight)
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -51,6 +51,20 @@ def observation_layout(joints: tuple[str, ...], actions: int, history: int, wind
     return names
 
 
+def write_graph(actor: torch.nn.Module, size: int, graph: Path) -> None:
+    """Trace `actor` (obs (B, size) -> action (B, actions)) to the ONNX graph the runtime runs,
+    with the batch size free."""
+    torch.onnx.export(
+        actor,
+        (torch.zeros(1, size),),
+        str(graph),
+        input_names=["obs"],
+        output_names=["action"],
+        dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+        dynamo=False,
+    )
+
+
 def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
     """Write out.onnx and out.json from a run's checkpoint; returns the JSON's path."""
     cfg = load_run_config(run)
@@ -63,15 +77,7 @@ def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
     size = int(model.observation_space.shape[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     graph = out.with_suffix(".onnx")
-    torch.onnx.export(
-        _Actor(model, cfg.algo),
-        (torch.zeros(1, size),),
-        str(graph),
-        input_names=["obs"],
-        output_names=["action"],
-        dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
-        dynamo=False,
-    )
+    write_graph(_Actor(model, cfg.algo), size, graph)
     robot = get_robot(cfg.robot)
     params = robot.load_params(cfg.env.get("params", "model_1.1"))
     active = [j for j, a in zip(robot.joints, robot.actuated, strict=True) if a]
