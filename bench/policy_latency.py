@@ -144,7 +144,7 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'':<18} {'p50 us':>8} {'p99 us':>8} {'p50 / runtime':>14}")
     for name, v in lat.items():
-        ratio = v["p50_us"] / lat["runtime"]["p50_us"]
+        ratio = result["ratio_over_runtime_p50"].get(name, 1.0)
         print(f"{name:<18} {v['p50_us']:8.1f} {v['p99_us']:8.1f} {ratio:13.1f}x")
     for name, r in rates.items():
         print(f"training {name}: {r:.0f} env steps/s")

@@ -35,8 +35,8 @@ class _Actor(torch.nn.Module):
             return self.policy.action_net(self.policy.mlp_extractor.forward_actor(features))
         if self.algo == "sac":
             # The squashed Gaussian's mode, tanh(mean). SB3's own deterministic path also builds
-            # the standard deviation, which the mode ignores but a traced graph keeps (a third
-            # of the runtime's latency).
+            # the standard deviation, which the mode ignores but a traced graph keeps: 1.4x the
+            # runtime's latency (bench/policy_latency.py).
             actor = self.policy.actor
             return torch.tanh(actor.mu(actor.latent_pi(actor.extract_features(obs, actor.features_extractor))))
         return self.policy.actor(obs)
