@@ -24,6 +24,8 @@ from sim.tasks.realaigym import TrajectoryError, load_trajectory_csv
 MIN_DURATION_S = 1.0
 """Shorter recordings hold too little motion to compare or fit anything."""
 MIN_SAMPLES = 20
+MAX_MAGNITUDE = 1e6
+"""No robot measures or commands beyond this (rad, rad/s, N m); larger values are a broken file."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,11 @@ def load_recording(path: str | Path, joints: int) -> Recording:
         raise TrajectoryError(f"{path}: the recording has {U.shape[1]} joint(s), the robot {joints}")
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(U))):
         raise TrajectoryError(f"{path}: non-finite state or torque values")
+    if max(np.abs(X).max(), np.abs(U).max()) > MAX_MAGNITUDE:
+        raise TrajectoryError(
+            f"{path}: values up to {max(np.abs(X).max(), np.abs(U).max()):.3g}, beyond any robot's "
+            f"{MAX_MAGNITUDE:.0e} rad, rad/s or N m: not a recording"
+        )
     if np.any(np.diff(T) <= 0):
         raise TrajectoryError(f"{path}: sample times do not increase")
     T = T - T[0]
@@ -121,7 +128,7 @@ def _name(path: Path) -> str:
 
 
 def _perturbation(path: Path, n: int) -> np.ndarray | None:
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         header = [h.strip() for h in next(csv.reader(f))]
     columns = [f"tau_pert{i}" for i in range(1, n + 1)]
     if not all(c in header for c in columns):

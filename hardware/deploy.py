@@ -19,7 +19,15 @@ import numpy as np
 from hardware.clock import FakeClock, MonotonicClock
 from hardware.device import Device
 from hardware.log import RunLog
-from hardware.loop import ControlLoop, Policy, TickRecord, apply_realtime_settings, pendulum_binding
+from hardware.loop import (
+    Binding,
+    ControlLoop,
+    Policy,
+    TickRecord,
+    apply_realtime_settings,
+    pendulum_binding,
+    probe_policy,
+)
 from hardware.safety import SafetyConfig
 from hardware.serial_device import SerialDevice
 from hardware.sim_device import SimDevice
@@ -64,6 +72,23 @@ class DeployOptions:
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Extra metadata records for the log (e.g. the policy's name and sha256)."""
 
+    def __post_init__(self):
+        problems = []
+        if not 0 < self.rate_hz <= 1000:
+            problems.append(f"rate_hz {self.rate_hz} is not in (0, 1000] Hz")
+        if self.duration_s is not None and not self.duration_s > 0:
+            problems.append(f"duration_s {self.duration_s} is not > 0 s (None runs until stopped)")
+        if self.mode not in ("realtime", "lockstep"):
+            problems.append(f"mode {self.mode!r} is neither realtime nor lockstep")
+        if not 0 <= self.domain_id <= 232:
+            problems.append(f"domain_id {self.domain_id} is not a ROS 2 domain id (0..232)")
+        if not 0 <= self.action_history <= 64:
+            problems.append(f"action_history {self.action_history} is not in [0, 64]")
+        if not 0 <= self.seed < 2**32:
+            problems.append(f"seed {self.seed} is not in [0, 2^32)")
+        if problems:
+            raise ValueError("invalid deploy options: " + "; ".join(problems))
+
 
 def make_device(options: DeployOptions) -> Device:
     """The device `options.device` names (not yet configured)."""
@@ -90,6 +115,18 @@ def make_device(options: DeployOptions) -> Device:
     raise ValueError(f"unknown device {options.device!r}; expected sim, serial:PORT (e.g. serial:/dev/ttyACM0) or ros2")
 
 
+def make_binding(options: DeployOptions) -> Binding:
+    """The loop's binding for the robot and policy conditions `options` name."""
+    robot = get_robot(options.robot)
+    return pendulum_binding(
+        robot,
+        robot.load_params(options.params),
+        options.safety.damping,
+        options.friction_compensation,
+        options.observe_winding,
+    )
+
+
 def trajectory_of(records: list[TickRecord], n: int) -> realaigym.Trajectory:
     """What the loop saw and sent, as a RealAIGym trajectory: tick times from the first (s),
     measured [q, dq], commands sent. The same data the log holds, so the scores agree."""
@@ -113,6 +150,9 @@ def deploy(
     every tick; `should_stop`, if given, is asked before every tick."""
     robot = get_robot(options.robot)
     params = robot.load_params(options.params)
+    spec = robot.spec(params)
+    binding = make_binding(options)
+    probe_policy(policy, binding, len(spec.state), options.action_history)  # before anything moves
     device = device or make_device(options)
     clock = FakeClock() if options.mode == "lockstep" else MonotonicClock()
     warnings: list[str] = []
@@ -129,16 +169,15 @@ def deploy(
         }
         run_log = RunLog(options.log_path, list(robot.joints), metadata, block=options.mode == "lockstep")
 
-    def on_tick(record: TickRecord) -> None:
+    def on_tick(record: TickRecord) -> str | None:
         records.append(record)
-        if run_log is not None:
-            run_log.on_tick(record)
+        return None if run_log is None else run_log.on_tick(record)
 
     interrupted = False
     loop = None
     try:
         with device:
-            device.configure(robot.spec(params))
+            device.configure(spec)
             # Collect everything loaded so far before arming, not in the loop's first moments: with
             # MuJoCo, scipy and onnxruntime loaded it takes about 0.1 s on a busy machine, and a
             # device's host timeout (the firmware's 100 ms) runs from the arm. The loop then only
@@ -149,9 +188,7 @@ def deploy(
             loop = ControlLoop(
                 device,
                 policy,
-                pendulum_binding(
-                    robot, params, options.safety.damping, options.friction_compensation, options.observe_winding
-                ),
+                binding,
                 rate_hz=options.rate_hz,
                 clock=clock,
                 safety=options.safety,
@@ -172,9 +209,15 @@ def deploy(
     score = None
     if len(records) > 1:
         score = realaigym.score(trajectory_of(records, len(robot.joints)), "v2", "sim", lengths=params.l)
-    log_info = (
-        None if run_log is None else {"path": str(run_log.path), "ticks": run_log.written, "dropped": run_log.dropped}
-    )
+    log_info = None
+    if run_log is not None:
+        log_info = {
+            "path": str(run_log.path),
+            "ticks": run_log.written,
+            "dropped": run_log.dropped,
+            "complete": run_log.failure is None and run_log.written == len(records),
+            "error": run_log.failure,
+        }
     return {
         "loop": loop.stats(),
         "link": link,

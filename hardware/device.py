@@ -6,17 +6,27 @@
 
 read() and write() are allowed in ACTIVE only. State and Command carry values
 in the order of the robot spec's state and command channels, so the loop,
-the safety filter and the log never depend on what kind of robot it is.
+the safety filter and the log never depend on what kind of robot it is. A
+backend reads and writes in its own order (what the device advertises);
+configure() maps the two by channel name (`check_spec`), and read() and
+write() translate.
+
+deactivate() puts the device in its safe state from ACTIVE and from FAULT
+alike: a faulted device still gets the zero command or the disarm that its
+link can carry, because the fault may have left a command standing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 
 import numpy as np
 
 from sim.robots.spec import RobotSpec
+
+log = logging.getLogger(__name__)
 
 
 class Lifecycle(enum.Enum):
@@ -55,17 +65,46 @@ class Command:
     values: np.ndarray
 
 
-def check_spec(required: RobotSpec, provided: RobotSpec) -> None:
-    """Every channel the robot needs, with the same unit, and command limits within the device's."""
+@dataclasses.dataclass(frozen=True)
+class ChannelMap:
+    """Where the robot spec's channels are among a device's: `state[i]` is the index in the device's
+    state channels of spec.state[i], `command[i]` likewise for commands. Extra state channels of the
+    device are ignored."""
+
+    state: np.ndarray
+    command: np.ndarray
+    ignored: tuple[str, ...] = ()
+    """Device state channels the robot spec does not have."""
+
+    @property
+    def identity(self) -> bool:
+        return (
+            not self.ignored
+            and np.array_equal(self.state, np.arange(len(self.state)))
+            and np.array_equal(self.command, np.arange(len(self.command)))
+        )
+
+
+def check_spec(required: RobotSpec, provided: RobotSpec) -> ChannelMap:
+    """Map the robot's channels onto the device's by name: every channel the robot needs, with the
+    same unit, and command limits within the device's. A device command channel the robot does not
+    have is refused (nobody could say what value is safe for it); extra state channels are ignored."""
+    maps = {}
     for kind in ("state", "command"):
-        have = {c.name: c for c in getattr(provided, kind)}
+        channels = getattr(provided, kind)
+        have = {c.name: i for i, c in enumerate(channels)}
+        if len(have) != len(channels):
+            twice = sorted({c.name for c in channels if sum(d.name == c.name for d in channels) > 1})
+            raise SpecMismatchError(f"device {provided.name!r} lists {kind} channel(s) {', '.join(twice)} twice")
+        index = []
         for need in getattr(required, kind):
-            got = have.get(need.name)
-            if got is None:
-                have_names = ", ".join(have)
+            i = have.get(need.name)
+            if i is None:
+                names = ", ".join(have)
                 raise SpecMismatchError(
-                    f"device {provided.name!r} lacks {kind} channel {need.name!r} ({need.unit}); it has {have_names}"
+                    f"device {provided.name!r} lacks {kind} channel {need.name!r} ({need.unit}); it has {names}"
                 )
+            got = channels[i]
             if got.unit != need.unit:
                 raise SpecMismatchError(
                     f"{kind} channel {need.name!r}: device unit {got.unit!r}, robot needs {need.unit!r}"
@@ -75,6 +114,18 @@ def check_spec(required: RobotSpec, provided: RobotSpec) -> None:
                     f"command channel {need.name!r}: robot limits [{need.low}, {need.high}] exceed the device's "
                     f"[{got.low}, {got.high}]"
                 )
+            index.append(i)
+        maps[kind] = np.array(index, dtype=int)
+    needed = {c.name for c in required.command}
+    extra = [c.name for c in provided.command if c.name not in needed]
+    if extra:
+        raise SpecMismatchError(
+            f"device {provided.name!r} has command channel(s) {', '.join(extra)} that the robot "
+            f"{required.name!r} does not: refusing to drive an actuator without a known safe command"
+        )
+    needed = {c.name for c in required.state}
+    ignored = tuple(c.name for c in provided.state if c.name not in needed)
+    return ChannelMap(maps["state"], maps["command"], ignored)
 
 
 class Device:
@@ -85,7 +136,10 @@ class Device:
         self.provided = provided
         """What the device offers; a device that learns it when it connects sets it in _on_configure."""
         self.spec: RobotSpec | None = None
+        self.channels: ChannelMap | None = None
+        """The robot spec's channels among the device's, set by configure()."""
         self.lifecycle = Lifecycle.UNCONFIGURED
+        self._map: ChannelMap | None = None  # None when the device's order is the spec's
 
     # Lifecycle transitions -------------------------------------------------
     def configure(self, spec: RobotSpec) -> None:
@@ -93,12 +147,24 @@ class Device:
         self._require(Lifecycle.UNCONFIGURED, Lifecycle.FAULT, Lifecycle.INACTIVE, action="configure")
         self._guarded(self._on_configure)
         try:
-            check_spec(spec, self.provided)
+            channels = check_spec(spec, self.provided)
         except SpecMismatchError:
             self._on_close()
             self.lifecycle = Lifecycle.FAULT
             raise
-        self.spec = spec
+        if channels.ignored:
+            log.warning(
+                "%s: state channel(s) %s not in the robot spec: ignored", self.name, ", ".join(channels.ignored)
+            )
+        if not channels.identity:
+            log.info(
+                "%s: channels mapped by name: state %s, command %s (device indices, in spec order)",
+                self.name,
+                channels.state.tolist(),
+                channels.command.tolist(),
+            )
+        self.spec, self.channels = spec, channels
+        self._map = None if channels.identity else channels
         self.lifecycle = Lifecycle.INACTIVE
 
     def activate(self) -> None:
@@ -107,10 +173,16 @@ class Device:
         self.lifecycle = Lifecycle.ACTIVE
 
     def deactivate(self) -> None:
-        """Put the device in its safe state (zero command) and stop motion."""
+        """Put the device in its safe state (zero command, disarmed) and stop motion. From FAULT too,
+        as far as the link allows: the device stays in FAULT, and a failure is logged, not raised."""
         if self.lifecycle is Lifecycle.ACTIVE:
             self._guarded(self._on_deactivate)
             self.lifecycle = Lifecycle.INACTIVE
+        elif self.lifecycle is Lifecycle.FAULT:
+            try:
+                self._on_deactivate()
+            except Exception as exc:  # the link that faulted may be gone: the device's own timeout remains
+                log.warning("%s: could not send the safe state after a fault: %s", self.name, exc)
 
     def close(self) -> None:
         """Release the device; safe to call in any state, more than once."""
@@ -124,13 +196,30 @@ class Device:
 
     # Data ------------------------------------------------------------------
     def read(self) -> State:
+        """The newest reading, values in spec.state order."""
         self._require(Lifecycle.ACTIVE, action="read", hint="call activate() first")
-        return self._guarded(self._read)
+        state = self._guarded(self._read)
+        if self._map is None:
+            return state
+        return State(state.stamp_ns, state.seq, np.asarray(state.values)[self._map.state])
 
     def write(self, command: Command) -> Command:
-        """Send a command; returns what was actually sent."""
+        """Send a command (values in spec.command order); returns what was actually sent."""
         self._require(Lifecycle.ACTIVE, action="write", hint="call activate() first")
-        return self._guarded(self._write, command)
+        values = np.asarray(command.values, dtype=float)
+        if values.shape != (len(self.spec.command),):
+            raise DeviceError(f"command has shape {values.shape}; the robot takes {len(self.spec.command)} values")
+        if self._map is None:
+            return self._guarded(self._write, Command(values))
+        device_order = np.empty(len(values))
+        device_order[self._map.command] = values
+        sent = self._guarded(self._write, Command(device_order))
+        return Command(np.asarray(sent.values)[self._map.command])
+
+    @property
+    def name(self) -> str:
+        """How messages name the device."""
+        return type(self).__name__
 
     def counters(self) -> dict[str, float]:
         """Link statistics for the loop's diagnostics (e.g. CRC errors, lost frames); none by default."""

@@ -103,8 +103,9 @@ class FaultPlan:
             if key in data:
                 values[key] = as_float(data[key], source, key, 0.0, 1.0)
         if "seed" in data:
-            if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
-                raise ConfigError(source, "seed", f"expected an integer, got {data['seed']!r}")
+            seed = data["seed"]
+            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+                raise ConfigError(source, "seed", f"expected an integer in [0, 2^32), got {seed!r}")
             values["seed"] = data["seed"]
         events = data.get("events") or []
         if not isinstance(events, list):

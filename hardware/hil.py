@@ -4,6 +4,8 @@ The verdict's checks:
 - task:      the robot swung up and stayed up (RealAIGym's success criterion on what the loop
              measured) until the first injected disruptive fault, or the end;
 - limits:    no command outside the spec's limits was written (and, emulated, none arrived);
+- blind:     on every tick whose state could not be trusted, the command moved to the blind safe
+             command (zero torque) at the slew limit: no torque from a stale or broken reading;
 - losses:    every state frame the emulator dropped or corrupted was counted by the host;
 - no spurious fault: the loop faulted only after an injected fault;
 - detection: every injected fault (unplug, brown-out, frozen sensor) was caught by the loop
@@ -19,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from hardware.deploy import DeployOptions, deploy, trajectory_of
+from hardware.deploy import DeployOptions, deploy, make_binding, trajectory_of
 from hardware.emulator import EmulatorProcess, FaultPlan
 from hardware.log import read_log
 from hardware.loop import Policy, TickRecord
+from hardware.safety import blind_torque_ticks
 from hardware.serial_device import SerialDevice
 from sim.robots import get_robot
 from sim.tasks import realaigym
@@ -138,6 +141,22 @@ def judge(
         f"{outside} ticks wrote and the device received {received} commands outside the limits",
     )
 
+    # Blind: no torque from a reading the loop could not trust.
+    trusted = np.array([r.trusted for r in records])
+    blind = blind_torque_ticks(
+        commands,
+        trusted,
+        make_binding(options).safe_command(None, 0.0),
+        options.safety.max_slew_per_s / options.rate_hz,
+    )
+    check(
+        "blind",
+        len(blind) == 0,
+        f"{len(blind)} of {int((~trusted).sum())} blind ticks applied torque"
+        + (f" (first at tick {records[blind[0]].tick})" if len(blind) else ""),
+        blind_ticks=int((~trusted).sum()),
+    )
+
     # Losses: every frame the emulator dropped or damaged, in the range the host saw, was counted.
     if report is not None:
         seqs = [r.state.seq for r in records if r.state.seq >= 0]
@@ -175,7 +194,9 @@ def judge(
         check(name, ticks <= bound, f"caught in {ticks} ticks (bound {bound}): {caught.fault.reason}", ticks=ticks)
 
     if options.log_path is not None:
-        messages, _, complete = read_log(options.log_path)
-        logged = len(messages.get("/joint_states", []))
-        check("log", complete and logged == len(records), f"{logged} of {len(records)} ticks, complete: {complete}")
+        contents = read_log(options.log_path)
+        logged = len(contents.messages.get("/joint_states", []))
+        ok = contents.complete and not contents.damage and logged == len(records)
+        damage = f", damaged: {'; '.join(contents.damage)}" if contents.damage else ""
+        check("log", ok, f"{logged} of {len(records)} ticks, complete: {contents.complete}{damage}")
     return checks

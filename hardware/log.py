@@ -19,21 +19,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+import mmap
 import multiprocessing
 import os
 import queue
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from mcap.stream_reader import StreamReader
 from mcap.well_known import MessageEncoding, Profile, SchemaEncoding
 from mcap.writer import Writer
 from mcap_ros2.decoder import DecoderFactory
 
-from hardware import cdr
+from hardware import cdr, mcap_records
 from sim.tasks.realaigym import Trajectory, write_trajectory_csv
 
 if TYPE_CHECKING:
@@ -115,7 +114,9 @@ class RunLog:
     If the loop's process dies, the writer notices and finishes the file.
     In real time `on_tick` never blocks: a full queue drops the tick and counts it. With `block`
     (lockstep, where time is simulated and no deadline can be missed) it waits for the writer,
-    so no tick is lost however fast the loop runs; if the writer has died it drops and counts.
+    so no tick is lost however fast the loop runs. A writer that dies is noticed at the next tick:
+    `failure` says so, `on_tick` returns it (the loop goes to its safe state: the run is no longer
+    recorded), and close() reads back how many ticks the file holds.
     """
 
     def __init__(
@@ -131,6 +132,10 @@ class RunLog:
         self.joints = list(joints)
         self.dropped = 0
         self.written = 0
+        self.ticks = 0
+        """Ticks handed to the log."""
+        self.failure: str | None = None
+        """Why the log is incomplete, once it is."""
         ctx = multiprocessing.get_context("spawn")
         self._queue = ctx.Queue(maxsize=queue_size)
         self._result = ctx.Queue()
@@ -151,7 +156,15 @@ class RunLog:
             self._process.join(timeout=5)
             raise OSError(f"cannot write the log {self.path}: {status}")
 
-    def on_tick(self, record: TickRecord) -> None:
+    def on_tick(self, record: TickRecord) -> str | None:
+        """Queue one tick; returns `failure` once the writer is gone."""
+        self.ticks += 1
+        if self.failure is None and not self._process.is_alive():
+            self.failure = f"the log writer died (exit code {self._process.exitcode}): the run is no longer recorded"
+            log.error("%s: %s", self.path, self.failure)
+        if self.failure is not None:
+            self.dropped += 1
+            return self.failure
         fault = None if record.fault is None else (record.fault.tick, record.fault.reason)
         item = (
             record.tick,
@@ -166,12 +179,13 @@ class RunLog:
             record.link,
         )
         try:
-            if self.block and self._process.is_alive():
+            if self.block:
                 self._queue.put(item, timeout=1.0)
             else:
                 self._queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1
+        return None
 
     def close(self, summary: dict[str, Any] | None = None) -> None:
         """Drain the queue, write the summary (including drops) and the MCAP footer."""
@@ -195,13 +209,13 @@ class RunLog:
         else:
             log.error("the log writer did not finish %s in 60 s", self.path)
         self._process.join(timeout=10)
-        if self._process.exitcode not in (0, None):
-            log.error(
-                "the log writer failed (exit code %s): %s ends at its last complete chunk",
-                self._process.exitcode,
-                self.path,
-            )
-        if self.dropped:
+        if self._process.exitcode not in (0, None) and self.failure is None:
+            self.failure = f"the log writer failed (exit code {self._process.exitcode})"
+        if self.failure is not None:
+            # What reached the file is all there is: count it rather than trust any tally.
+            self.written = len(read_log(self.path).messages.get("/joint_states", []))
+            log.error("%s: %s; it holds %d of %d ticks", self.path, self.failure, self.written, self.ticks)
+        elif self.dropped:
             log.warning("the log dropped %d ticks: its queue overflowed", self.dropped)
 
 
@@ -304,45 +318,69 @@ class _McapRun:
         self._file.close()
 
 
-def read_log(path: str | Path) -> tuple[dict[str, list[tuple[int, Any]]], dict[str, dict[str, str]], bool]:
-    """Messages by topic as (log_time ns, decoded message), metadata by name, and whether the file
-    was complete. A truncated file (a killed process) reads up to its last complete record."""
+class LogContents(NamedTuple):
+    """A log as read back: messages by topic as (log_time ns, decoded message), metadata by name,
+    whether the file was finished, and one line per damaged part that was skipped."""
+
+    messages: dict[str, list[tuple[int, Any]]]
+    metadata: dict[str, dict[str, str]]
+    complete: bool
+    damage: list[str]
+
+
+def read_log(path: str | Path) -> LogContents:
+    """Read a log. A truncated file (a killed process) reads up to its last complete chunk; a
+    damaged chunk (its CRC fails) is skipped and named in `damage`, and later chunks still read."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            # Mapped, not read: a long run's log is read where it lies.
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    except OSError as exc:
+        raise OSError(f"cannot read the log {path}: {exc.strerror or exc}") from exc
+    try:
+        scan = mcap_records.scan(data)
+    finally:
+        if size:
+            data.close()
+    damage = list(scan.damage)
+    schemas = {r.id: r for r in scan.summary if type(r).__name__ == "Schema"}
+    channels = {r.id: r for r in scan.summary if type(r).__name__ == "Channel"}
     decoders = DecoderFactory()
-    schemas: dict[int, Any] = {}
-    channels: dict[int, Any] = {}
     messages: dict[str, list[tuple[int, Any]]] = {}
     metadata: dict[str, dict[str, str]] = {}
-    complete = False
-    with open(path, "rb") as f:
-        try:
-            for record in _records(f):
-                kind = type(record).__name__
-                if kind == "Schema":
-                    schemas[record.id] = record
-                elif kind == "Channel":
-                    channels[record.id] = record
-                elif kind == "Message":
-                    channel = channels[record.channel_id]
-                    decode = decoders.decoder_for(channel.message_encoding, schemas[channel.schema_id])
-                    messages.setdefault(channel.topic, []).append((record.log_time, decode(record.data)))
-                elif kind == "Metadata":
-                    metadata[record.name] = dict(record.metadata)
-                elif kind == "DataEnd":
-                    complete = True  # finish() ran; the summary section that follows is not needed
-                    break
-        except Exception as exc:  # damaged bytes raise whatever the decompressor or decoder meets
-            log.warning("%s ends early (%s: %s): read up to its last good record", path, type(exc).__name__, exc)
-    return messages, metadata, complete
-
-
-def _records(f) -> Iterator[Any]:
-    yield from StreamReader(f, skip_magic=False, emit_chunks=False).records
+    orphans = undecodable = 0
+    for record in scan.records:
+        kind = type(record).__name__
+        if kind == "Schema":
+            schemas[record.id] = record
+        elif kind == "Channel":
+            channels[record.id] = record
+        elif kind == "Metadata":
+            metadata[record.name] = dict(record.metadata)
+        elif kind == "Message":
+            channel = channels.get(record.channel_id)
+            if channel is None or channel.schema_id not in schemas:
+                orphans += 1
+                continue
+            try:
+                decode = decoders.decoder_for(channel.message_encoding, schemas[channel.schema_id])
+                messages.setdefault(channel.topic, []).append((record.log_time, decode(record.data)))
+            except Exception:  # the decoder raises whatever damaged bytes make it meet
+                undecodable += 1
+    if orphans:
+        damage.append(f"{orphans} messages skipped: their channel was defined in a damaged chunk")
+    if undecodable:
+        damage.append(f"{undecodable} messages skipped: they do not decode")
+    for line in damage:
+        log.warning("%s: %s", path, line)
+    return LogContents(messages, metadata, scan.complete, damage)
 
 
 def summarise_log(path: str | Path) -> dict[str, Any]:
     """Topics with message counts, duration, metadata, faults, the device link's last counters and drops
     of a log."""
-    messages, metadata, complete = read_log(path)
+    messages, metadata, complete, damage = read_log(path)
     times = [t for msgs in messages.values() for t, _ in msgs]
     faults = [
         {"message": s.message, **{kv.key: kv.value for kv in s.values}}
@@ -359,6 +397,7 @@ def summarise_log(path: str | Path) -> dict[str, Any]:
     return {
         "file": str(path),
         "complete": complete,
+        "damage": damage,
         "duration_s": (max(times) - min(times)) / 1e9 if times else 0.0,
         "topics": {topic: len(msgs) for topic, msgs in sorted(messages.items())},
         "faults": faults,
@@ -370,8 +409,7 @@ def summarise_log(path: str | Path) -> dict[str, Any]:
 def log_trajectory(path: str | Path) -> Trajectory:
     """A log's /joint_states as a trajectory: T (N,) s from the first message, X = [position, velocity]
     as measured, U = the effort command sent. Raises ValueError when fewer than 2 messages."""
-    messages, _, _ = read_log(path)
-    states = messages.get("/joint_states")
+    states = read_log(path).messages.get("/joint_states")
     if not states or len(states) < 2:
         raise ValueError(f"{path}: fewer than 2 /joint_states messages; no trajectory in this log")
     t0 = states[0][0]

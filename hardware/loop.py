@@ -5,6 +5,13 @@ Each tick: read -> watchdog -> envelope -> observation (the env's own function)
 t0 + k * period (no drift); a tick that overruns skips the deadlines it missed
 instead of catching up, and they are counted. Any fault trips the latched
 e-stop, after which the device gets its safe-state command until `estop.reset()`.
+
+The safe state never trusts a reading it cannot trust: a state that is stale,
+non-finite, frozen or outside the spec's ranges, or a failed read, makes the
+tick *blind*, and a blind tick commands the binding's blind safe command
+(zero torque for the pendulum), never one computed from the last reading.
+Every command, the safe state's included, goes through the same limits and
+slew limit.
 """
 
 from __future__ import annotations
@@ -43,8 +50,9 @@ class Binding:
     """(action (m,) in [-1, 1], state values) -> command values."""
     envelope: Callable[[np.ndarray], str | None]
     """state values -> reason if outside the safe envelope."""
-    safe_command: Callable[[np.ndarray], np.ndarray]
-    """state values -> command of the safe state."""
+    safe_command: Callable[[np.ndarray | None, float], np.ndarray]
+    """(state values, or None when the state cannot be trusted; seconds since the safe state began)
+    -> command of the robot's safe behaviour. With None it must not depend on any reading."""
     action_size: int
 
 
@@ -65,8 +73,10 @@ def pendulum_binding(
     limits = robot.command_limits(params)
     actuated = np.array(robot.actuated, dtype=float)
 
-    def safe(values: np.ndarray) -> np.ndarray:
-        # Damp the actuated joints: the hardware's stops are followed by damping, not a dead motor.
+    def safe(values: np.ndarray | None, elapsed_s: float) -> np.ndarray:
+        # Damping needs a velocity it can trust; blind, a motor without torque is the safe one.
+        if values is None:
+            return np.zeros(n)
         return np.clip(-damping * values[n:] * actuated, -limits, limits)
 
     def command(action: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -84,6 +94,29 @@ def pendulum_binding(
     )
 
 
+class PolicyMismatchError(ValueError):
+    """A policy that does not fit the robot it is deployed on."""
+
+
+def probe_policy(policy: Policy, binding: Binding, state_size: int, action_history: int) -> None:
+    """One forward pass on the observation of an all-zero state, before anything is armed: the
+    policy must take the binding's observation and return `binding.action_size` finite values.
+    Raises PolicyMismatchError saying what does not fit."""
+    obs = binding.observe(np.zeros(state_size), np.zeros((action_history, binding.action_size)))
+    try:
+        action = np.asarray(policy.act(obs), dtype=float)
+    except Exception as exc:
+        raise PolicyMismatchError(f"the policy refuses the robot's observation of {len(obs)} values: {exc}") from exc
+    if action.shape != (binding.action_size,):
+        raise PolicyMismatchError(
+            f"the policy returns {action.size} action values; the robot takes {binding.action_size}"
+        )
+    if not np.isfinite(action).all():
+        raise PolicyMismatchError(f"the policy returns non-finite actions {action.tolist()} for the probe observation")
+    if hasattr(policy, "reset"):  # the probe must leave no trace in a controller with a mode
+        policy.reset()
+
+
 @dataclasses.dataclass
 class TickRecord:
     """What one tick saw and did; handed to the logger."""
@@ -98,6 +131,8 @@ class TickRecord:
     missed: int
     clamps: list[str]
     fault: Fault | None
+    trusted: bool = True
+    """The state was fresh, finite, live and within the spec's ranges (else the tick was blind)."""
     link: dict[str, float] | None = None
     """The device's link counters (lost frames, CRC errors, ...) when they changed this tick."""
 
@@ -105,7 +140,8 @@ class TickRecord:
 class ControlLoop:
     """Run a policy against a device at a fixed rate.
 
-    `on_tick`, if given, receives every TickRecord (the logger); it must not block.
+    `on_tick`, if given, receives every TickRecord (the logger); it must not block. It returns
+    None, or a reason to go to the safe state (the log can no longer record the run).
     """
 
     def __init__(
@@ -117,7 +153,7 @@ class ControlLoop:
         clock: Clock,
         safety: SafetyConfig | None = None,
         action_history: int = 1,
-        on_tick: Callable[[TickRecord], None] | None = None,
+        on_tick: Callable[[TickRecord], str | None] | None = None,
     ):
         if not 0 < rate_hz <= 1000:
             raise ValueError(f"loop rate must be in (0, 1000] Hz, got {rate_hz}")
@@ -138,8 +174,11 @@ class ControlLoop:
         self.timing: list[tuple[int, int, int]] = []
         self.missed_total = 0
         self._previous = None
+        self._safe_since_ns: int | None = None
+        self._outside: str | None = None  # a reason from on_tick, faulted at the next tick
         self._counters: dict[str, float] = {}
-        self._low = self._high = self._rates = None  # from the spec, read at the first tick
+        # From the spec, read at the first tick.
+        self._low = self._high = self._rates = self._state_low = self._state_high = None
 
     def _fault(self, tick: int, reason: str) -> Fault:
         fault = Fault(tick, reason)
@@ -158,50 +197,54 @@ class ControlLoop:
         if self._low is None:
             self._low = np.array([c.low for c in spec.command])
             self._high = np.array([c.high for c in spec.command])
+            self._state_low = np.array([c.low for c in spec.state])
+            self._state_high = np.array([c.high for c in spec.state])
             self._rates = np.array([c.unit.endswith("/s") for c in spec.state])
         faults: list[Fault] = []  # the record keeps the first: the cause, not its consequences
-        reason = self.watchdog.check_deadline(missed)
+        reason = self.watchdog.check_deadline(missed) or self._outside
         if reason:
             faults.append(self._fault(k, reason))
+        trusted = False
         try:
             state = self.device.read()
+            values = state.values
             reason = (
                 self.watchdog.check_state(state.seq, start)
-                or guard_finite(state.values, "state")
-                or self.watchdog.check_frozen(state.values, self._rates, self._last_command(), start)
-                or self.binding.envelope(state.values)
+                or guard_finite(values, "state")
+                or self.watchdog.check_frozen(values, self._rates, self._last_command(), start)
             )
+            in_range = reason is None and bool(((values >= self._state_low) & (values <= self._state_high)).all())
+            trusted = in_range
+            reason = reason or self.binding.envelope(values) or (None if in_range else self._range_reason(values))
         except DeviceError as exc:
             state = State(start, -1, np.full(len(spec.state), np.nan))
             reason = f"device read failed: {exc}"
         if reason:
             faults.append(self._fault(k, reason))
         action = np.zeros(self.binding.action_size)
-        clamps: list[str] = []
-        if self.estop.tripped:
-            command = self.binding.safe_command(np.nan_to_num(state.values))
-        else:
+        target = None
+        if not self.estop.tripped:
             try:
-                action = np.asarray(self.policy.act(self.binding.observe(state.values, self.past)), dtype=float)
-                reason = guard_finite(action, "action")
+                raw = np.asarray(self.policy.act(self.binding.observe(state.values, self.past)), dtype=float)
+                reason = self._action_reason(raw)
+                if reason is None:
+                    action = raw.clip(-1.0, 1.0)
+                    target = self.binding.to_command(action, state.values)
+                    reason = guard_finite(target, "command")
             except Exception as exc:  # a policy that fails must not take the robot with it
                 reason = f"policy failed: {type(exc).__name__}: {exc}"
             if reason:
                 faults.append(self._fault(k, reason))
-                command = self.binding.safe_command(np.nan_to_num(state.values))
-            else:
-                action = action.clip(-1.0, 1.0)
-                if len(self.past):
-                    self.past[:-1] = self.past[1:]
-                    self.past[-1] = action
-                command, clamps = limit_command(
-                    self.binding.to_command(action, state.values),
-                    self._last_command(),
-                    self._low,
-                    self._high,
-                    spec,
-                    self.max_step,
-                )
+            elif len(self.past):
+                self.past[:-1] = self.past[1:]
+                self.past[-1] = action
+        if self.estop.tripped:
+            if self._safe_since_ns is None:
+                self._safe_since_ns = start
+            target = self.binding.safe_command(state.values if trusted else None, (start - self._safe_since_ns) / 1e9)
+        else:
+            self._safe_since_ns = None
+        command, clamps = limit_command(target, self._last_command(), self._low, self._high, spec, self.max_step)
         # A device in FAULT takes no command: its own safe state (e.g. firmware's host timeout) holds.
         if self.device.lifecycle is not Lifecycle.FAULT:
             try:
@@ -215,11 +258,36 @@ class ControlLoop:
         if counters != self._counters:
             self._counters = link = counters
         record = TickRecord(
-            k, deadline_ns, start, self.clock.now_ns() - start, state, action, command, missed, clamps, fault, link
+            k,
+            deadline_ns,
+            start,
+            self.clock.now_ns() - start,
+            state,
+            action,
+            command,
+            missed,
+            clamps,
+            fault,
+            trusted,
+            link,
         )
         if self.on_tick is not None:
-            self.on_tick(record)
+            self._outside = self.on_tick(record) or self._outside
         return record
+
+    def _action_reason(self, raw: np.ndarray) -> str | None:
+        if raw.shape != (self.binding.action_size,):
+            return f"policy returned an action of shape {raw.shape}; the robot takes {self.binding.action_size}"
+        return guard_finite(raw, "action")
+
+    def _range_reason(self, values: np.ndarray) -> str:
+        spec = self.device.spec
+        outside = [
+            f"{c.name} {v:.4g} {c.unit} outside [{c.low:.4g}, {c.high:.4g}]"
+            for c, v in zip(spec.state, values.tolist(), strict=True)
+            if not c.low <= v <= c.high
+        ]
+        return "state outside the spec's range: " + "; ".join(outside)
 
     def _last_command(self) -> np.ndarray:
         return self._previous if self._previous is not None else np.zeros(len(self.device.spec.command))

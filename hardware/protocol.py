@@ -44,6 +44,11 @@ class FaultCode(enum.IntEnum):
     RESET = 3  # the device (re)booted: brown-out, watchdog or power cycle
 
 
+def fault_name(code: int) -> str:
+    """A fault code's name, or the number of one this host does not know."""
+    return FaultCode(code).name if code in FaultCode._value2member_map_ else f"unknown code {code}"
+
+
 STATE_FLAG_ARMED = 0x01
 
 # Payload records.

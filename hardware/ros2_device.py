@@ -8,8 +8,10 @@ its `joints` parameter), as topic_based_ros2_control does.
 ROS 2 topics say nothing about limits: the device provides the joints it
 sees, with the robot spec's units and unbounded commands, and the loop's
 safety filter enforces the robot spec's limits. A message of the wrong shape
-(joints missing, arrays of the wrong length, non-finite values) is rejected
-and counted with a warning naming what was wrong; the loop never sees it.
+(joints missing, arrays of the wrong length, non-finite values) or that does
+not decode is rejected, and one stamped more than `max_age_s` in the past or
+the future is stale; each is counted with a warning naming what was wrong,
+and the loop never sees it.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class Ros2Device(Device):
         self.domain_id, self.loopback, self.backend = domain_id, loopback, backend
         self.timeout_s = timeout_s
         self.max_age_s = max_age_s
-        """A JointState whose header stamp is older than this (by the wall clock) is stale, s."""
+        """A JointState whose header stamp is further than this from the wall clock, in the past or
+        the future, is stale, s."""
         self.reliable_state, self.reliable_commands = reliable_state, reliable_commands
         """QoS: sensor data best effort and commands reliable by default, as ROS 2's profiles have them."""
         self._transport = None
@@ -61,6 +64,7 @@ class Ros2Device(Device):
         self.received = 0
         self.rejected = 0
         self.stale = 0
+        self.future = 0
 
     def _on_configure(self) -> None:
         if self._transport is None:
@@ -108,17 +112,28 @@ class Ros2Device(Device):
         return Command(values)
 
     def _on_deactivate(self) -> None:
+        if self._writer is None:
+            return  # never connected, or closed: nothing can be published
         self._writer.write(msgs.Float64MultiArray.vector(np.zeros(len(self.command_joints)), "effort"))
 
     def _on_close(self) -> None:
         self._transport = self._reader = self._writer = None
 
     def counters(self) -> dict[str, float]:
-        return {"rx_messages": self.received, "rejected_messages": self.rejected, "stale_messages": self.stale}
+        return {
+            "rx_messages": self.received,
+            "rejected_messages": self.rejected,
+            "stale_messages": self.stale,
+            "future_messages": self.future,
+        }
 
     def _poll(self) -> State | None:
         """Take what arrived; the newest valid JointState becomes the latest state."""
         for sample in self._reader.take(64):
+            if isinstance(sample, msgs.Malformed):
+                self.rejected += 1
+                log.warning("%s: rejected a message that does not decode: %s", self.state_topic, sample.error)
+                continue
             if not isinstance(sample, msgs.JointState):
                 continue  # a publisher went away: DDS says so with an invalid sample
             values = self._values(sample)
@@ -127,6 +142,10 @@ class Ros2Device(Device):
             age = time.time() - sample.header.stamp.to_ns() / 1e9
             if age > self.max_age_s:
                 self.stale += 1
+                continue
+            if age < -self.max_age_s:  # a clock that is off, or a forged stamp: not a reading of now
+                self.future += 1
+                log.warning("%s: rejected a JointState stamped %.3f s in the future", self.state_topic, -age)
                 continue
             self.received += 1
             self._latest = State(time.monotonic_ns(), self.received, values)

@@ -89,6 +89,10 @@ class Ros2Emulator:
 
     def _take_commands(self, now: int) -> None:
         for sample in self.reader.take(64):
+            if isinstance(sample, msgs.Malformed):
+                self.report["commands_refused"] += 1
+                log.warning("%s: refused a command that does not decode: %s", self.command_topic, sample.error)
+                continue
             if not isinstance(sample, msgs.Float64MultiArray):
                 continue
             values = np.asarray(sample.data, dtype=float)

@@ -4,6 +4,10 @@ ROS 2 over DDS: message type `pkg/msg/T` is the DDS type `pkg::msg::dds_::T_`,
 a final (non-extensible) struct in plain CDR (XCDR1), so these serialise to
 the bytes rmw_cyclonedds_cpp writes. Each type carries its ROS 2 name and its
 RIHS01 type hash, which Iron and later expect in an endpoint's USER_DATA.
+
+A received message that does not decode (truncated, a name that is not UTF-8)
+becomes a `Malformed` in its place, so a reader counts and rejects it and
+still gets the good messages that came with it.
 """
 
 # No `from __future__ import annotations`: Cyclone DDS reads these field annotations as objects,
@@ -160,6 +164,28 @@ class Empty(idl.IdlStruct, typename="std_msgs::msg::dds_::Empty_"):
     type_hash = "RIHS01_20b625256f32d5dbc0d04fee44f43c41e51c70d3502f84b4a08e7a9c26a96312"
 
 
+@dataclass
+class Malformed:
+    """What a reader gets in place of a message that did not decode, and why."""
+
+    ros_type: str
+    error: str
+
+
+def _tolerant(message_type):
+    """Make `message_type.deserialize` return a Malformed instead of raising on bad bytes."""
+    decode = message_type.deserialize
+
+    def deserialize(data: bytes, *args, **kwargs):
+        try:
+            return decode(data, *args, **kwargs)
+        except Exception as exc:  # whatever the bytes made the decoder meet
+            return Malformed(message_type.ros_type, f"{type(exc).__name__}: {exc}")
+
+    message_type.deserialize = staticmethod(deserialize)
+    return message_type
+
+
 MESSAGES = (
     Time,
     Header,
@@ -172,3 +198,5 @@ MESSAGES = (
     DiagnosticArray,
     Empty,
 )
+for _type in MESSAGES:
+    _tolerant(_type)

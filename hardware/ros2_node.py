@@ -6,7 +6,9 @@ The node (started by `s2r-deploy-node`, which `launch/deploy.launch.py` runs):
   loop timing every second, and each fault as it happens;
 - starts the loop on `/s2r/arm`, stops it into the device's safe state on
   `/s2r/disarm`, and on `/s2r/estop` stops it and refuses to arm again until
-  `/s2r/reset` (all std_msgs/Empty): a latched emergency stop.
+  `/s2r/reset` (all std_msgs/Empty): a latched emergency stop. A run that
+  ended in a fault (or could not start) latches the same way: the robot is
+  armed again only after someone has looked and sent `/s2r/reset`.
 
 Each armed run is one `deploy()` (the same loop, safety and log as `s2r deploy`).
 """
@@ -18,6 +20,7 @@ from typing import Any
 
 from hardware import ros2_msgs as msgs
 from hardware.deploy import DeployOptions, deploy
+from hardware.device import DeviceError
 from hardware.loop import Policy
 
 CONTROL_TOPICS = ("arm", "disarm", "estop", "reset")
@@ -41,6 +44,8 @@ class DeployNode:
             topic: transport.subscriber(f"/s2r/{topic}", msgs.Empty, reliable=True) for topic in CONTROL_TOPICS
         }
         self.estopped = False
+        self.fault: str | None = None
+        """The fault that ended the last run, latched until /s2r/reset."""
         self.runs = 0
         self.shutdown = False
         """Set (e.g. from a signal handler) to stop the loop and return from spin()."""
@@ -61,20 +66,28 @@ class DeployNode:
         next_report = 0.0
         while not self.shutdown:
             requests = self._requests()
-            if "reset" in requests and self.estopped:
-                self.estopped = False
-                self._publish(msgs.DiagnosticStatus.OK, "e-stop reset", {})
+            if "reset" in requests and (self.estopped or self.fault):
+                what = "e-stop" if self.estopped else "fault"
+                self.estopped, self.fault = False, None
+                self._publish(msgs.DiagnosticStatus.OK, f"{what} reset", {})
             if "estop" in requests:
                 self.estopped = True
             armed = (armed or "arm" in requests) and "disarm" not in requests
             if armed and self.estopped:
                 self._publish(msgs.DiagnosticStatus.ERROR, "arm refused: e-stop latched, send /s2r/reset", {})
                 armed = False
+            elif armed and self.fault:
+                self._publish(
+                    msgs.DiagnosticStatus.ERROR,
+                    f"arm refused: the last run faulted ({self.fault}), send /s2r/reset",
+                    {},
+                )
+                armed = False
             if armed:
                 self._run()
                 armed = False
             elif time.monotonic() > next_report:
-                state = "e-stop latched" if self.estopped else "disarmed"
+                state = "e-stop latched" if self.estopped else "fault latched" if self.fault else "disarmed"
                 self._publish(msgs.DiagnosticStatus.OK, state, {"runs": self.runs})
                 next_report = time.monotonic() + 1.0
             time.sleep(0.02)
@@ -107,8 +120,15 @@ class DeployNode:
             return bool(stop["reason"]) or self.shutdown
 
         self._publish(msgs.DiagnosticStatus.OK, "armed: loop running", {"run": self.runs})
-        result = deploy(self.policy, self.options, records=records, should_stop=should_stop)
+        try:
+            result = deploy(self.policy, self.options, records=records, should_stop=should_stop)
+        except (DeviceError, ValueError, OSError) as exc:  # the device, the log or the policy did not start
+            self.fault = f"run failed to start: {exc}"
+            self._publish(msgs.DiagnosticStatus.ERROR, self.fault, {"run": self.runs})
+            return
         loop = result["loop"]
+        if loop["faults"]:  # a log that stopped recording is one of them
+            self.fault = loop["faults"][0]["reason"]
         summary = {
             "ticks": loop["ticks"],
             "missed_deadlines": loop["missed_deadlines"],

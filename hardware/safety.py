@@ -68,6 +68,19 @@ def limit_command(
     return safe, notes
 
 
+def blind_torque_ticks(
+    commands: np.ndarray, trusted: np.ndarray, blind_command: np.ndarray, max_step: float
+) -> np.ndarray:
+    """Ticks on which the loop was blind (`trusted` false: no reading it could trust) and yet did
+    not move every channel toward the blind safe command `blind_command` as fast as the slew limit
+    allows: a command kept, or made, from a reading that could not be trusted. `commands` (ticks,
+    channels) as sent; `max_step` the slew limit per tick. Returns the ticks' indices."""
+    distance = np.abs(np.asarray(commands, dtype=float) - blind_command)
+    before = np.vstack([np.abs(blind_command)[None], distance[:-1]])  # the loop starts from zero
+    allowed = np.maximum(before - max_step, 0.0) + 1e-9
+    return np.flatnonzero(~np.asarray(trusted, dtype=bool) & (distance > allowed).any(axis=1))
+
+
 def guard_finite(values: np.ndarray, what: str) -> str | None:
     """A fault reason if any value is NaN or infinite."""
     if not np.isfinite(values).all():

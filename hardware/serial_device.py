@@ -10,6 +10,12 @@ Every failure of the link (the port vanishes, a write times out, the device
 reports a fault, resets or disarms itself) is a DeviceError naming the port,
 so the loop goes to its safe state at once. Lost, corrupted and malformed
 frames are counted, never fatal: the watchdog decides when state is too old.
+
+Sequence numbers only move forward, by at most MAX_SEQUENCE_GAP frames: a
+frame further ahead or behind is suspicious (a forged or garbled one can carry
+any number) and is set aside; the stream moves there only once
+RESYNC_FRAMES frames in a row continue from it, so one bad frame can neither
+replace the genuine stream nor make it look old.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ from hardware.protocol import Frame, Type
 from sim.robots.spec import Channel, RobotSpec
 
 log = logging.getLogger(__name__)
+
+MAX_SEQUENCE_GAP = 256
+"""Most state frames that may be lost between two accepted ones (0.5 s at 500 Hz); beyond, suspicious."""
+RESYNC_FRAMES = 3
+"""Consecutive frames that must agree on a new sequence before the host follows it."""
 
 
 class SerialDevice(Device):
@@ -59,10 +70,12 @@ class SerialDevice(Device):
         self._pending: list[Frame] = []
         self._latest: State | None = None
         self._last_raw_seq: int | None = None
+        self._candidate: tuple[int, int] | None = None  # (raw seq, frames in a row) of a suspicious jump
         self._seq = -1
         self._armed = False
         self.lost_states = 0
         self.rejected = 0
+        self.resyncs = 0
         self.rtt_us: collections.deque[float] = collections.deque(maxlen=100_000)
         """Round-trip latency of commands, us: from sending one to the arrival of the first state that echoes
         it, less the time the device held the echo. Arrival is dated by the device's clock relative to the
@@ -108,8 +121,14 @@ class SerialDevice(Device):
             time.sleep(0.001)
             self._pump()
 
+    @property
+    def name(self) -> str:
+        return self.port
+
     def _on_deactivate(self) -> None:
         self._armed = False
+        if self.capabilities is None or self._serial is None:
+            return  # never connected, or the port is closed: nothing can be sent
         try:
             self._send(Type.COMMAND, protocol.pack_values([0.0] * len(self.capabilities.command)))
             self._expect_ack(Type.DISARM)
@@ -150,6 +169,7 @@ class SerialDevice(Device):
             "malformed_frames": self._decoder.malformed,
             "rejected_frames": self.rejected,
             "lost_states": self.lost_states,
+            "sequence_resyncs": self.resyncs,
             "rtt_us": self.rtt_us[-1] if self.rtt_us else float("nan"),
         }
 
@@ -179,6 +199,7 @@ class SerialDevice(Device):
             except (serial.SerialException, OSError):
                 pass
             self._serial = None
+            self._fd = -1  # the number may be reused by another file: never write to it again
 
     def _send(self, kind: Type, payload: bytes = b"") -> int:
         seq = self._tx_seq
@@ -203,10 +224,14 @@ class SerialDevice(Device):
         while True:
             frame = self._take(Type.ACK)
             if frame is not None:
+                if len(frame.payload) != protocol.ACK_PAYLOAD.size:
+                    self.rejected += 1
+                    log.warning("%s: rejected an ACK of %d bytes", self.port, len(frame.payload))
+                    continue
                 acked, acked_seq, status = protocol.ACK_PAYLOAD.unpack(frame.payload)
                 if acked == kind and acked_seq in sent:
                     if status:
-                        raise DeviceError(f"{self.port} refused {kind.name}: {protocol.FaultCode(status).name}")
+                        raise DeviceError(f"{self.port} refused {kind.name}: {protocol.fault_name(status)}")
                     return
             now = time.monotonic()
             if now > deadline:
@@ -256,9 +281,11 @@ class SerialDevice(Device):
             if frame.type == Type.STATE and self.capabilities is not None:
                 self._on_state(frame, now, newest)
             elif frame.type == Type.FAULT:
-                code, reason = protocol.unpack_fault(frame.payload)
-                name = protocol.FaultCode(code).name if code in protocol.FaultCode._value2member_map_ else code
-                raise DeviceError(f"{self.port} reports fault {name}: {reason}")
+                try:
+                    code, reason = protocol.unpack_fault(frame.payload)
+                except protocol.ProtocolError as exc:  # the device says it faulted: believe that much
+                    raise DeviceError(f"{self.port} reports a fault ({exc})") from exc
+                raise DeviceError(f"{self.port} reports fault {protocol.fault_name(code)}: {reason}")
             else:
                 self._pending.append(frame)
         del self._pending[:-16]  # replies nobody waits for
@@ -273,11 +300,16 @@ class SerialDevice(Device):
         arrived = now - ((newest_device_us - msg.device_time_us) & 0xFFFFFFFF) * 1000
         if self._last_raw_seq is not None:
             gap = (frame.seq - self._last_raw_seq) & 0xFFFF
-            if gap == 0 or gap >= 0x8000:  # a repeat or an old frame: never go back in time
+            if gap > MAX_SEQUENCE_GAP and not self._resynchronised(frame.seq):
                 self.rejected += 1
                 return
-            self.lost_states += gap - 1
-            self._seq += gap
+            if gap == 0:  # a repeat: never go back in time
+                self.rejected += 1
+                return
+            if gap <= MAX_SEQUENCE_GAP:
+                self.lost_states += gap - 1
+            self._candidate = None
+            self._seq += 1 if gap > MAX_SEQUENCE_GAP else gap
         else:
             self._seq = frame.seq
         self._last_raw_seq = frame.seq
@@ -287,3 +319,16 @@ class SerialDevice(Device):
         if self._armed and not msg.armed:
             raise DeviceError(f"{self.port} disarmed itself (it reports disarmed while the host expects it armed)")
         self._latest = State(arrived, self._seq, np.array(msg.values, dtype=float))
+
+    def _resynchronised(self, raw_seq: int) -> bool:
+        """A frame out of the sequence's window: true once RESYNC_FRAMES in a row continue from it."""
+        if self._candidate is not None and 0 < (raw_seq - self._candidate[0]) & 0xFFFF <= MAX_SEQUENCE_GAP:
+            count = self._candidate[1] + 1
+        else:
+            count = 1
+        self._candidate = (raw_seq, count)
+        if count < RESYNC_FRAMES:
+            return False
+        self.resyncs += 1
+        log.warning("%s: state sequence resynchronised at %d after %d frames in a row", self.port, raw_seq, count)
+        return True

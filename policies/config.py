@@ -89,9 +89,40 @@ class TrainConfig:
         return copy.deepcopy(dataclasses.asdict(self))
 
 
-def _int(value: Any, source: str | Path, key: str, low: int) -> int:
+MAX_ENVS = 256
+"""Most per-process MuJoCo envs a run may ask for: each holds a model and data, and hundreds of
+thousands fill the machine's memory before training starts."""
+MAX_ACTION_HISTORY = 64
+MAX_TIMESTEPS = 10**10
+
+HYPERPARAM_RANGES: dict[str, tuple[float, float]] = {
+    "learning_rate": (0.0, 1.0),
+    "gamma": (0.0, 1.0),
+    "gae_lambda": (0.0, 1.0),
+    "tau": (0.0, 1.0),
+    "batch_size": (1, 2**20),
+    "n_steps": (1, 2**20),
+    "n_epochs": (1, 1000),
+    "buffer_size": (1, 10**7),
+    "learning_starts": (0, 10**9),
+    "clip_range": (0.0, 10.0),
+    "ent_coef": (0.0, 10.0),
+    "vf_coef": (0.0, 100.0),
+    "max_grad_norm": (0.0, 1e6),
+    "policy_delay": (1, 1000),
+    "target_policy_noise": (0.0, 10.0),
+    "target_noise_clip": (0.0, 10.0),
+    "target_update_interval": (1, 10**6),
+}
+"""Ranges of the SB3 arguments a config sets most (inclusive): a gamma of 2 or a batch of 0 fails
+only minutes into training, or never does and trains nothing."""
+
+
+def _int(value: Any, source: str | Path, key: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < low:
         raise ConfigError(source, key, f"expected an integer >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(source, key, f"expected an integer in [{low}, {high}], got {value!r}")
     return int(value)
 
 
@@ -122,12 +153,14 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
         raise ConfigError(source, "algo", f"the file is for {file_algo}, but --algo {algo} was asked for")
     if "n_timesteps" not in data:
         raise ConfigError(source, "n_timesteps", "missing; expected the number of env steps to train for")
-    cfg = TrainConfig(robot=robot, algo=file_algo, n_timesteps=_int(data["n_timesteps"], source, "n_timesteps", 1))
+    cfg = TrainConfig(
+        robot=robot, algo=file_algo, n_timesteps=_int(data["n_timesteps"], source, "n_timesteps", 1, MAX_TIMESTEPS)
+    )
     cfg.policy = data.get("policy", cfg.policy)
     if cfg.policy != "MlpPolicy":
         raise ConfigError(source, "policy", f"expected MlpPolicy (the exportable policy), got {cfg.policy!r}")
-    cfg.n_envs = _int(data.get("n_envs", 1), source, "n_envs", 1)
-    cfg.seed = _int(data.get("seed", 0), source, "seed", 0)
+    cfg.n_envs = _int(data.get("n_envs", 1), source, "n_envs", 1, MAX_ENVS)
+    cfg.seed = _int(data.get("seed", 0), source, "seed", 0, 2**32 - 1)
     normalize = data.get("normalize", False)
     if not isinstance(normalize, bool):
         raise ConfigError(source, "normalize", f"expected true or false, got {normalize!r}")
@@ -154,7 +187,7 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     if "randomization_intensity" in env:
         as_float(env["randomization_intensity"], source, "env.randomization_intensity", 0.0, 1.0)
     if "action_history" in env:
-        _int(env["action_history"], source, "env.action_history", 0)
+        _int(env["action_history"], source, "env.action_history", 0, MAX_ACTION_HISTORY)
     for key in ("observe_winding", "friction_compensation", "safety_stops"):
         if key in env and not isinstance(env[key], bool):
             raise ConfigError(source, f"env.{key}", f"expected true or false, got {env[key]!r}")
@@ -206,6 +239,12 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     check_keys(hyperparams, list(defaults), source, prefix="hyperparams.")
     for key, value in hyperparams.items():
         _check_like_default(value, defaults[key], source, f"hyperparams.{key}")
+        if key in HYPERPARAM_RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, high = HYPERPARAM_RANGES[key]
+            if not low <= value <= high:
+                raise ConfigError(
+                    source, f"hyperparams.{key}", f"expected a value in [{low:g}, {high:g}], got {value!r}"
+                )
     cfg.hyperparams = dict(hyperparams)
     return cfg
 

@@ -34,8 +34,17 @@ REQUIRED = {
 }
 
 
+MAX_OVERSHOOT = 10.0
+"""An unsquashed action beyond this many half-widths of its bounds from their centre is not a
+policy's output but a broken graph's (PPO's means stay within about 2 on the shipped policies)."""
+
+
 class ArtifactError(ValueError):
     """A policy artifact is missing, malformed or tampered with."""
+
+
+class PolicyOutputError(ValueError):
+    """The graph returned something no trained policy returns: non-finite, or far out of bounds."""
 
 
 def resolve(spec: str | Path) -> Path:
@@ -82,18 +91,43 @@ def read_metadata(path: Path) -> dict[str, Any]:
         for key in keys:
             if key not in meta[section]:
                 raise ArtifactError(f"{path}: metadata {section} lacks {key!r}")
-    m = meta["action"]["size"]
-    if len(meta["action"]["low"]) != m or len(meta["action"]["high"]) != m:
-        raise ArtifactError(f"{path}: action low/high must have {m} entries")
+    size, m = meta["observation"]["size"], meta["action"]["size"]
+    for what, value in (("observation size", size), ("action size", m)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+            raise ArtifactError(f"{path}: {what} must be an integer in [1, 4096], got {value!r}")
+    low, high = (
+        _numbers(path, "action low", meta["action"]["low"], m),
+        _numbers(path, "action high", meta["action"]["high"], m),
+    )
+    if not (low < high).all():
+        raise ArtifactError(f"{path}: action bounds must have low < high, got low {low.tolist()}, high {high.tolist()}")
+    history = meta["observation"].get("action_history", 0)
+    if isinstance(history, bool) or not isinstance(history, int) or not 0 <= history <= 64:
+        raise ArtifactError(f"{path}: observation action_history must be an integer in [0, 64], got {history!r}")
     norm = meta["normalization"]
     if norm is not None:
-        size = meta["observation"]["size"]
         for key in ("mean", "var", "clip", "epsilon"):
             if key not in norm:
                 raise ArtifactError(f"{path}: normalization lacks {key!r}")
-        if len(norm["mean"]) != size or len(norm["var"]) != size:
-            raise ArtifactError(f"{path}: normalization mean/var must have {size} entries")
+        _numbers(path, "normalization mean", norm["mean"], size)
+        if (_numbers(path, "normalization var", norm["var"], size) < 0).any():
+            raise ArtifactError(f"{path}: normalization var must not be negative")
+        for key in ("clip", "epsilon"):
+            if (_numbers(path, f"normalization {key}", [norm[key]], 1) <= 0).any():
+                raise ArtifactError(f"{path}: normalization {key} must be positive, got {norm[key]!r}")
     return meta
+
+
+def _numbers(path: Path, what: str, values: Any, n: int) -> np.ndarray:
+    """`values` as n finite floats, else ArtifactError naming `what`."""
+    if not isinstance(values, list) or len(values) != n:
+        raise ArtifactError(f"{path}: {what} must be a list of {n} numbers, got {values!r}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ArtifactError(f"{path}: {what} must hold numbers, got {values!r}")
+    array = np.asarray(values, dtype=float)
+    if not np.isfinite(array).all():
+        raise ArtifactError(f"{path}: {what} must be finite, got {values!r}")
+    return array
 
 
 class OnnxPolicy:
@@ -113,6 +147,9 @@ class OnnxPolicy:
         # tanh output u in [-1, 1] maps to offset + gain * u, as SB3's predict rescales it.
         self._gain = (0.5 * (self.high - self.low)).astype(np.float32)
         self._offset = (self.low + self._gain).astype(np.float32)
+        # What the graph may return: tanh's [-1, 1] (a float32 ulp over), or near the bounds.
+        self._centre = np.zeros_like(self._gain) if self.squashed else self._offset
+        self._reach = np.full_like(self._gain, 1.0 + 1e-6) if self.squashed else MAX_OVERSHOOT * self._gain
         norm = meta["normalization"]
         self._mean = self._scale = None
         if norm is not None:
@@ -151,6 +188,12 @@ class OnnxPolicy:
         self._in[0] = obs
         self._session.run_with_iobinding(self._binding)
         raw = self._out[0]
+        # Checked before any clipping or rescaling, which would turn inf or 1e9 into full torque.
+        if not (np.isfinite(raw).all() and (np.abs(raw - self._centre) <= self._reach).all()):
+            raise PolicyOutputError(
+                f"the policy's graph returned {raw.tolist()}, not an action within "
+                f"{'[-1, 1] (tanh)' if self.squashed else f'{MAX_OVERSHOOT:g} half-widths of its bounds'}"
+            )
         if self.squashed:
             return self._offset + self._gain * raw
         return np.clip(raw, self.low, self.high)

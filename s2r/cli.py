@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import functools
 import logging
+import math
 import os
 import signal
 import sys
@@ -429,23 +430,53 @@ def cmd_log_export(args: argparse.Namespace) -> int:
 ROBOTS = ["pendulum", "pendubot", "acrobot", "double_pendulum"]
 
 
+def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a `kind` (int or float) in [low, high] ((low, high] with `low_open`)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value != value or not (low < value if low_open else low <= value) or not value <= high:
+            bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"expected a value in {bounds}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # what argparse names in its messages
+    return parse
+
+
+SEED = _number(int, 0, 2**32 - 1)
+RATE_HZ = _number(float, 0, 1000, low_open=True)
+SECONDS = _number(float, 0, low_open=True)
+PROBABILITY = _number(float, 0, 1)
+MILLISECONDS = _number(float, 0, 1000)
+
+
 def _add_loop_arguments(p: argparse.ArgumentParser, robot: bool = True) -> None:
     if robot:
         p.add_argument("--robot", required=True, choices=ROBOTS)
     p.add_argument("--policy", required=True, help="zoo:NAME, an artifact path or baseline")
-    p.add_argument("--rate", type=float, help="loop rate, Hz (default: the policy's)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--rate", type=RATE_HZ, help="loop rate, Hz (default: the policy's)")
+    p.add_argument("--duration", type=SECONDS, default=10.0, help="seconds")
     p.add_argument("--params", default="model_1.0", help="robot parameter set (default: the real robot's)")
     p.add_argument("--no-imperfections", action="store_true", help="simulated plant without noise, delay, lag, pushes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-slew", type=float, default=600.0, help="command slew limit, units per second")
-    p.add_argument("--rt-priority", type=int, help="SCHED_FIFO priority (needs privileges; fails soft)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument(
+        "--max-slew", type=_number(float, 0, low_open=True), default=600.0, help="command slew limit, units per second"
+    )
+    p.add_argument("--rt-priority", type=_number(int, 1, 99), help="SCHED_FIFO priority (needs privileges; fails soft)")
     p.add_argument("--log", type=Path, help="write an MCAP log (ROS 2 schemas) here")
 
 
 def _add_ros2_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 0)), help="ROS 2 domain id (ros2)"
+        "--domain-id",
+        type=_number(int, 0, 232),
+        default=os.environ.get("ROS_DOMAIN_ID", "0"),  # a string: argparse checks it like a typed value
+        help="ROS 2 domain id (ros2; default: ROS_DOMAIN_ID, else 0)",
     )
     p.add_argument("--loopback", action="store_true", help="keep DDS on 127.0.0.1 (ros2; tests, one machine)")
     p.add_argument(
@@ -458,11 +489,11 @@ def _add_ros2_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_fault_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--faults", type=Path, help="fault injection YAML (docs/protocol.md); flags below override it")
-    p.add_argument("--latency-ms", type=float, help="added to every frame the device sends, ms")
-    p.add_argument("--jitter-ms", type=float, help="uniform extra delay up to this, ms")
-    p.add_argument("--drop", type=float, help="probability a frame is lost, each direction")
-    p.add_argument("--corrupt", type=float, help="probability a sent frame has a corrupted byte")
-    p.add_argument("--bitflip", type=float, help="probability a sent frame has a flipped bit")
+    p.add_argument("--latency-ms", type=MILLISECONDS, help="added to every frame the device sends, ms")
+    p.add_argument("--jitter-ms", type=MILLISECONDS, help="uniform extra delay up to this, ms")
+    p.add_argument("--drop", type=PROBABILITY, help="probability a frame is lost, each direction")
+    p.add_argument("--corrupt", type=PROBABILITY, help="probability a sent frame has a corrupted byte")
+    p.add_argument("--bitflip", type=PROBABILITY, help="probability a sent frame has a flipped bit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -481,10 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("robot", choices=["pendulum", "pendubot", "acrobot", "double_pendulum"])
     p.add_argument("--controller", default="baseline", help="baseline, zoo:NAME or an artifact path")
     p.add_argument("--params", default="model_1.1", help="parameter set name or YAML path")
-    p.add_argument("--rate", type=float, help="control rate, Hz (default: the controller's)")
+    p.add_argument("--rate", type=RATE_HZ, help="control rate, Hz (default: the controller's)")
     p.add_argument("--imperfections", action="store_true", help="turn the default imperfections on")
     p.add_argument("--randomization", help="domain randomisation file or shipped name")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", type=Path, help="write the trajectory as RealAIGym CSV")
     p.set_defaults(func=cmd_rollout)
 
@@ -492,9 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("robot", nargs="?", choices=["pendulum", "pendubot", "acrobot", "double_pendulum"])
     p.add_argument("--algo", choices=["ppo", "sac", "td3"])
     p.add_argument("--config", type=Path, help="training YAML (default: policies/configs/ROBOT/ALGO.yaml)")
-    p.add_argument("--steps", type=int, help="total env steps (overrides the config's n_timesteps)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--envs", type=int, help="vectorised envs (overrides n_envs)")
+    p.add_argument("--steps", type=_number(int, 1, 10**10), help="total env steps (overrides the config's n_timesteps)")
+    p.add_argument("--seed", type=SEED)
+    p.add_argument("--envs", type=_number(int, 1, 256), help="vectorised envs (overrides n_envs)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/ROBOT-ALGO-TIME)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this directory")
     p.add_argument("--init", type=Path, metavar="RUN", help="start a new run from RUN's best checkpoint (fine-tune)")
@@ -516,13 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="task metrics of a run or artifact over seeded episodes (mean, 95% CI)")
     p.add_argument("target", help="run directory, artifact path or zoo:NAME")
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0, help="first episode's seed")
+    p.add_argument("--episodes", type=_number(int, 1, 100_000), default=100)
+    p.add_argument("--seed", type=SEED, default=0, help="first episode's seed")
     p.add_argument("--sim-conditions", action="store_true", help="competition simulation: model 1.1, nothing else")
     p.add_argument("--params", help="parameter set name or YAML path")
     p.add_argument("--imperfections", choices=["on", "off"])
     p.add_argument("--randomization", help="randomisation file or shipped name; 'none' turns it off")
-    p.add_argument("--intensity", type=float, help="randomisation intensity in [0, 1]")
+    p.add_argument("--intensity", type=PROBABILITY, help="randomisation intensity in [0, 1]")
     p.add_argument(
         "--friction-compensation",
         choices=["on", "off"],
@@ -555,11 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ros2_arguments(p)
     p.add_argument("--link", type=Path, help="also make this symlink to the port (stable across replugs)")
-    p.add_argument("--replug", type=float, metavar="S", help="after an injected unplug, a new port after S seconds")
+    p.add_argument("--replug", type=SECONDS, metavar="S", help="after an injected unplug, a new port after S seconds")
     p.add_argument("--params", default="model_1.0", help="plant parameter set (default: the real robot's)")
     p.add_argument("--no-imperfections", action="store_true", help="plant without noise, delay, lag, pushes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--duration", type=SECONDS, help="seconds (default: until Ctrl-C)")
     p.add_argument("--start", choices=["down", "up"], default="down", help="plant hanging (default) or upright")
     _add_fault_arguments(p)
     p.set_defaults(func=cmd_emulate)
@@ -588,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("robustness", help="RealAIGym v2 robustness benchmark of a controller")
     p.add_argument("controller", help="baseline, zoo:NAME or an artifact path (runs at its own rate)")
     p.add_argument("--robot", choices=["pendubot", "acrobot"], default="pendubot")
-    p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    p.add_argument("--workers", type=_number(int, 1, 256), help="processes (default: all cores)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.set_defaults(func=cmd_robustness)
 
@@ -601,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="parameter set to compare (name or YAML path); repeat for several (default: model_1.0)",
     )
     p.add_argument(
-        "--delay", type=float, help="torque delay for every set, s (default: a calibrated set's own, else 0)"
+        "--delay",
+        type=_number(float, 0, 1),
+        help="torque delay for every set, s (default: a calibrated set's own, else 0)",
     )
     p.add_argument("--policy", help="the policy that drove the runs (artifact or zoo:NAME): adds the task-score gap")
     p.add_argument("--out", type=Path, required=True, help="directory for report.html and report.json")
@@ -612,9 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--robot", required=True, choices=ROBOTS)
     p.add_argument("--fit", required=True, help="comma-separated: m1,m2,r1,r2,I1,I2,b1,b2,cf1,cf2,Ir,km,delay")
     p.add_argument("--params", default="model_1.0", help="starting parameter set (name or YAML path)")
-    p.add_argument("--horizon", type=float, default=0.3, help="length of each fitted prediction window, s")
-    p.add_argument("--stride", type=float, default=0.15, help="time between window starts, s")
-    p.add_argument("--max-iters", type=int, default=30, help="solver iterations")
+    p.add_argument("--horizon", type=SECONDS, default=0.3, help="length of each fitted prediction window, s")
+    p.add_argument("--stride", type=SECONDS, default=0.15, help="time between window starts, s")
+    p.add_argument("--max-iters", type=_number(int, 1, 10_000), default=30, help="solver iterations")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", type=Path, required=True, help="parameter set YAML to write")
     p.set_defaults(func=cmd_calibrate)

@@ -35,7 +35,7 @@ def test_round_trip_with_ros2_cdr_and_metadata(tmp_path):
     for k in range(100):
         log.on_tick(record(k, Fault(k, "test fault") if k == 50 else None))
     log.close({"loop": {"ticks": 100}})
-    messages, metadata, complete = read_log(path)
+    messages, metadata, complete, _ = read_log(path)
     assert complete
     assert {t: len(m) for t, m in messages.items() if t != "/diagnostics"} == {
         "/joint_states": 100,
@@ -76,7 +76,7 @@ def test_overflow_is_counted_and_reported(tmp_path):
         log.on_tick(record(k))
     log.close()
     assert log.dropped > 0 and log.written + log.dropped == 2000
-    _, metadata, _ = read_log(tmp_path / "run.mcap")
+    metadata = read_log(tmp_path / "run.mcap").metadata
     assert json.loads(metadata["summary"]["dropped_ticks"]) == log.dropped
 
 
@@ -86,7 +86,7 @@ def test_blocking_log_keeps_every_tick_of_a_loop_faster_than_the_writer(tmp_path
         log.on_tick(record(k))
     log.close()
     assert log.dropped == 0 and log.written == 2000
-    messages, _, complete = read_log(tmp_path / "run.mcap")
+    messages, _, complete, _ = read_log(tmp_path / "run.mcap")
     assert complete and len(messages["/joint_states"]) == 2000
 
 
@@ -94,10 +94,10 @@ def test_blocking_log_drops_instead_of_hanging_when_the_writer_dies(tmp_path):
     log = RunLog(tmp_path / "run.mcap", ["shoulder"], {}, queue_size=1, block=True)
     log._process.kill()
     log._process.join(timeout=10)
-    for k in range(50):
-        log.on_tick(record(k))
+    failures = [log.on_tick(record(k)) for k in range(50)]
     log.close()
-    assert log.dropped >= 49
+    assert log.dropped == 50 and all("the log writer died" in f for f in failures)
+    assert log.written == 0 and log.failure
 
 
 WRITER = textwrap.dedent(
@@ -143,9 +143,9 @@ def test_a_killed_loop_process_leaves_a_finished_log(tmp_path):
     path = tmp_path / "killed.mcap"
     run_and_kill(path, whole_group=False)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not read_log(path)[2]:
+    while time.monotonic() < deadline and not read_log(path).complete:
         time.sleep(0.2)  # the writer notices within 0.2 s and finishes the file
-    messages, metadata, complete = read_log(path)
+    messages, metadata, complete, _ = read_log(path)
     assert complete and metadata["run"]["robot"] == "pendubot"
     assert "died" in metadata["summary"]["ended"]
     assert_in_order(messages)
@@ -154,24 +154,73 @@ def test_a_killed_loop_process_leaves_a_finished_log(tmp_path):
 def test_a_killed_writer_leaves_a_log_that_reads_to_its_last_chunk(tmp_path):
     path = tmp_path / "killed.mcap"
     run_and_kill(path, whole_group=True)
-    messages, metadata, complete = read_log(path)
+    messages, metadata, complete, _ = read_log(path)
     assert not complete and metadata["run"]["robot"] == "pendubot"
     assert_in_order(messages)
 
 
-def test_corrupt_and_empty_files_do_not_crash_the_reader(tmp_path):
-    path = tmp_path / "run.mcap"
-    log = RunLog(path, ["shoulder", "elbow"], {})
-    for k in range(200):
+def _log_of(path: Path, ticks: int) -> list[tuple[int, int]]:
+    """Write a log of `ticks` ticks; returns the (start, end) byte ranges of its chunks."""
+    log = RunLog(path, ["shoulder", "elbow"], {"run": {"robot": "pendubot"}})
+    for k in range(ticks):
         log.on_tick(record(k))
     log.close()
+    with path.open("rb") as f:
+        reader = StreamReader(f, emit_chunks=True)
+        spans, offset = [], 8
+        for r in reader.records:
+            end = reader._stream.count
+            if type(r).__name__ == "Chunk":
+                spans.append((offset, end))
+            offset = end
+    return spans
+
+
+def test_a_damaged_chunk_is_reported_and_skipped_and_later_chunks_still_read(tmp_path):
+    path = tmp_path / "run.mcap"
+    spans = _log_of(path, 600)
+    assert len(spans) >= 4
+    whole = read_log(path)
+    assert whole.complete and whole.damage == [] and len(whole.messages["/joint_states"]) == 600
+    data = bytearray(path.read_bytes())
+    start, end = spans[2]
+    data[(start + end) // 2] ^= 0x10  # one bit inside the third chunk's compressed data
+    path.write_bytes(bytes(data))
+    damaged = read_log(path)
+    assert damaged.complete and len(damaged.damage) == 1 and "chunk at byte" in damaged.damage[0]
+    ticks = [m.position[0] / 0.1 for _, m in damaged.messages["/joint_states"]]
+    assert 0 < 600 - len(ticks) < 300, "one chunk's ticks are missing, not the rest of the file"
+    assert round(ticks[-1]) == 599, "the chunks after the damaged one are read"
+    original = {round(t) for t in ticks}
+    assert all(round(t) in original for t in ticks), "nothing read is changed"
+    assert main(["log", "info", str(path)]) == 0
+
+
+def test_a_damaged_record_length_costs_one_chunk_not_the_rest_of_the_file(tmp_path):
+    path = tmp_path / "run.mcap"
+    spans = _log_of(path, 600)
+    data = bytearray(path.read_bytes())
+    start, _ = spans[1]
+    data[start + 8] ^= 0x40  # the high byte of the second chunk's length: the framing is lost
+    path.write_bytes(bytes(data))
+    damaged = read_log(path)
+    assert any("damaged record framing" in d for d in damaged.damage), damaged.damage
+    ticks = [round(m.position[0] / 0.1) for _, m in damaged.messages["/joint_states"]]
+    assert ticks[-1] == 599 and 300 < len(ticks) < 600
+
+
+def test_corrupt_and_empty_files_do_not_crash_the_reader(tmp_path):
+    path = tmp_path / "run.mcap"
+    _log_of(path, 200)
     data = bytearray(path.read_bytes())
     data[100:164] = b"\xff" * 64  # inside the first chunk
     path.write_bytes(bytes(data))
-    messages, _, complete = read_log(path)
-    assert not complete and len(messages.get("/joint_states", [])) < 200
+    messages, _, _, damage = read_log(path)
+    assert damage and len(messages.get("/joint_states", [])) < 200
     (tmp_path / "empty.mcap").write_bytes(b"")
-    assert read_log(tmp_path / "empty.mcap") == ({}, {}, False)
+    assert read_log(tmp_path / "empty.mcap") == ({}, {}, False, [])
+    (tmp_path / "text.mcap").write_text("not a log")
+    assert read_log(tmp_path / "text.mcap").damage == ["not an MCAP file: its first 8 bytes are not the MCAP magic"]
 
 
 def test_deploy_log_scores_like_the_deploy(tmp_path, capsys):
@@ -216,6 +265,6 @@ def test_ctrl_c_puts_the_device_in_its_safe_state_and_closes_the_log(tmp_path, s
     # On a busy machine the loop may also miss deadlines into the safe state: the exit code says so.
     assert proc.returncode == (1 if result["loop"]["faults"] else 0), err
     assert result["interrupted"] is True and result["loop"]["ticks"] > 100
-    messages, metadata, complete = read_log(path)
+    messages, metadata, complete, _ = read_log(path)
     assert complete and "summary" in metadata
     assert len(messages["/joint_states"]) == result["log"]["ticks"]

@@ -152,16 +152,72 @@ def test_estop_latches_until_reset_and_commands_the_safe_state():
     clock = FakeClock()
     device = MockDevice(clock)
     loop = make_loop(device, ConstantPolicy([1.0]), max_slew_per_s=1e9)
-    device.state = np.array([0.0, 0.0, 25.0, 0.0])  # beyond the 20 rad/s stop
+    device.state = np.array([0.0, 0.0, 15.0, 0.0])
+    loop.run(ticks=1)
+    loop.estop.trip(Fault(1, "operator e-stop"))
     loop.run(ticks=1)
     np.testing.assert_allclose(device.written[-1], [-6.0, 0.0])  # damping, within the torque limit
-    device.state = np.array([0.0, 0.0, 1.0, 2.0])  # back inside: still latched
+    device.state = np.array([0.0, 0.0, 1.0, 2.0])  # the state is fine: still latched
     loop.run(ticks=3)
-    assert loop.estop.tripped and "20.0 rad/s" in loop.faults[0].reason
+    assert loop.estop.tripped and loop.faults == []
     np.testing.assert_allclose(device.written[-1], [-0.5, 0.0])  # damping on the actuated shoulder only
     loop.estop.reset()
     loop.run(ticks=1)
     np.testing.assert_allclose(device.written[-1], [6.0, 0.0])
+
+
+class Blinding:
+    """Makes the MockDevice's state untrustworthy from its 5th read on, in one of several ways."""
+
+    def __init__(self, device: MockDevice, how: str):
+        self.device, self.how, self.reads = device, how, 0
+        self.original = device._read
+
+    def __call__(self) -> State:
+        self.reads += 1
+        if self.reads < 5 or self.how == "never":
+            self.device.state[0] += 0.01  # a live sensor: the reading moves
+        elif self.how == "stale":
+            self.device.frozen = True  # the sequence stops: nothing new arrives
+        elif self.how == "infinite velocity":
+            self.device.state = np.array([0.1, 0.0, np.inf, 0.0])
+        elif self.how == "out of range":
+            self.device.state = np.array([10.07, 0.0, 15.0, 0.0])  # past the 9.42 rad stop
+        elif self.how == "frozen sensor":
+            self.device.state = np.array([0.3, 0.2, 4.2, -1.0])  # the same reading every time
+        return self.original()
+
+
+@pytest.mark.parametrize("how", ["stale", "infinite velocity", "out of range", "frozen sensor"])
+def test_a_blind_safe_state_applies_no_torque_and_gets_there_at_the_slew_limit(how):
+    """Blind (the reading cannot be trusted), the pendulum's safe state is zero torque, reached at the
+    slew limit: never a damping torque computed from a stale, infinite or frozen reading."""
+    clock = FakeClock()
+    device = MockDevice(clock)
+    device.state = np.array([0.1, 0.0, 15.0, 0.0])  # swinging fast: damping would ask for -6 N m
+    device._read = Blinding(device, how)
+    loop = make_loop(device, ConstantPolicy([1.0]), max_slew_per_s=200.0, stale_timeout_s=0.02, frozen_timeout_s=0.02)
+    loop.run(ticks=40)
+    shoulder = np.array([w[0] for w in device.written])
+    assert shoulder[:4].tolist() == [2.0, 4.0, 6.0, 6.0] and loop.estop.tripped, loop.faults
+    fault = loop.faults[0].tick
+    after = shoulder[fault:]
+    assert (np.abs(np.diff(shoulder)) <= 2.0 + 1e-12).all(), "every command, the safe state's too, is slew-limited"
+    assert (np.diff(np.abs(after)) <= 0).all() and after[3:].tolist() == [0.0] * (len(after) - 3), after
+
+
+def test_the_safe_state_damps_only_from_a_reading_it_trusts_and_is_slew_limited():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    device.state = np.array([0.1, 0.0, 15.0, 0.0])
+    device._read = Blinding(device, "never")  # a live reading throughout
+    policy = ConstantPolicy([1.0])
+    loop = make_loop(device, policy, max_slew_per_s=200.0)
+    loop.run(ticks=3)
+    policy.action = np.array([np.nan])  # the policy fails; the reading is fresh and fine
+    loop.run(ticks=8)
+    assert "non-finite action" in loop.faults[0].reason
+    assert [w[0] for w in device.written] == [2.0, 4.0, 6.0, 4.0, 2.0, 0.0, -2.0, -4.0, -6.0, -6.0, -6.0]
 
 
 def test_a_failed_read_faults_and_the_device_needs_reconfiguring():

@@ -245,7 +245,7 @@ def test_hil_500hz_keeps_the_pendubot_up_through_loss_and_jitter_and_logs_every_
     assert checks["task"]["ok"] and "swing-up held for" in checks["task"]["detail"]
     assert checks["losses"]["injected"] > 100  # 5 % of ~5000 frames
     assert checks["losses"]["counted"] >= checks["losses"]["injected"]
-    messages, _, complete = read_log(options.log_path)
+    messages, _, complete, _ = read_log(options.log_path)
     link = [
         {kv.key: kv.value for kv in s.values}
         for _, m in messages["/diagnostics"]

@@ -215,12 +215,12 @@ def test_init_adds_the_winding_to_the_observation_without_changing_what_the_poli
 
     deploy = ["deploy", "--robot", "pendubot", "--policy", str(meta), "--lockstep", "--duration", "0.5"]
     assert main(deploy) == 0
-    # Metadata that hides the winding: the loop's observation no longer fits the graph, the
-    # first tick faults into the safe state, and the exit code says so.
+    # Metadata that hides the winding: the loop's observation no longer fits the graph, which the
+    # probe before arming finds; nothing is armed and the command says why.
     data = json.loads(meta.read_text())
     data["observation"]["winding"] = False
     meta.write_text(json.dumps(data))
-    assert main(deploy) == 1
+    assert main(deploy) == 2
 
 
 def test_init_adds_the_winding_to_a_normalised_observation(trained, tmp_path):
@@ -397,10 +397,19 @@ def test_tampered_graph_is_refused(trained, tmp_path):
         (lambda m: m.update(format="other/9"), "format"),
         (lambda m: m.update(action="six"), "wrong type"),
         (lambda m: m["action"].pop("low"), "action lacks 'low'"),
-        (lambda m: m["action"].update(low=[-1, -1]), "action low/high"),
+        (lambda m: m["action"].update(low=[-1, -1]), "action low must be a list of 1 numbers"),
+        (lambda m: m["action"].update(low=[2.0]), "low < high"),
+        (lambda m: m["action"].update(high=[float("nan")]), "action high must be finite"),
+        (lambda m: m["action"].update(size=0), r"action size must be an integer in \[1, 4096\]"),
+        (lambda m: m["observation"].update(size=10**9), "observation size must be an integer"),
+        (lambda m: m["observation"].update(action_history=10**12), "action_history must be an integer in"),
         (
             lambda m: m.update(normalization={"mean": [0.0], "var": [1.0], "clip": 10, "epsilon": 1e-8}),
-            "normalization mean/var",
+            "normalization mean must be a list of 7 numbers",
+        ),
+        (
+            lambda m: m.update(normalization={"mean": [0.0] * 7, "var": [-1.0] * 7, "clip": 10, "epsilon": 1e-8}),
+            "var must not be negative",
         ),
     ],
 )

@@ -24,8 +24,11 @@ POSITION_LIMIT = 3 * math.pi
 """The hardware's position stop, rad (540 degrees)."""
 VELOCITY_LIMIT = 20.0
 """The hardware's velocity stop, rad/s."""
+MOTOR_TORQUE_LIMIT = 6.0
+"""Hard torque limit of an actuated joint, N m: the competition's limit for the AK80-6 motors. A
+parameter set may lower it (`torque_limit`), never raise it."""
 PASSIVE_TORQUE_LIMIT = 0.5
-"""Torque the passive joint may use for friction compensation on hardware, N m."""
+"""Hard torque limit of a passive joint, N m: its motor only cancels the friction it measures."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +66,13 @@ class Robot:
         params = PendulumParams.load(path)
         if params.n != len(self.joints):
             raise ConfigError(path, "m", f"{self.kind} has {len(self.joints)} links, the set gives {params.n}")
+        if max(params.torque_limit) > MOTOR_TORQUE_LIMIT:
+            raise ConfigError(
+                path,
+                "torque_limit",
+                f"{list(params.torque_limit)} N m exceeds the motors' hard limit of {MOTOR_TORQUE_LIMIT} N m; "
+                "a parameter set may only lower it",
+            )
         return params
 
     def build_model(self, params: PendulumParams) -> mujoco.MjModel:
@@ -81,15 +91,15 @@ class Robot:
         """(n, m): maps an action in [-1, 1]^m, one entry per actuated joint, to joint torques in N m."""
         active = np.flatnonzero(self.actuated)
         matrix = np.zeros((len(self.joints), len(active)))
-        matrix[active, np.arange(len(active))] = np.asarray(params.torque_limit)[active]
+        matrix[active, np.arange(len(active))] = self.command_limits(params)[active]
         return matrix
 
     def command_limits(self, params: PendulumParams) -> np.ndarray:
-        """Torque limit per joint, N m: the motor's on actuated joints, PASSIVE_TORQUE_LIMIT on
-        passive ones (whose motors only ever cancel friction, `friction_compensation`)."""
-        return np.array(
-            [t if a else PASSIVE_TORQUE_LIMIT for t, a in zip(params.torque_limit, self.actuated, strict=True)]
-        )
+        """Torque limit per joint, N m: the parameter set's within MOTOR_TORQUE_LIMIT on actuated
+        joints, PASSIVE_TORQUE_LIMIT on passive ones (whose motors only ever cancel friction,
+        `friction_compensation`). No parameter set raises either hard limit."""
+        hard = np.where(self.actuated, MOTOR_TORQUE_LIMIT, PASSIVE_TORQUE_LIMIT)
+        return np.where(self.actuated, np.minimum(params.torque_limit, hard), hard)
 
     def friction_compensation(self, params: PendulumParams, dq: np.ndarray) -> np.ndarray:
         """What the passive joints' motors apply on the real robot to cancel the friction they

@@ -8,6 +8,7 @@ U (N, n) commanded torques in N m; U[k] acts from T[k] to T[k+1].
 
 from __future__ import annotations
 
+import array
 import csv
 import math
 from pathlib import Path
@@ -143,35 +144,52 @@ def load_trajectory_csv(path: str | Path) -> Trajectory:
     """
     path = Path(path)
     try:
-        with path.open(newline="") as f:
-            rows = list(csv.reader(f))
+        # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            data = _read_csv(path, csv.reader(f))
     except OSError as exc:
         raise TrajectoryError(f"{path}: cannot read ({exc.strerror})") from exc
-    if len(rows) < 3:
-        raise TrajectoryError(f"{path}: expected a header and at least 2 samples, got {max(len(rows) - 1, 0)} samples")
-    header = [h.strip() for h in rows[0]]
-    n = 2 if "pos_meas2" in header else 1
-    wanted = ["time"] + [f"{kind}{i}" for kind in ("pos_meas", "vel_meas", "tau_con") for i in range(1, n + 1)]
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        raise TrajectoryError(
-            f"{path}: missing column(s) {', '.join(missing)}; RealAIGym CSVs have {', '.join(wanted)}"
-        )
-    index = [header.index(c) for c in wanted]
-    data = np.empty((len(rows) - 1, len(wanted)))
-    for r, row in enumerate(rows[1:], start=2):
-        try:
-            data[r - 2] = [float(row[i]) for i in index]
-        except (ValueError, IndexError):
-            raise TrajectoryError(f"{path}: line {r}: expected {len(header)} numeric fields, got {row!r}") from None
-        if not np.all(np.isfinite(data[r - 2])):
-            bad = [wanted[k] for k in range(len(wanted)) if not np.isfinite(data[r - 2, k])]
-            raise TrajectoryError(f"{path}: line {r}: non-finite value in {', '.join(bad)}")
+    except UnicodeDecodeError as exc:
+        raise TrajectoryError(f"{path}: not a text CSV ({exc.reason} at byte {exc.start})") from None
+    n = (data.shape[1] - 1) // 3
     T = data[:, 0]
     if np.any(np.diff(T) <= 0):
         r = int(np.argmax(np.diff(T) <= 0)) + 3
         raise TrajectoryError(f"{path}: line {r}: time does not increase")
     return Trajectory(T, data[:, 1 : 1 + 2 * n], data[:, 1 + 2 * n :])
+
+
+def _read_csv(path: Path, reader) -> np.ndarray:
+    """The wanted columns of a trajectory CSV, (N, columns), parsed row by row so that a malformed
+    file fails at its first bad line rather than after being read whole."""
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        n = 2 if "pos_meas2" in header else 1
+        wanted = ["time"] + [f"{kind}{i}" for kind in ("pos_meas", "vel_meas", "tau_con") for i in range(1, n + 1)]
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise TrajectoryError(
+                f"{path}: missing column(s) {', '.join(missing)}; RealAIGym CSVs have {', '.join(wanted)}"
+            )
+        index = [header.index(c) for c in wanted]
+        values = array.array("d")
+        for r, row in enumerate(reader, start=2):
+            try:
+                sample = [float(row[i]) for i in index]
+            except (ValueError, IndexError):
+                raise TrajectoryError(
+                    f"{path}: line {r}: expected {len(header)} numeric fields, got {row!r:.200}"
+                ) from None
+            if not all(math.isfinite(v) for v in sample):
+                bad = [c for c, v in zip(wanted, sample, strict=True) if not math.isfinite(v)]
+                raise TrajectoryError(f"{path}: line {r}: non-finite value in {', '.join(bad)}")
+            values.extend(sample)
+    except csv.Error as exc:
+        raise TrajectoryError(f"{path}: line {reader.line_num}: not a CSV row ({exc})") from None
+    data = np.frombuffer(values, dtype=float).reshape(-1, len(wanted)).copy()
+    if len(data) < 2:
+        raise TrajectoryError(f"{path}: expected a header and at least 2 samples, got {len(data)} samples")
+    return data
 
 
 def write_trajectory_csv(path: str | Path, traj: Trajectory) -> None:
