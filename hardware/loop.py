@@ -211,7 +211,7 @@ class ControlLoop:
             reason = (
                 self.watchdog.check_state(state.seq, start)
                 or guard_finite(values, "state")
-                or self.watchdog.check_frozen(values, self._rates, self._last_command(), start)
+                or self.watchdog.check_frozen(state.seq, values, self._rates, self._last_command(), start)
             )
             in_range = reason is None and bool(((values >= self._state_low) & (values <= self._state_high)).all())
             trusted = in_range

@@ -118,6 +118,7 @@ class Watchdog:
         self.missed_in_a_row = 0
         self._values = b""
         self._values_since_ns = 0
+        self._frozen_seq: int | None = None
 
     def check_state(self, seq: int, now_ns: int) -> str | None:
         if seq != self.last_seq:
@@ -128,11 +129,17 @@ class Watchdog:
             return f"stale state: sequence {seq} unchanged for over {limit_ms:.0f} ms"
         return None
 
-    def check_frozen(self, values: np.ndarray, rates: np.ndarray, last_command: np.ndarray, now_ns: int) -> str | None:
-        """A live sensor's readings change while the robot moves. Fault when this tick's `values` stay
-        bit-identical for longer than the frozen timeout while they report motion (a nonzero rate
-        channel; `rates` is the boolean mask of those, e.g. unit rad/s) or while the previous tick's
-        command pushes with at least frozen_min_command: a robot at rest, commanded gently, is not frozen."""
+    def check_frozen(
+        self, seq: int, values: np.ndarray, rates: np.ndarray, last_command: np.ndarray, now_ns: int
+    ) -> str | None:
+        """A live sensor's readings change while the robot moves. Fault when new readings (sequence
+        `seq` moved on; no new reading at all is check_state's to judge) keep `values` bit-identical
+        for longer than the frozen timeout while they report motion (a nonzero rate channel; `rates`
+        is the boolean mask of those, e.g. unit rad/s) or while the previous tick's command pushes with
+        at least frozen_min_command: a robot at rest, commanded gently, is not frozen."""
+        if seq == self._frozen_seq:
+            return None
+        self._frozen_seq = seq
         raw = values.tobytes()
         if raw != self._values:
             self._values, self._values_since_ns = raw, now_ns

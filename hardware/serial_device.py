@@ -278,7 +278,9 @@ class SerialDevice(Device):
                     f"{self.port} speaks s2r serial protocol version {frame.version}; this host speaks "
                     f"version {protocol.VERSION}: update the firmware or the host"
                 )
-            if frame.type == Type.STATE and self.capabilities is not None:
+            if frame.type not in Type._value2member_map_:
+                self.rejected += 1  # a frame this protocol version has no use for: counted, never kept
+            elif frame.type == Type.STATE and self.capabilities is not None:
                 self._on_state(frame, now, newest)
             elif frame.type == Type.FAULT:
                 try:

@@ -167,6 +167,12 @@ class OnnxPolicy:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ArtifactError(f"{graph}: not a loadable ONNX graph ({exc})") from exc
         self._size = int(meta["observation"]["size"])
+        for arg, what, size in (
+            (self._session.get_inputs()[0], "observation", self._size),
+            (self._session.get_outputs()[0], "action", int(meta["action"]["size"])),
+        ):
+            if arg.shape and isinstance(arg.shape[-1], int) and arg.shape[-1] != size:
+                raise ArtifactError(f"{graph}: the graph's {what} has {arg.shape[-1]} values; its metadata says {size}")
         # Input and output bound once to buffers we own: a call copies the observation in
         # and runs, with no allocation on the way (so one caller at a time).
         self._in = np.zeros((1, self._size), np.float32)

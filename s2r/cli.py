@@ -103,8 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 cfg = dataclasses.replace(cfg, n_timesteps=args.steps)
             run = train(cfg, args.resume, resume=True, progress_bar=not args.no_progress, stop=stop)
         else:
-            if not args.robot or not args.algo:
-                raise ValueError("give ROBOT and --algo, or --resume RUN")
+            if not args.robot or not (args.algo or args.config):
+                raise ValueError("give ROBOT and --algo or --config FILE, or --resume RUN")
             cfg = load_config(args.robot, args.config, args.algo)
             changes = {k: v for k, v in (("n_timesteps", args.steps), ("seed", args.seed), ("n_envs", args.envs)) if v}
             if args.params:
@@ -654,17 +654,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error as one line (libraries such as onnxruntime write theirs over several)."""
+    return " ".join(str(exc).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    from hardware.device import DeviceError
+
     try:
         return args.func(args)
     except (ValueError, OSError, ImportError) as exc:
         # ImportError: an optional part (training, calibration) that is not installed; the message says which.
-        print(f"s2r {args.command}: error: {exc}", file=sys.stderr)
+        print(f"s2r {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except DeviceError as exc:  # the device failed before the loop ran: a failed run, not a usage error
+        print(f"s2r {args.command}: device error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -29,7 +29,7 @@ class MockDevice(Device):
     def __init__(self, clock: FakeClock, spec=SPEC):
         super().__init__(spec)
         self.clock = clock
-        self.state = np.zeros(4)
+        self.state = np.zeros(len(spec.state))
         self.seq = 0
         self.frozen = False
         self.fail_read = False
@@ -238,6 +238,38 @@ def test_nan_action_faults_and_never_reaches_the_device():
     stats = loop.run(ticks=2)
     assert "non-finite action" in stats["faults"][0]["reason"]
     assert all(np.all(np.isfinite(w)) for w in device.written)
+
+
+def test_an_action_of_the_wrong_size_faults_instead_of_crashing_the_tick():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    stats = make_loop(device, ConstantPolicy([0.5, 0.5])).run(ticks=3)
+    assert "policy returned an action of shape (2,); the robot takes 1" in stats["faults"][0]["reason"]
+    assert all(w[0] == 0.0 for w in device.written)
+
+
+def test_channels_are_mapped_by_name_and_extra_state_channels_ignored():
+    """A device that lists the elbow first and has a temperature channel: the loop still sees and
+    sends spec order, and the passive elbow never gets the shoulder's torque."""
+    shoulder_p, elbow_p, shoulder_v, elbow_v = SPEC.state
+    temperature = Channel("board.temperature", "degC", -40.0, 125.0)
+    provided = SPEC.__class__(
+        "board", (elbow_p, shoulder_p, temperature, elbow_v, shoulder_v), SPEC.command[::-1], 100.0, 500.0
+    )
+    clock = FakeClock()
+    device = MockDevice(clock, spec=provided)
+    device.state = np.array([0.2, 3.0, 31.5, -1.0, 0.5])  # elbow, shoulder, temperature, elbow, shoulder
+    loop = make_loop(device, ConstantPolicy([1.0]), max_slew_per_s=1e9)
+    assert device.channels.ignored == ("board.temperature",)
+    loop.run(ticks=2)
+    np.testing.assert_array_equal(device.read().values, [3.0, 0.2, 0.5, -1.0])
+    np.testing.assert_array_equal(device.written[-1], [0.0, 6.0])  # the device's order: elbow, shoulder
+    extra = SPEC.__class__("board", SPEC.state, SPEC.command + (Channel("wrist.effort", "N m", -1, 1),), 100.0, 500.0)
+    with pytest.raises(SpecMismatchError, match="wrist.effort .* refusing to drive an actuator"):
+        MockDevice(FakeClock(), spec=extra).configure(SPEC)
+    twice = SPEC.__class__("board", SPEC.state + SPEC.state[:1], SPEC.command, 100.0, 500.0)
+    with pytest.raises(SpecMismatchError, match="shoulder.position twice"):
+        MockDevice(FakeClock(), spec=twice).configure(SPEC)
 
 
 def test_policy_exception_faults_instead_of_crashing():

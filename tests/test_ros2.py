@@ -292,6 +292,63 @@ def test_the_deploy_node_arms_estops_and_refuses_to_rearm_until_reset():
         spinner.join(timeout=10)
 
 
+@pytest.mark.hil
+def test_a_run_that_faulted_latches_until_reset():
+    """A fault is an e-stop nobody pressed: a plain /s2r/arm must not start the robot again."""
+    import threading
+
+    from hardware.deploy import DeployOptions
+    from hardware.ros2_node import DeployNode
+    from policies.baselines import PendubotEnergyLQR
+
+    class FailsAfterAWhile(PendubotEnergyLQR):
+        calls = 0
+
+        def act(self, obs):
+            self.calls += 1
+            return np.array([np.nan]) if self.calls == 200 else super().act(obs)
+
+    domain_id = 81
+    options = DeployOptions("pendubot", 500.0, duration_s=None, params="model_1.1", action_history=0)
+    node = DeployNode(FailsAfterAWhile(), options, DdsTransport(domain_id, loopback=True))
+    spinner = threading.Thread(target=node.spin)
+    spinner.start()
+    operator = DdsTransport(domain_id, loopback=True)
+    commands = {name: operator.publisher(f"/s2r/{name}", m.Empty) for name in ("arm", "disarm", "reset")}
+    diagnostics = operator.subscriber("/diagnostics", m.DiagnosticArray, reliable=True, depth=100)
+    seen: list[str] = []
+
+    def wait_for(text: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for sample in diagnostics.take(64):
+                if isinstance(sample, m.DiagnosticArray):
+                    seen.extend(status.message for status in sample.status)
+                    if any(text in message for message in seen):
+                        return
+            time.sleep(0.01)
+        raise AssertionError(f"no diagnostic with {text!r}; saw {seen[-10:]}")
+
+    try:
+        wait_for("disarmed")
+        commands["arm"].write(m.Empty())
+        wait_for("non-finite action")  # the fault, as it happens
+        commands["disarm"].write(m.Empty())
+        wait_for("stopped: disarmed")
+        seen.clear()
+        commands["arm"].write(m.Empty())
+        wait_for("arm refused: the last run faulted (non-finite action")
+        assert node.runs == 1
+        commands["reset"].write(m.Empty())
+        wait_for("fault reset")
+        commands["arm"].write(m.Empty())
+        wait_for("armed: loop running")
+        assert node.runs == 2
+    finally:
+        node.shutdown = True
+        spinner.join(timeout=10)
+
+
 def test_the_backend_is_rclpy_where_ros2_is_installed_and_cyclone_dds_elsewhere(monkeypatch):
     from importlib.util import find_spec
 
