@@ -78,8 +78,8 @@ def scan(data: bytes | mmap.mmap) -> Scan:
         elif opcode == Opcode.METADATA:
             try:
                 result.records.append(_exactly(Metadata.read, content))
-            except (ValueError, UnicodeDecodeError, struct.error) as exc:
-                result.damage.append(f"metadata record at byte {pos}: unreadable ({exc}), skipped")
+            except Exception as exc:  # whatever the record reader makes of damaged bytes
+                result.damage.append(f"metadata record at byte {pos}: unreadable ({type(exc).__name__}), skipped")
         elif opcode == Opcode.DATA_END:
             result.complete = True
             (crc,) = struct.unpack_from("<I", content) if len(content) >= 4 else (0,)
@@ -156,6 +156,6 @@ def _summary(data: bytes, pos: int) -> Iterator[Any]:
                 yield _exactly(Schema.read, data[start:end])
             elif opcode == Opcode.CHANNEL:
                 yield _exactly(Channel.read, data[start:end])
-        except (ValueError, UnicodeDecodeError, struct.error):
+        except Exception:  # a damaged summary: the data section's records are what count
             return
         pos = end
