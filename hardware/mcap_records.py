@@ -17,7 +17,6 @@ import io
 import mmap
 import struct
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 from mcap.data_stream import ReadDataStream
@@ -75,6 +74,13 @@ def scan(data: bytes | mmap.mmap) -> Scan:
                 damaged_chunks += 1
                 result.damage.append(f"chunk at byte {pos}: {problem}; its messages are skipped")
             result.records += records
+        elif opcode in (Opcode.SCHEMA, Opcode.CHANNEL, Opcode.MESSAGE):  # a file written without chunks
+            read = {Opcode.SCHEMA: Schema.read, Opcode.CHANNEL: Channel.read}.get(opcode)
+            try:
+                stream = ReadDataStream(io.BytesIO(content))
+                result.records.append(read(stream) if read else Message.read(stream, length))
+            except Exception as exc:
+                result.damage.append(f"record at byte {pos}: unreadable ({type(exc).__name__}), skipped")
         elif opcode == Opcode.METADATA:
             try:
                 result.records.append(_exactly(Metadata.read, content))
@@ -87,7 +93,9 @@ def scan(data: bytes | mmap.mmap) -> Scan:
                 result.damage.append(
                     "the data section's CRC does not match: something outside the chunks (metadata, indexes) is damaged"
                 )
-            result.summary = list(_summary(data, end))
+            result.summary, problem = _summary(data)
+            if problem:
+                result.damage.append(problem)
             break
         pos = end
     return result
@@ -144,18 +152,31 @@ def _next_chunk(data: bytes, pos: int) -> int | None:
     return None
 
 
-def _summary(data: bytes, pos: int) -> Iterator[Any]:
-    """Schema and Channel records of the summary section that starts at `pos`."""
-    while pos + _FRAME.size <= len(data):
+_FOOTER = struct.Struct("<BQQQI")  # opcode, length, summary start, summary offset start, summary CRC
+
+
+def _summary(data: bytes | mmap.mmap) -> tuple[list[Any], str | None]:
+    """Schema and Channel records of the summary section, if the footer's CRC vouches for it; else
+    none, and why."""
+    at = len(data) - len(MAGIC) - _FOOTER.size
+    if at < 0 or data[len(data) - len(MAGIC) :] != MAGIC:
+        return [], None
+    opcode, length, start, _, crc = _FOOTER.unpack_from(data, at)
+    if opcode != Opcode.FOOTER or length != _FOOTER.size - _FRAME.size:
+        return [], "the footer is damaged: the summary section is not used"
+    if not start:
+        return [], None
+    if not len(MAGIC) <= start <= at or (crc and zlib.crc32(data[start : at + _FOOTER.size - 4]) != crc):
+        return [], "the summary section's CRC does not match: it is not used"
+    records, pos = [], start
+    while pos + _FRAME.size <= at:
         opcode, length = _FRAME.unpack_from(data, pos)
-        start, end = pos + _FRAME.size, pos + _FRAME.size + length
-        if opcode not in _KNOWN or end > len(data) or opcode == Opcode.FOOTER:
-            return
-        try:
-            if opcode == Opcode.SCHEMA:
-                yield _exactly(Schema.read, data[start:end])
-            elif opcode == Opcode.CHANNEL:
-                yield _exactly(Channel.read, data[start:end])
-        except Exception:  # a damaged summary: the data section's records are what count
-            return
+        end = pos + _FRAME.size + length
+        if end > at:
+            break
+        if opcode == Opcode.SCHEMA:
+            records.append(_exactly(Schema.read, data[pos + _FRAME.size : end]))
+        elif opcode == Opcode.CHANNEL:
+            records.append(_exactly(Channel.read, data[pos + _FRAME.size : end]))
         pos = end
+    return records, None
