@@ -74,6 +74,8 @@ MSGDEFS = {
 CHUNK_BYTES = 32 * 1024
 """Chunk size: the most a killed process can lose."""
 DIAGNOSTICS_EVERY_S = 0.1
+WRITER_CHECK_S = 0.02
+"""How often (loop time) the log asks whether its writer still lives, s."""
 OK, WARN, ERROR = 0, 1, 2
 
 
@@ -114,7 +116,8 @@ class RunLog:
     If the loop's process dies, the writer notices and finishes the file.
     In real time `on_tick` never blocks: a full queue drops the tick and counts it. With `block`
     (lockstep, where time is simulated and no deadline can be missed) it waits for the writer,
-    so no tick is lost however fast the loop runs. A writer that dies is noticed at the next tick:
+    so no tick is lost however fast the loop runs. A writer that dies is noticed within
+    WRITER_CHECK_S:
     `failure` says so, `on_tick` returns it (the loop goes to its safe state: the run is no longer
     recorded), and close() reads back how many ticks the file holds.
     """
@@ -136,6 +139,7 @@ class RunLog:
         """Ticks handed to the log."""
         self.failure: str | None = None
         """Why the log is incomplete, once it is."""
+        self._checked_ns = -(2**62)
         ctx = multiprocessing.get_context("spawn")
         self._queue = ctx.Queue(maxsize=queue_size)
         self._result = ctx.Queue()
@@ -159,9 +163,13 @@ class RunLog:
     def on_tick(self, record: TickRecord) -> str | None:
         """Queue one tick; returns `failure` once the writer is gone."""
         self.ticks += 1
-        if self.failure is None and not self._process.is_alive():
-            self.failure = f"the log writer died (exit code {self._process.exitcode}): the run is no longer recorded"
-            log.error("%s: %s", self.path, self.failure)
+        # Whether the writer lives costs a system call: asked every WRITER_CHECK_S of loop time.
+        if self.failure is None and record.start_ns - self._checked_ns >= WRITER_CHECK_S * 1e9:
+            self._checked_ns = record.start_ns
+            if not self._process.is_alive():
+                code = self._process.exitcode
+                self.failure = f"the log writer died (exit code {code}): the run is no longer recorded"
+                log.error("%s: %s", self.path, self.failure)
         if self.failure is not None:
             self.dropped += 1
             return self.failure
