@@ -334,6 +334,11 @@ def _print_loop(result: dict) -> None:
         print("link " + ", ".join(f"{k} {v:g}" for k, v in result["link"].items()), file=sys.stderr)
     if result["score"] is not None:
         print(f"v2 score {result['score']['score']:.3f}, success {bool(result['score']['success'])}", file=sys.stderr)
+    log = result["log"]
+    if log is not None:
+        why = log["error"] or f"{log['dropped']} ticks dropped"
+        state = "complete" if log["complete"] else f"INCOMPLETE: {why}"
+        print(f"log {log['path']}: {log['ticks']} ticks, {state}", file=sys.stderr)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
