@@ -1,6 +1,8 @@
 """ROS 2 over DDS without ROS 2: message bytes and type hashes against rosbags, and real DDS traffic
 on loopback between processes (Cyclone DDS confined to 127.0.0.1, a domain id per test)."""
 
+import collections
+import contextlib
 import multiprocessing
 import time
 
@@ -244,61 +246,67 @@ def test_a_message_of_the_wrong_type_on_the_topic_is_named():
 # The deploy node: arm, e-stop, reset over ROS 2 topics. -------------------------------------------
 
 
-@pytest.mark.hil
-def test_the_deploy_node_arms_estops_and_refuses_to_rearm_until_reset():
+@contextlib.contextmanager
+def _deploy_node(policy, domain_id: int):
+    """A DeployNode spinning on `domain_id` (the simulated pendubot at 500 Hz), and its operator:
+    yields publish(name) for /s2r/NAME and wait_for(text), the next /diagnostics status whose
+    message holds `text`."""
     import threading
 
     from hardware.deploy import DeployOptions
     from hardware.ros2_node import DeployNode
-    from policies.baselines import PendubotEnergyLQR
 
-    domain_id = 79
     options = DeployOptions("pendubot", 500.0, duration_s=None, params="model_1.1", action_history=0)
-    node = DeployNode(PendubotEnergyLQR(), options, DdsTransport(domain_id, loopback=True))
+    node = DeployNode(policy, options, DdsTransport(domain_id, loopback=True))
     spinner = threading.Thread(target=node.spin)
     spinner.start()
     operator = DdsTransport(domain_id, loopback=True)
-    commands = {name: operator.publisher(f"/s2r/{name}", m.Empty) for name in ("arm", "estop", "reset")}
+    topics = {name: operator.publisher(f"/s2r/{name}", m.Empty) for name in ("arm", "disarm", "estop", "reset")}
     diagnostics = operator.subscriber("/diagnostics", m.DiagnosticArray, reliable=True, depth=100)
+    pending: collections.deque[m.DiagnosticStatus] = collections.deque()
     seen: list[str] = []
 
     def wait_for(text: str, timeout: float = 20.0) -> m.DiagnosticStatus:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for sample in diagnostics.take(64):
-                if isinstance(sample, m.DiagnosticArray):
-                    for status in sample.status:
-                        seen.append(status.message)
-                        if text in status.message:
-                            return status
+            pending.extend(st for s in diagnostics.take(64) if isinstance(s, m.DiagnosticArray) for st in s.status)
+            while pending:
+                status = pending.popleft()
+                seen.append(status.message)
+                if text in status.message:
+                    return status
             time.sleep(0.01)
         raise AssertionError(f"no diagnostic with {text!r}; saw {seen[-10:]}")
 
     try:
-        wait_for("disarmed")
-        commands["arm"].write(m.Empty())
-        wait_for("armed: loop running")
-        wait_for("running")  # the loop's own once-a-second report
-        commands["estop"].write(m.Empty())
-        stopped = wait_for("stopped: e-stop from /s2r/estop")
-        assert stopped.level == m.DiagnosticStatus.ERROR
-        assert int({kv.key: kv.value for kv in stopped.values}["ticks"]) > 100
-        commands["arm"].write(m.Empty())
-        wait_for("arm refused: e-stop latched")
-        commands["reset"].write(m.Empty())
-        wait_for("e-stop reset")
+        yield (lambda name: topics[name].write(m.Empty())), wait_for, node
     finally:
         node.shutdown = True
         spinner.join(timeout=10)
 
 
 @pytest.mark.hil
+def test_the_deploy_node_arms_estops_and_refuses_to_rearm_until_reset():
+    from policies.baselines import PendubotEnergyLQR
+
+    with _deploy_node(PendubotEnergyLQR(), 79) as (publish, wait_for, _):
+        wait_for("disarmed")
+        publish("arm")
+        wait_for("armed: loop running")
+        wait_for("running")  # the loop's own once-a-second report
+        publish("estop")
+        stopped = wait_for("stopped: e-stop from /s2r/estop")
+        assert stopped.level == m.DiagnosticStatus.ERROR
+        assert int({kv.key: kv.value for kv in stopped.values}["ticks"]) > 100
+        publish("arm")
+        wait_for("arm refused: e-stop latched")
+        publish("reset")
+        wait_for("e-stop reset")
+
+
+@pytest.mark.hil
 def test_a_run_that_faulted_latches_until_reset():
     """A fault is an e-stop nobody pressed: a plain /s2r/arm must not start the robot again."""
-    import threading
-
-    from hardware.deploy import DeployOptions
-    from hardware.ros2_node import DeployNode
     from policies.baselines import PendubotEnergyLQR
 
     class FailsAfterAWhile(PendubotEnergyLQR):
@@ -308,45 +316,20 @@ def test_a_run_that_faulted_latches_until_reset():
             self.calls += 1
             return np.array([np.nan]) if self.calls == 200 else super().act(obs)
 
-    domain_id = 81
-    options = DeployOptions("pendubot", 500.0, duration_s=None, params="model_1.1", action_history=0)
-    node = DeployNode(FailsAfterAWhile(), options, DdsTransport(domain_id, loopback=True))
-    spinner = threading.Thread(target=node.spin)
-    spinner.start()
-    operator = DdsTransport(domain_id, loopback=True)
-    commands = {name: operator.publisher(f"/s2r/{name}", m.Empty) for name in ("arm", "disarm", "reset")}
-    diagnostics = operator.subscriber("/diagnostics", m.DiagnosticArray, reliable=True, depth=100)
-    seen: list[str] = []
-
-    def wait_for(text: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for sample in diagnostics.take(64):
-                if isinstance(sample, m.DiagnosticArray):
-                    seen.extend(status.message for status in sample.status)
-                    if any(text in message for message in seen):
-                        return
-            time.sleep(0.01)
-        raise AssertionError(f"no diagnostic with {text!r}; saw {seen[-10:]}")
-
-    try:
+    with _deploy_node(FailsAfterAWhile(), 81) as (publish, wait_for, node):
         wait_for("disarmed")
-        commands["arm"].write(m.Empty())
+        publish("arm")
         wait_for("non-finite action")  # the fault, as it happens
-        commands["disarm"].write(m.Empty())
+        publish("disarm")
         wait_for("stopped: disarmed")
-        seen.clear()
-        commands["arm"].write(m.Empty())
+        publish("arm")
         wait_for("arm refused: the last run faulted (non-finite action")
         assert node.runs == 1
-        commands["reset"].write(m.Empty())
+        publish("reset")
         wait_for("fault reset")
-        commands["arm"].write(m.Empty())
+        publish("arm")
         wait_for("armed: loop running")
         assert node.runs == 2
-    finally:
-        node.shutdown = True
-        spinner.join(timeout=10)
 
 
 def test_the_backend_is_rclpy_where_ros2_is_installed_and_cyclone_dds_elsewhere(monkeypatch):
