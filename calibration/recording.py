@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.log import log_trajectory
+from hardware.log import read_log
 from sim.imperfections import Imperfections
 from sim.plant import PHYSICS_DT, Plant
 from sim.robots import Robot
@@ -39,6 +39,8 @@ class Recording:
     X: np.ndarray
     U: np.ndarray
     command: np.ndarray
+    robot: str | None = None
+    """The robot an s2r log says it is of (a RealAIGym CSV does not say)."""
 
     @property
     def n(self) -> int:
@@ -55,18 +57,20 @@ class Recording:
         return float(np.median(np.diff(self.T)))
 
 
-def load_recording(path: str | Path, joints: int) -> Recording:
-    """Read a RealAIGym CSV (`.csv`) or an s2r log (`.mcap`) of a robot with `joints` joints.
+def load_recording(path: str | Path, joints: int | None = None) -> Recording:
+    """Read a RealAIGym CSV (`.csv`) or an s2r log (`.mcap`), of a robot with `joints` joints if given.
 
     A RealAIGym CSV's tau_pert columns (torque injected on top of the command)
     are added to the command, since the robot felt both. Raises TrajectoryError
     naming the file and what is wrong: unreadable, wrong joint count, too short.
     """
     path = Path(path)
+    robot = None
     if path.suffix == ".mcap":
         try:
-            T, X, U = log_trajectory(path)
-            command = U
+            contents = read_log(path)
+            T, X, U = contents.trajectory(path)
+            command, robot = U, contents.robot
         except (OSError, ValueError) as exc:
             raise TrajectoryError(f"{path}: {exc}") from exc
     elif path.suffix == ".csv":
@@ -75,7 +79,7 @@ def load_recording(path: str | Path, joints: int) -> Recording:
         U = command if perturbation is None else command + perturbation
     else:
         raise TrajectoryError(f"{path}: expected a RealAIGym trajectory .csv or an s2r log .mcap")
-    if U.shape[1] != joints:
+    if joints is not None and U.shape[1] != joints:
         raise TrajectoryError(f"{path}: the recording has {U.shape[1]} joint(s), the robot {joints}")
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(U))):
         raise TrajectoryError(f"{path}: non-finite state or torque values")
@@ -92,7 +96,7 @@ def load_recording(path: str | Path, joints: int) -> Recording:
             f"{path}: too short ({len(T)} samples over {T[-1]:.3f} s); "
             f"need at least {MIN_SAMPLES} samples over {MIN_DURATION_S} s"
         )
-    return Recording(_name(path), T, X, U, command)
+    return Recording(_name(path), T, X, U, command, robot)
 
 
 def simulated_recording(

@@ -87,6 +87,13 @@ class DdsTransport:
     def subscriber(self, topic: str, message_type, reliable: bool = False, depth: int = 5) -> DataReader:
         return DataReader(self.participant, self._topic(topic, message_type), qos(message_type, reliable, depth))
 
+    @staticmethod
+    def matched(endpoint: DataWriter | DataReader) -> int:
+        """How many subscribers a publisher, or publishers a subscriber, is matched with."""
+        if isinstance(endpoint, DataWriter):
+            return len(endpoint.get_matched_subscriptions())
+        return len(endpoint.get_matched_publications())
+
     def publisher_types(self, topic: str) -> set[str]:
         """ROS 2 type names (`pkg/msg/T`) of the publishers discovered on `topic` so far."""
         for p in self._publications.take(256):

@@ -48,16 +48,22 @@ TRANSPORTS = ("serial", "ros2")
 
 
 def plant_env(robot: str, params: str | Path, imperfections: bool, seed: int, start: str) -> SwingUpEnv:
-    """The env whose plant an emulator runs (reset, endless), hanging or balanced upright."""
+    """The env whose plant an emulator runs (endless), at its start state (`restart`)."""
     if start not in STARTS:
         raise ValueError(f"unknown start {start!r}; expected one of {', '.join(STARTS)}")
     env = SwingUpEnv(robot, params=params, imperfections=imperfections, t_final=math.inf)
+    restart(env, seed, start)
+    return env
+
+
+def restart(env: SwingUpEnv, seed: int, start: str) -> None:
+    """Put an emulator's plant in its start state, the same one each time for the same seed: hanging
+    (the swing-up task) or balanced upright (to test a stabiliser on its own)."""
     env.reset(seed=seed)
-    if start == "up":  # balanced upright, to test a stabiliser on its own
+    if start == "up":
         x0 = np.zeros(2 * env.n)
         x0[0] = math.pi
         env.plant.reset(x0, env.np_random, 60.0)
-    return env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,8 +148,12 @@ class Emulator:
         link: str | Path | None = None,
         replug_s: float | None = None,
         start: str = "down",
+        keep_state: bool = False,
     ):
         self.env = plant_env(robot, params, imperfections, seed, start)
+        self.seed, self.start, self.keep_state = seed, start, keep_state
+        """A new session (a HELLO, then ARM) restarts the plant unless `keep_state`: back-to-back runs
+        against one emulator then start alike."""
         self.plant = self.env.plant
         self.rng = self.env.np_random
         spec = self.env.robot.spec(self.env.nominal_params)
@@ -165,6 +175,7 @@ class Emulator:
         # Firmware state.
         self.decoder = protocol.FrameDecoder()
         self.connected = False  # a host said HELLO: stream states
+        self.new_session = False  # a HELLO since the last ARM: the next ARM starts a session
         self.armed = False
         self.command = np.zeros(len(self.low))
         self.host_timeout_ns = 0
@@ -191,6 +202,7 @@ class Emulator:
             "commands_dropped": 0,
             "commands_outside_limits": 0,
             "host_timeouts": 0,
+            "sessions": 0,
             "events": [],
         }
 
@@ -281,12 +293,21 @@ class Emulator:
         if frame.type == Type.HELLO:
             # Answered in this device's own version: a host that speaks another one refuses it.
             self.connected = True
+            self.new_session = True
             self._send(Type.CAPABILITIES, protocol.pack_capabilities(self.caps), now)
             return
         if frame.version != protocol.VERSION:
             return
         if frame.type == Type.ARM:
+            if len(frame.payload) != protocol.ARM_PAYLOAD.size:
+                return  # a firmware ignores what it cannot parse; the host resends
             (timeout_ms,) = protocol.ARM_PAYLOAD.unpack(frame.payload)
+            if self.new_session:
+                self.report["sessions"] += 1
+                if not self.keep_state:
+                    restart(self.env, self.seed, self.start)
+                    self.rng = self.env.np_random
+            self.new_session = False
             self.armed = True
             self.command = np.zeros(len(self.low))
             self.host_timeout_ns = timeout_ms * 1_000_000

@@ -335,6 +335,23 @@ class LogContents(NamedTuple):
     complete: bool
     damage: list[str]
 
+    @property
+    def robot(self) -> str | None:
+        """The robot the run was of, as its metadata says."""
+        return self.metadata.get("run", {}).get("robot")
+
+    def trajectory(self, path: str | Path = "the log") -> Trajectory:
+        """/joint_states as a trajectory: T (N,) s from the first message, X = [position, velocity] as
+        measured, U = the effort command sent. Raises ValueError when fewer than 2 messages."""
+        states = self.messages.get("/joint_states")
+        if not states or len(states) < 2:
+            raise ValueError(f"{path}: fewer than 2 /joint_states messages; no trajectory in this log")
+        t0 = states[0][0]
+        T = np.array([(t - t0) / 1e9 for t, _ in states])
+        X = np.array([list(m.position) + list(m.velocity) for _, m in states])
+        U = np.array([list(m.effort) for _, m in states])
+        return Trajectory(T, X, U)
+
 
 def read_log(path: str | Path) -> LogContents:
     """Read a log. A truncated file (a killed process) reads up to its last complete chunk; a
@@ -415,16 +432,8 @@ def summarise_log(path: str | Path) -> dict[str, Any]:
 
 
 def log_trajectory(path: str | Path) -> Trajectory:
-    """A log's /joint_states as a trajectory: T (N,) s from the first message, X = [position, velocity]
-    as measured, U = the effort command sent. Raises ValueError when fewer than 2 messages."""
-    states = read_log(path).messages.get("/joint_states")
-    if not states or len(states) < 2:
-        raise ValueError(f"{path}: fewer than 2 /joint_states messages; no trajectory in this log")
-    t0 = states[0][0]
-    T = np.array([(t - t0) / 1e9 for t, _ in states])
-    X = np.array([list(m.position) + list(m.velocity) for _, m in states])
-    U = np.array([list(m.effort) for _, m in states])
-    return Trajectory(T, X, U)
+    """A log's /joint_states as a trajectory (`LogContents.trajectory`)."""
+    return read_log(path).trajectory(path)
 
 
 def export_realaigym(path: str | Path, out: str | Path) -> None:

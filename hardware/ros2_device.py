@@ -29,6 +29,9 @@ from sim.robots.spec import Channel, RobotSpec
 
 log = logging.getLogger(__name__)
 
+MATCH_SETTLE_S = 0.05
+"""After our command publisher is matched, how long the robot's side may take to see it too, s."""
+
 
 class Ros2Device(Device):
     """Joints `joints` (names as in JointState) with effort commands for `command_joints`."""
@@ -79,6 +82,20 @@ class Ros2Device(Device):
         deadline = time.monotonic() + self.timeout_s
         while self._poll() is None:
             if time.monotonic() > deadline:
+                raise DeviceError(self._no_state_reason())
+            time.sleep(0.005)
+        # Commands must reach a controller; and a robot that restarts for a new commander (an
+        # emulator) has done so once it has seen ours: only states from after that count.
+        while not self._transport.matched(self._writer):
+            if time.monotonic() > deadline:
+                raise DeviceError(
+                    f"nothing subscribes to {self.command_topic} within {self.timeout_s} s (ROS domain "
+                    f"{self.domain_id}): is the robot's effort controller running?"
+                )
+            time.sleep(0.005)
+        matched = time.monotonic_ns() + int(MATCH_SETTLE_S * 1e9)
+        while self._poll().stamp_ns < matched:
+            if time.monotonic() > deadline + MATCH_SETTLE_S:
                 raise DeviceError(self._no_state_reason())
             time.sleep(0.005)
         self.provided = RobotSpec(

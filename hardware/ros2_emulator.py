@@ -6,6 +6,10 @@ forward effort controller it applies the newest `std_msgs/Float64MultiArray`
 on the command topic and, like ros2_control's command timeout, falls back to
 zero effort when commands stop. Commands of the wrong length or with
 non-finite or out-of-limit values are refused and counted.
+
+A new commander (one more publisher matched on the command topic) starts a
+session: the plant restarts at its start state unless `keep_state`, so
+back-to-back runs against one emulator start alike.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hardware import ros2_msgs as msgs
-from hardware.emulator import plant_env
+from hardware.emulator import plant_env, restart
 from hardware.ros2_transport import make_transport
 from sim.plant import PHYSICS_DT
 
@@ -41,8 +45,11 @@ class Ros2Emulator:
         state_topic: str = "/joint_states",
         command_topic: str = "/effort_controller/commands",
         command_timeout_s: float = 0.1,
+        keep_state: bool = False,
     ):
         self.env = plant_env(robot, params, imperfections, seed, start)
+        self.seed, self.start, self.keep_state = seed, start, keep_state
+        self.commanders = 0
         self.plant, self.rng = self.env.plant, self.env.np_random
         self.joints = list(self.env.robot.joints)
         limits = self.env.robot.command_limits(self.env.nominal_params)
@@ -52,7 +59,12 @@ class Ros2Emulator:
         self.command_timeout_ns = int(command_timeout_s * 1e9)
         self.command = np.zeros(len(self.joints))
         self.last_command_ns = 0
-        self.report: dict[str, Any] = {"states_published": 0, "commands_received": 0, "commands_refused": 0}
+        self.report: dict[str, Any] = {
+            "states_published": 0,
+            "commands_received": 0,
+            "commands_refused": 0,
+            "sessions": 0,
+        }
 
     def open(self) -> str:
         self.transport = make_transport(self.domain_id, self.loopback, self.backend)
@@ -78,6 +90,7 @@ class Ros2Emulator:
             if next_step > now:
                 time.sleep((next_step - now) / 1e9)
             now = time.monotonic_ns()
+            self._new_session()
             self._take_commands(now)
             fresh = now - self.last_command_ns <= self.command_timeout_ns
             self.plant.step(self.command if fresh else np.zeros(len(self.joints)), 1, self.rng)
@@ -86,6 +99,16 @@ class Ros2Emulator:
             if now > next_step + 10 * period:  # far behind (the machine stalled): re-anchor
                 next_step = now + period
         return self.report
+
+    def _new_session(self) -> None:
+        commanders = self.transport.matched(self.reader)
+        if commanders > self.commanders:
+            self.report["sessions"] += 1
+            if not self.keep_state:
+                restart(self.env, self.seed, self.start)
+                self.plant, self.rng = self.env.plant, self.env.np_random
+            self.command, self.last_command_ns = np.zeros(len(self.joints)), 0
+        self.commanders = commanders
 
     def _take_commands(self, now: int) -> None:
         for sample in self.reader.take(64):

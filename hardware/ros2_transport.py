@@ -1,9 +1,10 @@
 """ROS 2 transports: rclpy where ROS 2 is installed, Cyclone DDS (hardware.dds) everywhere else.
 
-Both offer the same three calls, with the messages of `hardware.ros2_msgs`:
+Both offer the same calls, with the messages of `hardware.ros2_msgs`:
 `publisher(topic, type, reliable, depth).write(msg)`,
-`subscriber(topic, type, reliable, depth).take(n) -> [msg]` and
-`publisher_types(topic) -> {"pkg/msg/T", ...}`. The rclpy transport moves the
+`subscriber(topic, type, reliable, depth).take(n) -> [msg]`,
+`publisher_types(topic) -> {"pkg/msg/T", ...}`, and `matched(endpoint) -> int`,
+how many endpoints on the other side a publisher or subscriber is matched with. The rclpy transport moves the
 messages as serialized CDR (a publisher publishes bytes, a subscription is
 raw), which is byte for byte what `hardware.ros2_msgs` reads and writes, so
 there is no per-type conversion; it goes through whatever middleware ROS 2
@@ -53,6 +54,7 @@ class _RawReader:
 
     def __init__(self, message_type, depth: int):
         self.message_type = message_type
+        self.subscription = None
         self._queue: collections.deque[bytes] = collections.deque(maxlen=depth)
         self._lock = threading.Lock()
 
@@ -109,12 +111,20 @@ class RclpyTransport:
     def subscriber(self, topic: str, message_type, reliable: bool = False, depth: int = 5) -> _RawReader:
         reader = _RawReader(message_type, depth)
         ros_class = self._ros_class(message_type)
-        self.node.create_subscription(ros_class, topic, reader.on_message, self._qos(reliable, depth), raw=True)
+        reader.subscription = self.node.create_subscription(
+            ros_class, topic, reader.on_message, self._qos(reliable, depth), raw=True
+        )
         self._readers.append(reader)
         return reader
 
     def publisher_types(self, topic: str) -> set[str]:
         return {info.topic_type for info in self.node.get_publishers_info_by_topic(topic)}
+
+    @staticmethod
+    def matched(endpoint) -> int:
+        if isinstance(endpoint, _RawWriter):
+            return endpoint._publisher.get_subscription_count()
+        return endpoint.subscription.get_publisher_count()
 
     def close(self) -> None:
         self._executor.shutdown()

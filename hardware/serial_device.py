@@ -179,12 +179,16 @@ class SerialDevice(Device):
         while True:
             try:
                 # timeout=0: reads return what has arrived, never wait.
-                self._serial = serial.Serial(self.port, self.baudrate, timeout=0, write_timeout=self.timeout_s)
+                # exclusive: a second host on the same board (another deploy, say) is refused, not interleaved.
+                self._serial = serial.Serial(
+                    self.port, self.baudrate, timeout=0, write_timeout=self.timeout_s, exclusive=True
+                )
                 break
             except (serial.SerialException, OSError) as exc:
                 if time.monotonic() >= deadline:
                     waited = f" (retried for {self.reconnect_timeout_s} s)" if self.reconnect_timeout_s else ""
-                    raise DeviceError(f"cannot open serial port {self.port}{waited}: {exc}") from exc
+                    busy = ": another program has it open" if "exclusively lock" in str(exc) else ""
+                    raise DeviceError(f"cannot open serial port {self.port}{waited}{busy}: {exc}") from exc
                 time.sleep(0.05)
         self._fd = self._serial.fileno()
         self._serial.reset_input_buffer()

@@ -16,6 +16,15 @@ CONTROLLERS = {
 }
 
 
+def controller_robot(name: str) -> str | None:
+    """The robot a controller is made for (an artifact's own, the baseline's), or None if unknown."""
+    if name.startswith("zoo:") or name.endswith((".json", ".onnx")):
+        from policies.runtime import read_metadata, resolve
+
+        return read_metadata(resolve(name))["robot"]
+    return "pendubot" if name == "baseline" else None
+
+
 def make_controller(name: str, robot: str):
     """A controller by name for a robot: "baseline", "zoo:NAME" or an artifact path."""
     if name.startswith("zoo:") or name.endswith((".json", ".onnx")):

@@ -1,9 +1,14 @@
-"""The `s2r` command line: argument parsing and dispatch only."""
+"""The `s2r` command line: argument parsing and dispatch only.
+
+Every command ends with a short summary for people on stdout; `--json` prints the whole record
+instead, for machines. A mistake is one line on stderr and exit code 2; a run that failed (a fault,
+a device that failed, a HIL verdict of fail) exits with 1. `--debug` or S2R_DEBUG=1 shows the
+traceback behind an error.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import logging
 import math
@@ -11,10 +16,98 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from s2r import strict_json
+from sim.robots import ROBOTS
+
+EXTRAS = {
+    "torch": "train",
+    "stable_baselines3": "train",
+    "tensorboard": "train",
+    "onnx": "train",
+    "matplotlib": "calibrate",
+}
+"""Modules of the optional extras, and the extra that installs each."""
+
+
+# Output -----------------------------------------------------------------------------------------
+
+
+def _finish(args: argparse.Namespace, record: dict[str, Any], lines: list[str]) -> None:
+    """A command's result: `lines` for people, or with --json the whole `record`; with --out (where
+    the command's --out is the record's file) the record is written there too."""
+    out = getattr(args, "json_out", None)
+    if out is not None:
+        Path(out).write_text(strict_json.dumps(record) + "\n")
+        lines = [*lines, f"record written to {out}"]
+    if args.json:
+        print(strict_json.dumps(record))
+    else:
+        print("\n".join(lines))
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal: a redirected log gets no carriage returns."""
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+
+
+def _yes(flag: float | bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None or not math.isfinite(value) else f"{value:.2f} s"
+
+
+def _score_line(score: dict[str, Any], what: str = "v2 score") -> str:
+    return f"{what} {score['score']:.3f}, success {_yes(score['success'])}, up at {_seconds(score['swingup_time'])}"
+
+
+# Robots -----------------------------------------------------------------------------------------
+
+
+def _controller_robot(args: argparse.Namespace, controller: str) -> str:
+    """The robot a command runs: --robot, else the one the controller is made for."""
+    from policies import controller_robot
+
+    made_for = controller_robot(controller)
+    if args.robot and made_for and args.robot != made_for:
+        raise ValueError(f"{controller} is for the {made_for}, not the {args.robot}")
+    robot = args.robot or made_for
+    if robot is None:
+        raise ValueError(f"give --robot: {controller} does not say which robot it is for")
+    return robot
+
+
+def _data_robot(args: argparse.Namespace, source: Path, commands, logged: str | None = None) -> str:
+    """The robot a recording is of: the log's own, else the robots its joint commands fit (fewest
+    actuated joints first); --robot must agree with it."""
+    from sim.robots import robots_for
+
+    fits = [logged] if logged else robots_for(commands)
+    if args.robot:
+        if args.robot not in fits:
+            n = len(commands[0]) if len(commands) else 0
+            what = f"a log of the {logged}" if logged else f"a recording of {n} joint(s) whose commands fit the "
+            what += "" if logged else " or the ".join(fits) if fits else "no s2r robot"
+            raise ValueError(f"{source} is {what}, not of the {args.robot}: check --robot")
+        return args.robot
+    if not fits:
+        raise ValueError(f"{source}: its joint commands fit no s2r robot; give --robot")
+    tied = [f for f in fits if sum(ROBOTS[f].actuated) == sum(ROBOTS[fits[0]].actuated)]
+    if len(tied) > 1:
+        logging.getLogger("s2r").warning(
+            "%s fits the %s alike; taken as the %s (give --robot to say which)", source, " and ".join(tied), tied[0]
+        )
+    return fits[0]
+
+
+# Commands ---------------------------------------------------------------------------------------
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -22,10 +115,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     from sim.tasks import realaigym
 
     traj = realaigym.load_trajectory_csv(args.trajectory)
-    lengths = get_robot(args.robot).load_params("model_1.1").l
-    if len(lengths) != traj.U.shape[1]:
-        raise ValueError(f"{args.trajectory} has {traj.U.shape[1]} joint(s); the {args.robot} has {len(lengths)}")
-    print(strict_json.dumps(realaigym.score(traj, args.version, args.stage, lengths)))
+    robot = _data_robot(args, args.trajectory, traj.U)
+    lengths = get_robot(robot).load_params("model_1.1").l
+    score = realaigym.score(traj, args.version, args.stage, lengths)
+    record = {"trajectory": str(args.trajectory), "robot": robot, "version": args.version, "stage": args.stage}
+    record["score"] = score
+    norm = f" ({args.stage} normalisation)" if args.version == "v2" else ""
+    _finish(args, record, [f"{args.trajectory} ({robot}): {_score_line(score, args.version + ' score')}{norm}"])
     return 0
 
 
@@ -35,10 +131,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from sim.env import SwingUpEnv
     from sim.tasks import realaigym
 
-    controller = make_controller(args.controller, args.robot)
+    robot = _controller_robot(args, args.controller)
+    controller = make_controller(args.controller, robot)
     rate = args.rate or controller.control_rate_hz
     env = SwingUpEnv(
-        args.robot,
+        robot,
         params=args.params,
         control_rate_hz=rate,
         imperfections=args.imperfections,
@@ -50,10 +147,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     if hasattr(controller, "reset"):
         controller.reset()
     info = run_episode(controller.act, env, args.seed)
+    lines = [f"{robot}, {args.controller} at {rate:g} Hz, seed {args.seed}: {_score_line(info['score'])}"]
     if args.out:
         realaigym.write_trajectory_csv(args.out, realaigym.Trajectory(*env.plant.trajectory()))
-    result = {"robot": args.robot, "controller": args.controller, "control_rate_hz": rate, **info}
-    print(strict_json.dumps(result))
+        lines += [f"trajectory written to {args.out}", f"next: s2r score {args.out}"]
+    _finish(args, {"robot": robot, "controller": args.controller, "control_rate_hz": rate, **info}, lines)
     return 0
 
 
@@ -61,19 +159,15 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from policies import make_controller
     from sim import robustness
 
-    factory = functools.partial(make_controller, args.controller, args.robot)
+    robot = _controller_robot(args, args.controller)
+    factory = functools.partial(make_controller, args.controller, robot)
     rate = factory().control_rate_hz
-    result = robustness.run(factory, args.robot, workers=args.workers)
-    result = {"robot": args.robot, "controller": args.controller, "control_rate_hz": rate, **result}
-    rows = [(c, result["criteria"][c]["score"]) for c in robustness.CRITERIA]
-    width = max(len(c) for c, _ in rows)
-    for c, s in rows:
-        print(f"{c:<{width}}  {s:.3f}", file=sys.stderr)
-    print(f"{'robustness':<{width}}  {result['score']:.3f}  ({result['wall_time_s']:.0f} s)", file=sys.stderr)
-    text = strict_json.dumps(result)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    result = robustness.run(factory, robot, workers=args.workers, progress=_progress(args))
+    record = {"robot": robot, "controller": args.controller, "control_rate_hz": rate, **result}
+    width = max(len(c) for c in robustness.CRITERIA)
+    lines = [f"{c:<{width}}  {result['criteria'][c]['score']:.3f}" for c in robustness.CRITERIA]
+    lines.append(f"{'robustness':<{width}}  {result['score']:.3f}  ({result['wall_time_s']:.0f} s)")
+    _finish(args, record, lines)
     return 0
 
 
@@ -101,10 +195,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg = load_run_config(args.resume)
             if args.steps:
                 cfg = dataclasses.replace(cfg, n_timesteps=args.steps)
-            run = train(cfg, args.resume, resume=True, progress_bar=not args.no_progress, stop=stop)
+            run = train(cfg, args.resume, resume=True, progress_bar=_progress(args), stop=stop)
         else:
             if not args.robot or not (args.algo or args.config):
-                raise ValueError("give ROBOT and --algo or --config FILE, or --resume RUN")
+                raise ValueError("give --robot and --algo (or --config FILE), or --resume RUN")
             cfg = load_config(args.robot, args.config, args.algo)
             changes = {k: v for k, v in (("n_timesteps", args.steps), ("seed", args.seed), ("n_envs", args.envs)) if v}
             if args.params:
@@ -116,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             run = train(
                 cfg,
                 args.out,
-                progress_bar=not args.no_progress,
+                progress_bar=_progress(args),
                 init=args.init,
                 stop=stop,
                 init_checkpoint=args.init_checkpoint,
@@ -124,21 +218,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    print(run)
+    evaluations = _evaluations(run)
+    record = {"run": str(run), "evaluations": evaluations, "stopped_by_signal": stopped_by[0] if stopped_by else None}
+    lines = [f"run {run}"]
+    if evaluations:
+        last = evaluations[-1]
+        success, score = last["success_rate"], last["v2_score"]
+        lines.append(f"last evaluation at {last['steps']} steps: success {success:.0%}, v2 score {score:.3f}")
     if stopped_by:
-        print(f"s2r train: stopped early; continue with: s2r train --resume {run}", file=sys.stderr)
-        return 128 + stopped_by[0]
-    return 0
+        lines.append(f"stopped early; continue with: s2r train --resume {run}")
+    lines.append(f"next: s2r export {run}")
+    _finish(args, record, lines)
+    return 128 + stopped_by[0] if stopped_by else 0
+
+
+def _evaluations(run: Path) -> list[dict[str, Any]]:
+    import json
+
+    path = Path(run) / "eval.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import matplotlib  # noqa: F401 (the report's plots: say so before the analysis, not after)
+
     from calibration import report
     from calibration.recording import load_recording
     from calibration.sets import load_calibration, load_models
     from sim.robots import get_robot
 
-    robot = get_robot(args.robot)
-    recordings = [load_recording(path, len(robot.joints)) for path in args.logs]
+    recordings = [load_recording(path) for path in args.logs]
+    robot = get_robot(_recordings_robot(args, recordings))
     models, sources = load_models(robot, args.params or ["model_1.0"], args.delay)
     calibrations = {label: c for label in models if (c := load_calibration(sources[label]))}
     gap = None
@@ -159,14 +269,24 @@ def cmd_report(args: argparse.Namespace) -> int:
         sources,
         score_gap=gap,
         calibrations=calibrations,
-        progress=lambda name: print(f"analysed {name}", file=sys.stderr),
+        progress=lambda name: print(f"analysed {name}", file=sys.stderr) if _progress(args) else None,
     )
     html_path, json_path = report.write(args.out, data, recordings, predictions)
-    for name, summary in data["summary"].items():
-        print(f"{name:<24} normalised k-step error {summary['mean_normalised_kstep_error']:.4f}", file=sys.stderr)
-    print(html_path)
-    print(json_path)
+    lines = [
+        f"{name:<24} normalised k-step error {s['mean_normalised_kstep_error']:.4f}"
+        for name, s in data["summary"].items()
+    ]
+    lines += [f"report: {html_path}", f"numbers: {json_path}"]
+    _finish(args, {"html": str(html_path), "json": str(json_path), "summary": data["summary"]}, lines)
     return 0
+
+
+def _recordings_robot(args: argparse.Namespace, recordings) -> str:
+    """The robot of a set of recordings (s2r logs or RealAIGym CSVs); every one must agree."""
+    robots = {_data_robot(args, path, r.command, r.robot) for path, r in zip(args.logs, recordings, strict=True)}
+    if len(robots) > 1:
+        raise ValueError(f"the recordings are of different robots ({', '.join(sorted(robots))}): give one robot's")
+    return robots.pop()
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -177,11 +297,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from calibration.sets import write_param_set
     from sim.robots import get_robot
 
-    robot = get_robot(args.robot)
+    recordings = [load_recording(path) for path in args.logs]
+    robot = get_robot(_recordings_robot(args, recordings))
     start = robot.load_params(args.params)
-    recordings = [load_recording(path, len(robot.joints)) for path in args.logs]
     fit = [f.strip() for f in args.fit.split(",") if f.strip()]
-    with tqdm(desc="calibrating", unit=" rollouts", disable=args.no_progress) as bar:
+    with tqdm(desc="calibrating", unit=" rollouts", disable=not _progress(args)) as bar:
 
         def progress(evaluations: int, error: float) -> None:
             bar.update(1)
@@ -198,15 +318,25 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             progress=progress,
         )
     write_param_set(cal, args.out)
+    lines = []
     for e in cal.estimates:
         flag = "" if e.identified else f"  <- {e.note}"
-        print(f"{e.name:<6} {e.start:12.6g} -> {e.value:12.6g} +- {e.ci95:.3g}{flag}", file=sys.stderr)
-    print(
+        lines.append(f"{e.name:<6} {e.start:12.6g} -> {e.value:12.6g} +- {e.ci95:.3g}{flag}")
+    lines.append(
         f"normalised k-step error on the fitted windows {cal.error_before:.4f} -> {cal.error_after:.4f} "
-        f"({cal.evaluations} rollout batches, {cal.wall_s:.1f} s)",
-        file=sys.stderr,
+        f"({cal.evaluations} rollout batches, {cal.wall_s:.1f} s)"
     )
-    print(args.out)
+    lines += [
+        f"parameter set written to {args.out}",
+        f"next: s2r report {' '.join(map(str, args.logs))} --params {args.out}",
+    ]
+    record = {
+        "out": str(args.out),
+        "estimates": [e.__dict__ for e in cal.estimates],
+        "error_before": cal.error_before,
+        "error_after": cal.error_after,
+    }
+    _finish(args, record, lines)
     return 0
 
 
@@ -214,7 +344,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from policies.export import export
 
     out = args.out or args.run / "policy"
-    print(export(args.run, out, args.checkpoint))
+    path = export(args.run, out, args.checkpoint)
+    lines = [f"policy written to {path} and {path.with_suffix('.onnx')}", f"next: s2r eval {path}"]
+    _finish(args, {"metadata": str(path), "graph": str(path.with_suffix(".onnx"))}, lines)
     return 0
 
 
@@ -235,6 +367,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from policies.evaluate import METRICS, SIM_CONDITIONS, run_episodes, summarise
 
     act, robot, env = _eval_target(args.target)
+    if args.robot and args.robot != robot:
+        raise ValueError(f"{args.target} is for the {robot}, not the {args.robot}")
     if args.sim_conditions:
         env.update(SIM_CONDITIONS)
     if args.params:
@@ -249,35 +383,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         env["friction_compensation"] = args.friction_compensation == "on"
     episodes = run_episodes(act, robot, env, args.episodes, seed=args.seed)
     summary = summarise(episodes)
+    lines = [f"{args.target} ({robot}), {args.episodes} episodes from seed {args.seed}: mean and 95% interval"]
     for key in METRICS:
         m = summary[key]
         if m["n"] == 0:  # swingup_time, which only successful episodes have
-            print(f"{key:<16} {'-':>10}            (no successful episode)", file=sys.stderr)
+            lines.append(f"{key:<16} {'-':>10}            (no successful episode)")
             continue
-        print(f"{key:<16} {m['mean']:10.4f} +- {m['ci95']:.4f}  (n={m['n']})", file=sys.stderr)
-    result = {
-        "target": args.target,
-        "robot": robot,
-        "episodes": args.episodes,
-        "seed": args.seed,
-        "env": env,
-        "metrics": summary,
-    }
-    text = strict_json.dumps(result)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+        lines.append(f"{key:<16} {m['mean']:10.4f} +- {m['ci95']:.4f}  (n={m['n']})")
+    record = {"target": args.target, "robot": robot, "episodes": args.episodes, "seed": args.seed, "env": env}
+    _finish(args, {**record, "metrics": summary}, lines)
     return 0
 
 
-def _deploy_options(args: argparse.Namespace, policy):
+def _deploy_options(args: argparse.Namespace, robot: str, policy):
     from hardware.deploy import DeployOptions
     from hardware.safety import SafetyConfig
 
     meta = getattr(policy, "meta", None)
     policy_record = {"name": args.policy, "sha256": meta["graph"]["sha256"] if meta else "none (classical controller)"}
     return DeployOptions(
-        robot=args.robot,
+        robot=robot,
         rate_hz=args.rate or policy.control_rate_hz,
         duration_s=args.duration,
         device=args.device,
@@ -316,46 +441,46 @@ def _stop_on_signals() -> Callable[[], bool]:
     return stop.is_set
 
 
-def _print_loop(result: dict) -> None:
+def _loop_lines(result: dict[str, Any]) -> list[str]:
     loop = result["loop"]
-    rows = [("period", loop["period_us"]), ("jitter", loop["jitter_us"]), ("compute", loop["compute_us"])]
-    print(f"{'us':<10} {'p50':>9} {'p99':>9} {'max':>9}", file=sys.stderr)
-    for name, v in rows:
-        print(f"{name:<10} {v['p50']:9.1f} {v['p99']:9.1f} {v['max']:9.1f}", file=sys.stderr)
-    print(
-        f"ticks {loop['ticks']}, missed deadlines {loop['missed_deadlines']}, faults {len(loop['faults'])}",
-        file=sys.stderr,
-    )
-    for fault in loop["faults"][:10]:
-        print(f"fault at tick {fault['tick']}: {fault['reason']}", file=sys.stderr)
+    lines = [f"{'us':<10} {'p50':>9} {'p99':>9} {'max':>9}"]
+    for name in ("period", "jitter", "compute"):
+        v = loop[f"{name}_us"]
+        lines.append(f"{name:<10} {v['p50']:9.1f} {v['p99']:9.1f} {v['max']:9.1f}")
+    lines.append(f"ticks {loop['ticks']}, missed deadlines {loop['missed_deadlines']}, faults {len(loop['faults'])}")
+    lines += [f"fault at tick {f['tick']}: {f['reason']}" for f in loop["faults"][:10]]
     if len(loop["faults"]) > 10:
-        print(f"... and {len(loop['faults']) - 10} more faults (all in the JSON)", file=sys.stderr)
+        lines.append(f"... and {len(loop['faults']) - 10} more faults (all in --json)")
     if result["link"]:
-        print("link " + ", ".join(f"{k} {v:g}" for k, v in result["link"].items()), file=sys.stderr)
+        lines.append("link " + ", ".join(f"{k} {v:g}" for k, v in result["link"].items()))
     if result["score"] is not None:
-        print(f"v2 score {result['score']['score']:.3f}, success {bool(result['score']['success'])}", file=sys.stderr)
+        lines.append(_score_line(result["score"]))
     log = result["log"]
     if log is not None:
         why = log["error"] or f"{log['dropped']} ticks dropped"
         state = "complete" if log["complete"] else f"INCOMPLETE: {why}"
-        print(f"log {log['path']}: {log['ticks']} ticks, {state}", file=sys.stderr)
+        lines.append(f"log {log['path']}: {log['ticks']} ticks, {state}")
+        lines.append(f"next: s2r log info {log['path']}")
+    return lines
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from hardware.deploy import deploy
     from policies import make_controller
 
-    policy = make_controller(args.policy, args.robot)
-    options = _deploy_options(args, policy)
+    robot = _controller_robot(args, args.policy)
+    policy = make_controller(args.policy, robot)
+    options = _deploy_options(args, robot, policy)
     result = deploy(policy, options, should_stop=_stop_on_signals())
-    _print_loop(result)
-    summary = {"robot": args.robot, "policy": args.policy, "device": args.device, "mode": options.mode}
-    print(strict_json.dumps({**summary, **result}))
+    summary = {"robot": robot, "policy": args.policy, "device": args.device, "mode": options.mode}
+    _finish(args, {**summary, **result}, _loop_lines(result))
     # A run that ended in the safe state is not a success, whatever a script around it does next.
     return 1 if result["loop"]["faults"] else 0
 
 
 def _fault_plan(args: argparse.Namespace):
+    import dataclasses
+
     from hardware.emulator import FaultPlan
 
     plan = FaultPlan.from_yaml(args.faults) if args.faults else FaultPlan()
@@ -371,7 +496,13 @@ def _fault_plan(args: argparse.Namespace):
 def cmd_emulate(args: argparse.Namespace) -> int:
     from hardware.emulator import Emulator
 
-    common = {"params": args.params, "imperfections": not args.no_imperfections, "seed": args.seed, "start": args.start}
+    common = {
+        "params": args.params,
+        "imperfections": not args.no_imperfections,
+        "seed": args.seed,
+        "start": args.start,
+        "keep_state": args.keep_state,
+    }
     if args.transport == "ros2":
         from hardware.ros2_emulator import Ros2Emulator
 
@@ -382,13 +513,13 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         )
     else:
         emulator = Emulator(args.robot, faults=_fault_plan(args), link=args.link, replug_s=args.replug, **common)
-    print(emulator.open(), flush=True)
+    print(emulator.open(), flush=True)  # the port: the first line, for whoever started us
     try:
         report = emulator.run(duration_s=args.duration, should_stop=_stop_on_signals())
     finally:
         emulator.close()
-    summary = {k: len(v) if isinstance(v, list) and k != "events" else v for k, v in report.items()}
-    print(strict_json.dumps(summary), file=sys.stderr)
+    counts = {k: len(v) if isinstance(v, list) and k != "events" else v for k, v in report.items()}
+    _finish(args, counts, ["emulator stopped: " + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "events")])
     return 0
 
 
@@ -400,27 +531,36 @@ def cmd_hil(args: argparse.Namespace) -> int:
         raise ValueError("--device serial needs --emulate (the emulator's port) or a port: --device serial:PORT")
     if not args.device.startswith("serial"):
         raise ValueError(f"hil runs over serial: --device serial[:PORT], not {args.device!r}")
-    policy = make_controller(args.policy, args.robot)
-    options = _deploy_options(args, policy)
+    robot = _controller_robot(args, args.policy)
+    policy = make_controller(args.policy, robot)
+    options = _deploy_options(args, robot, policy)
     faults = _fault_plan(args) if args.emulate else None
     result = run_hil(policy, options, faults, start=args.start, should_stop=_stop_on_signals())
-    _print_loop(result)
-    print(f"\n{'check':<22} {'':<5} detail", file=sys.stderr)
-    for c in result["checks"]:
-        print(f"{c['name']:<22} {'PASS' if c['ok'] else 'FAIL':<5} {c['detail']}", file=sys.stderr)
-    print(f"verdict: {result['verdict'].upper()}", file=sys.stderr)
-    text = strict_json.dumps({"robot": args.robot, "policy": args.policy, "device": args.device, **result})
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    lines = _loop_lines(result) + ["", f"{'check':<22} {'':<5} detail"]
+    lines += [f"{c['name']:<22} {'PASS' if c['ok'] else 'FAIL':<5} {c['detail']}" for c in result["checks"]]
+    lines.append(f"verdict: {result['verdict'].upper()}")
+    _finish(args, {"robot": robot, "policy": args.policy, "device": args.device, **result}, lines)
     return 0 if result["verdict"] == "pass" else 1
 
 
 def cmd_log_info(args: argparse.Namespace) -> int:
     from hardware.log import summarise_log
 
-    print(strict_json.dumps(summarise_log(args.file)))
-    return 0
+    info = summarise_log(args.file)
+    if not info["topics"] and info["damage"]:
+        raise ValueError(f"{args.file}: {info['damage'][0]}")
+    run = info["metadata"].get("run", {})
+    lines = [
+        f"{args.file}: {run.get('robot', 'unknown robot')}, {info['duration_s']:.2f} s, "
+        + ("complete" if info["complete"] else "INCOMPLETE (the writer did not finish it)"),
+        "topics: " + ", ".join(f"{topic} {n}" for topic, n in info["topics"].items()),
+        f"faults: {len(info['faults'])}" + "".join(f"\n  {f['message']}" for f in info["faults"][:10]),
+    ]
+    lines += [f"DAMAGED: {d}" for d in info["damage"]]
+    if info["link"]:
+        lines.append("link " + ", ".join(f"{k} {v}" for k, v in info["link"].items() if k != "tick"))
+    _finish(args, info, lines)
+    return 1 if info["damage"] else 0
 
 
 def cmd_log_export(args: argparse.Namespace) -> int:
@@ -428,11 +568,11 @@ def cmd_log_export(args: argparse.Namespace) -> int:
 
     out = args.out or args.file.with_suffix(".csv")
     export_realaigym(args.file, out)
-    print(out)
+    _finish(args, {"file": str(args.file), "out": str(out)}, [f"trajectory written to {out}", f"next: s2r score {out}"])
     return 0
 
 
-ROBOTS = ["pendulum", "pendubot", "acrobot", "double_pendulum"]
+# Parsing ----------------------------------------------------------------------------------------
 
 
 def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
@@ -460,15 +600,39 @@ PROBABILITY = _number(float, 0, 1)
 MILLISECONDS = _number(float, 0, 1000)
 
 
-def _add_loop_arguments(p: argparse.ArgumentParser, robot: bool = True) -> None:
-    if robot:
-        p.add_argument("--robot", required=True, choices=ROBOTS)
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line that says what to do, not the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        if not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _robot_argument(p: argparse.ArgumentParser, required: bool = False, inferred: str = "") -> None:
+    help_text = "robot" + (f" (default: {inferred})" if inferred else "")
+    p.add_argument("--robot", required=required, choices=list(ROBOTS), help=help_text)
+
+
+def _add_loop_arguments(p: argparse.ArgumentParser) -> None:
+    _robot_argument(p, inferred="the policy's robot")
     p.add_argument("--policy", required=True, help="zoo:NAME, an artifact path or baseline")
     p.add_argument("--rate", type=RATE_HZ, help="loop rate, Hz (default: the policy's)")
     p.add_argument("--duration", type=SECONDS, default=10.0, help="seconds")
-    p.add_argument("--params", default="model_1.0", help="robot parameter set (default: the real robot's)")
+    p.add_argument("--params", default="model_1.0", help="robot parameter set, the real robot's by default")
     p.add_argument("--no-imperfections", action="store_true", help="simulated plant without noise, delay, lag, pushes")
-    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the simulated plant")
     p.add_argument(
         "--max-slew", type=_number(float, 0, low_open=True), default=600.0, help="command slew limit, units per second"
     )
@@ -502,34 +666,47 @@ def _add_fault_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s2r", description="Sim-to-real control stack.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print the whole record as JSON instead of the summary")
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    common.add_argument("--debug", action="store_true", help="show the traceback behind an error (or S2R_DEBUG=1)")
+    parser = _Parser(
+        prog="s2r",
+        description="Sim-to-real control stack: train, evaluate and deploy robot policies, safely.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {metadata.version('s2r')}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("score", help="RealAIGym score of a trajectory CSV")
+    def command(name: str, summary: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name, help=summary, description=summary + ".", formatter_class=_HelpFormatter, parents=[common]
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = command("score", "RealAIGym score of a recorded trajectory (CSV)", cmd_score)
     p.add_argument("trajectory", type=Path, help="RealAIGym trajectory CSV (time, pos_meas*, vel_meas*, tau_con*)")
-    p.add_argument("--robot", choices=["pendubot", "acrobot", "pendulum"], default="pendubot")
-    p.add_argument("--version", choices=["v1", "v2", "v3"], default="v2")
+    _robot_argument(p, inferred="from the trajectory's joints and torques")
+    p.add_argument("--version", choices=["v1", "v2", "v3"], default="v2", help="score version")
     p.add_argument("--stage", choices=["sim", "real"], default="sim", help="v2 normalisation")
-    p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("rollout", help="run one swing-up episode in simulation and score it")
-    p.add_argument("robot", choices=["pendulum", "pendubot", "acrobot", "double_pendulum"])
+    p = command("rollout", "run one swing-up episode in simulation and score it", cmd_rollout)
+    _robot_argument(p, inferred="the controller's robot")
     p.add_argument("--controller", default="baseline", help="baseline, zoo:NAME or an artifact path")
     p.add_argument("--params", default="model_1.1", help="parameter set name or YAML path")
     p.add_argument("--rate", type=RATE_HZ, help="control rate, Hz (default: the controller's)")
     p.add_argument("--imperfections", action="store_true", help="turn the default imperfections on")
     p.add_argument("--randomization", help="domain randomisation file or shipped name")
-    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--seed", type=SEED, default=0, help="episode seed")
     p.add_argument("--out", type=Path, help="write the trajectory as RealAIGym CSV")
-    p.set_defaults(func=cmd_rollout)
 
-    p = sub.add_parser("train", help="train a policy with stable-baselines3")
-    p.add_argument("robot", nargs="?", choices=["pendulum", "pendubot", "acrobot", "double_pendulum"])
-    p.add_argument("--algo", choices=["ppo", "sac", "td3"])
+    p = command("train", "train a policy with stable-baselines3", cmd_train)
+    _robot_argument(p)
+    p.add_argument("--algo", choices=["ppo", "sac", "td3"], help="algorithm (default: the config file's)")
     p.add_argument("--config", type=Path, help="training YAML (default: policies/configs/ROBOT/ALGO.yaml)")
     p.add_argument("--steps", type=_number(int, 1, 10**10), help="total env steps (overrides the config's n_timesteps)")
-    p.add_argument("--seed", type=SEED)
+    p.add_argument("--seed", type=SEED, help="seed (overrides the config's)")
     p.add_argument("--envs", type=_number(int, 1, 256), help="vectorised envs (overrides n_envs)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/ROBOT-ALGO-TIME)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this directory")
@@ -540,23 +717,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="best",
         help="with --init: which of RUN's checkpoints (last, for a stage whose evaluation cannot rank it)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
     p.add_argument("--params", help="train on this parameter set (name or YAML path, e.g. a calibrated one)")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", help="export a run to a deployable ONNX + JSON artifact")
+    p = command("export", "export a run to a deployable ONNX + JSON artifact", cmd_export)
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--out", type=Path, help="artifact path without suffix (default: RUN/policy)")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    p.set_defaults(func=cmd_export)
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint")
 
-    p = sub.add_parser("eval", help="task metrics of a run or artifact over seeded episodes (mean, 95% CI)")
+    p = command("eval", "task metrics of a run or artifact over seeded episodes (mean, 95%% interval)", cmd_eval)
     p.add_argument("target", help="run directory, artifact path or zoo:NAME")
-    p.add_argument("--episodes", type=_number(int, 1, 100_000), default=100)
+    _robot_argument(p, inferred="the target's robot")
+    p.add_argument("--episodes", type=_number(int, 1, 100_000), default=100, help="episodes")
     p.add_argument("--seed", type=SEED, default=0, help="first episode's seed")
     p.add_argument("--sim-conditions", action="store_true", help="competition simulation: model 1.1, nothing else")
-    p.add_argument("--params", help="parameter set name or YAML path")
-    p.add_argument("--imperfections", choices=["on", "off"])
+    p.add_argument("--params", help="parameter set name or YAML path (default: as trained)")
+    p.add_argument("--imperfections", choices=["on", "off"], help="default imperfections (default: as trained)")
     p.add_argument("--randomization", help="randomisation file or shipped name; 'none' turns it off")
     p.add_argument("--intensity", type=PROBABILITY, help="randomisation intensity in [0, 1]")
     p.add_argument(
@@ -564,24 +740,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["on", "off"],
         help="the passive joints' motors cancel the friction they measure (default: as trained)",
     )
-    p.add_argument("--out", type=Path, help="also write the JSON here")
-    p.set_defaults(func=cmd_eval)
+    p.add_argument("--out", dest="json_out", metavar="FILE", type=Path, help="also write the record as JSON here")
 
-    p = sub.add_parser("deploy", help="run a policy on a device with the real-time loop")
+    p = command("deploy", "run a policy on a device with the real-time loop", cmd_deploy)
     _add_loop_arguments(p)
-    p.add_argument(
-        "--device", default="sim", help="sim (the simulated robot), serial:PORT or ros2 (ROS 2 topics) (default: sim)"
-    )
+    p.add_argument("--device", default="sim", help="sim (the simulated robot), serial:PORT or ros2 (ROS 2 topics)")
     _add_ros2_arguments(p)
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--realtime", action="store_true", help="paced by the wall clock (default)")
+    mode.add_argument("--realtime", action="store_true", help="paced by the wall clock (the default)")
     mode.add_argument(
         "--lockstep", action="store_true", help="simulated device: one control period per tick, as fast as possible"
     )
-    p.set_defaults(func=cmd_deploy)
 
-    p = sub.add_parser("emulate", help="a device emulator speaking the s2r serial protocol on a pseudo-terminal")
-    p.add_argument("robot", choices=ROBOTS)
+    p = command("emulate", "a simulated robot behind a serial port (pty) or ROS 2 topics", cmd_emulate)
+    _robot_argument(p, required=True)
     p.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal, print its path (the default)")
     p.add_argument(
         "--transport",
@@ -592,45 +764,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ros2_arguments(p)
     p.add_argument("--link", type=Path, help="also make this symlink to the port (stable across replugs)")
     p.add_argument("--replug", type=SECONDS, metavar="S", help="after an injected unplug, a new port after S seconds")
-    p.add_argument("--params", default="model_1.0", help="plant parameter set (default: the real robot's)")
+    p.add_argument("--params", default="model_1.0", help="plant parameter set, the real robot's by default")
     p.add_argument("--no-imperfections", action="store_true", help="plant without noise, delay, lag, pushes")
-    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the plant")
     p.add_argument("--duration", type=SECONDS, help="seconds (default: until Ctrl-C)")
-    p.add_argument("--start", choices=["down", "up"], default="down", help="plant hanging (default) or upright")
+    p.add_argument("--start", choices=["down", "up"], default="down", help="plant hanging or upright")
+    p.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="a new session (a host arming it) continues from where the last left the plant, instead of the start",
+    )
     _add_fault_arguments(p)
-    p.set_defaults(func=cmd_emulate)
 
-    p = sub.add_parser("hil", help="hardware-in-the-loop: the loop over serial against the emulator or a device")
-    p.add_argument("robot", choices=ROBOTS)
-    _add_loop_arguments(p, robot=False)
+    p = command("hil", "hardware-in-the-loop: the loop over serial against the emulator or a device, judged", cmd_hil)
+    _add_loop_arguments(p)
     p.add_argument("--device", default="serial", help="serial (with --emulate) or serial:PORT (a real device)")
     p.add_argument("--emulate", action="store_true", help="start the device emulator and run against it")
     p.add_argument("--start", choices=["down", "up"], default="down", help="emulated plant hanging or upright")
     _add_fault_arguments(p)
-    p.add_argument("--out", type=Path, help="also write the JSON verdict here")
-    p.set_defaults(func=cmd_hil)
+    p.add_argument("--out", dest="json_out", metavar="FILE", type=Path, help="also write the record as JSON here")
 
-    p = sub.add_parser("log", help="inspect or convert a run log (MCAP)")
-    log_sub = p.add_subparsers(dest="log_command", required=True)
-    q = log_sub.add_parser("info", help="summarise a log")
-    q.add_argument("file", type=Path)
+    p = command("log", "inspect or convert a run log (MCAP)", None)
+    log_sub = p.add_subparsers(dest="log_command", required=True, metavar="ACTION")
+    q = log_sub.add_parser(
+        "info", help="summarise a log: topics, faults, damage", formatter_class=_HelpFormatter, parents=[common]
+    )
+    q.add_argument("file", type=Path, help="an s2r MCAP log")
     q.set_defaults(func=cmd_log_info)
-    q = log_sub.add_parser("export", help="convert a log")
-    q.add_argument("file", type=Path)
-    q.add_argument("--format", choices=["realaigym"], default="realaigym")
+    q = log_sub.add_parser(
+        "export", help="convert a log to RealAIGym's trajectory CSV", formatter_class=_HelpFormatter, parents=[common]
+    )
+    q.add_argument("file", type=Path, help="an s2r MCAP log")
+    q.add_argument("--format", choices=["realaigym"], default="realaigym", help="output format")
     q.add_argument("--out", type=Path, help="output file (default: FILE with .csv)")
     q.set_defaults(func=cmd_log_export)
 
-    p = sub.add_parser("robustness", help="RealAIGym v2 robustness benchmark of a controller")
+    p = command("robustness", "RealAIGym v2 robustness benchmark of a controller", cmd_robustness)
     p.add_argument("controller", help="baseline, zoo:NAME or an artifact path (runs at its own rate)")
-    p.add_argument("--robot", choices=["pendubot", "acrobot"], default="pendubot")
+    _robot_argument(p, inferred="the controller's robot")
     p.add_argument("--workers", type=_number(int, 1, 256), help="processes (default: all cores)")
-    p.add_argument("--out", type=Path, help="also write the JSON here")
-    p.set_defaults(func=cmd_robustness)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
+    p.add_argument("--out", dest="json_out", metavar="FILE", type=Path, help="also write the record as JSON here")
 
-    p = sub.add_parser("report", help="sim2real gap report of recorded runs (HTML + JSON)")
+    p = command("report", "sim2real gap report of recorded runs (HTML + JSON)", cmd_report)
     p.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="s2r MCAP logs or RealAIGym trajectory CSVs")
-    p.add_argument("--robot", required=True, choices=ROBOTS)
+    _robot_argument(p, inferred="the recordings' robot")
     p.add_argument(
         "--params",
         action="append",
@@ -643,45 +821,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--policy", help="the policy that drove the runs (artifact or zoo:NAME): adds the task-score gap")
     p.add_argument("--out", type=Path, required=True, help="directory for report.html and report.json")
-    p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("calibrate", help="fit model parameters and delay to recorded runs (mujoco.sysid)")
+    p = command("calibrate", "fit model parameters and delay to recorded runs (mujoco.sysid)", cmd_calibrate)
     p.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="s2r MCAP logs or RealAIGym trajectory CSVs")
-    p.add_argument("--robot", required=True, choices=ROBOTS)
+    _robot_argument(p, inferred="the recordings' robot")
     p.add_argument("--fit", required=True, help="comma-separated: m1,m2,r1,r2,I1,I2,b1,b2,cf1,cf2,Ir,km,delay")
     p.add_argument("--params", default="model_1.0", help="starting parameter set (name or YAML path)")
     p.add_argument("--horizon", type=SECONDS, default=0.3, help="length of each fitted prediction window, s")
     p.add_argument("--stride", type=SECONDS, default=0.15, help="time between window starts, s")
     p.add_argument("--max-iters", type=_number(int, 1, 10_000), default=30, help="solver iterations")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
     p.add_argument("--out", type=Path, required=True, help="parameter set YAML to write")
-    p.set_defaults(func=cmd_calibrate)
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    """An error as one line (libraries such as onnxruntime write theirs over several)."""
-    return " ".join(str(exc).split())
+def _explain(exc: BaseException) -> tuple[int, str]:
+    """An error as (exit code, one line): 2 for what the user can fix, 1 for a run that failed."""
+    from hardware.device import DeviceError
+
+    text = " ".join(str(exc).split())  # libraries such as onnxruntime write theirs over several lines
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
+        extra = EXTRAS[exc.name.split(".")[0]]
+        return 2, f"needs the {extra} extra: pip install -e '.[{extra}]' ({text})"
+    if isinstance(exc, (ValueError, OSError, ImportError)):
+        return 2, f"error: {text}"
+    if isinstance(exc, DeviceError):  # the device failed before the loop ran: a failed run
+        return 1, f"device error: {text}"
+    return 1, f"unexpected {type(exc).__name__}: {text} (--debug shows the traceback)"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("S2R_DEBUG") == "1"
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from hardware.device import DeviceError
-
     try:
         return args.func(args)
-    except (ValueError, OSError, ImportError) as exc:
-        # ImportError: an optional part (training, calibration) that is not installed; the message says which.
-        print(f"s2r {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except DeviceError as exc:  # the device failed before the loop ran: a failed run, not a usage error
-        print(f"s2r {args.command}: device error: {_one_line(exc)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        code, line = _explain(exc)
+        name = args.command if args.command != "log" else f"log {args.log_command}"
+        print(f"s2r {name}: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

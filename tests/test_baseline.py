@@ -17,7 +17,7 @@ from sim.tasks import realaigym
 
 def test_baseline_swings_up_and_holds_the_pendubot(tmp_path, capsys):
     out = tmp_path / "run.csv"
-    assert main(["rollout", "pendubot", "--controller", "baseline", "--out", str(out)]) == 0
+    assert main(["rollout", "--robot", "pendubot", "--controller", "baseline", "--out", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["success"] is True and result["control_rate_hz"] == 500.0
     assert result["score"]["swingup_time"] < 3.0

@@ -272,7 +272,10 @@ def test_a_calibrated_set_feeds_envs_deploy_and_training(tmp_path, capsys):
     # A training run takes it too; a broken set stops it before anything is written.
     broken = tmp_path / "broken.yaml"
     broken.write_text(path.read_text().replace("calibration:", "calibration: 3\nx:"))
-    assert main(["train", "pendubot", "--algo", "ppo", "--params", str(broken), "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(["train", "--robot", "pendubot", "--algo", "ppo", "--params", str(broken), "--out", str(tmp_path / "run")])
+        == 2
+    )
     assert f"{broken}: x: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     bad_delay = tmp_path / "bad_delay.yaml"
@@ -348,7 +351,16 @@ def test_report_of_a_deploy_log_shows_the_score_gap(tmp_path):
 def test_report_refuses_a_recording_of_the_wrong_robot(tmp_path, capsys):
     csv = write_csv(tmp_path / "run.csv", simulate(NOMINAL, seconds=1.5))
     assert main(["report", str(csv), "--robot", "pendulum", "--out", str(tmp_path / "r")]) == 2
-    assert "the recording has 2 joint(s), the robot 1" in capsys.readouterr().err
+    assert "is a recording of 2 joint(s) whose commands fit the pendubot" in capsys.readouterr().err
+    # The elbow was never driven beyond friction compensation: a pendubot's run, not an acrobot's.
+    assert main(["report", str(csv), "--robot", "acrobot", "--out", str(tmp_path / "r")]) == 2
+    assert "not of the acrobot: check --robot" in capsys.readouterr().err
+    log = tmp_path / "run.mcap"
+    deploy = ["deploy", "--policy", "baseline", "--lockstep", "--duration", "2", "--log", str(log)]
+    assert main([*deploy, "--params", "model_1.1"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(log), "--robot", "acrobot", "--out", str(tmp_path / "r")]) == 2
+    assert "is a log of the pendubot, not of the acrobot" in capsys.readouterr().err
 
 
 def _chromium() -> str | None:

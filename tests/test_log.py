@@ -193,7 +193,7 @@ def test_a_damaged_chunk_is_reported_and_skipped_and_later_chunks_still_read(tmp
     assert round(ticks[-1]) == 599, "the chunks after the damaged one are read"
     original = {round(t) for t in ticks}
     assert all(round(t) in original for t in ticks), "nothing read is changed"
-    assert main(["log", "info", str(path)]) == 0
+    assert main(["log", "info", str(path)]) == 1, "a damaged log is not a clean one"
 
 
 def test_a_damaged_record_length_costs_one_chunk_not_the_rest_of_the_file(tmp_path):
@@ -225,19 +225,24 @@ def test_corrupt_and_empty_files_do_not_crash_the_reader(tmp_path):
 
 def test_deploy_log_scores_like_the_deploy(tmp_path, capsys):
     path = tmp_path / "deploy.mcap"
-    args = ["deploy", "--robot", "pendubot", "--policy", "baseline", "--lockstep", "--params", "model_1.1"]
+    args = ["deploy", "--policy", "baseline", "--lockstep", "--params", "model_1.1", "--json"]
     assert main([*args, "--no-imperfections", "--log", str(path)]) == 0
     deployed = json.loads(capsys.readouterr().out)
+    assert deployed["robot"] == "pendubot", "the baseline's robot"
     assert deployed["score"]["success"] == 1.0 and deployed["log"]["dropped"] == 0
-    assert main(["log", "info", str(path)]) == 0
+    assert main(["log", "info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["complete"] and info["topics"]["/joint_states"] == 5000 and not info["faults"]
     assert json.loads(info["metadata"]["robot"]["m"]) == [0.5234602302310271, 0.6255677234174437]
     csv = tmp_path / "deploy.csv"
     assert main(["log", "export", str(path), "--out", str(csv)]) == 0
     capsys.readouterr()
-    assert main(["score", str(csv)]) == 0
-    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(deployed["score"]["score"], abs=1e-12)
+    assert main(["score", str(csv), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["score"]["score"] == pytest.approx(deployed["score"]["score"], abs=1e-12)
+    assert main(["log", "info", str(path)]) == 0
+    summary = capsys.readouterr().out
+    assert "pendubot, 10.00 s, complete" in summary and "faults: 0" in summary and "{" not in summary
 
 
 @pytest.mark.parametrize(
@@ -245,7 +250,7 @@ def test_deploy_log_scores_like_the_deploy(tmp_path, capsys):
 )
 def test_ctrl_c_puts_the_device_in_its_safe_state_and_closes_the_log(tmp_path, signals):
     path = tmp_path / "interrupted.mcap"
-    cmd = [sys.executable, "-m", "s2r.cli", "deploy", "--robot", "pendubot", "--policy", "baseline"]
+    cmd = [sys.executable, "-m", "s2r.cli", "deploy", "--robot", "pendubot", "--policy", "baseline", "--json"]
     cmd += ["--duration", "60", "--log", str(path)]
     # As from a non-interactive shell: SIGINT ignored on the way in.
     proc = subprocess.Popen(

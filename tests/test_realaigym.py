@@ -32,11 +32,10 @@ def test_reproduces_official_v2_real_scores(realaigym_data, experiment, capsys):
     folder = realaigym_data / experiment
     with (folder / "scores_v2.csv").open() as f:
         official = next(csv.DictReader(f))
-    assert (
-        main(["score", str(folder / "trajectory.csv"), "--robot", "pendubot", "--version", "v2", "--stage", "real"])
-        == 0
-    )
-    ours = json.loads(capsys.readouterr().out)
+    assert main(["score", str(folder / "trajectory.csv"), "--version", "v2", "--stage", "real", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["robot"] == "pendubot", "read from the torques: the elbow is passive"
+    ours = record["score"]
     for column, key in OFFICIAL_COLUMNS.items():
         assert ours[key] == pytest.approx(float(official[column]), abs=1e-9), column
 
@@ -141,10 +140,10 @@ def test_cli_prints_strict_json_with_null_for_a_run_that_never_swung_up(tmp_path
     path = tmp_path / "hanging.csv"
     rows = "".join(f"{0.01 * k:.2f},0,0,0\n" for k in range(100))
     path.write_text("time,pos_meas1,vel_meas1,tau_con1\n" + rows)
-    assert main(["score", str(path), "--robot", "pendulum"]) == 0
+    assert main(["score", str(path), "--robot", "pendulum", "--json"]) == 0
 
     def refuse(constant):
         raise ValueError(f"not strict JSON: {constant}")
 
-    result = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    result = json.loads(capsys.readouterr().out, parse_constant=refuse)["score"]
     assert result["success"] == 0.0 and result["swingup_time"] is None

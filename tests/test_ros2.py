@@ -193,6 +193,29 @@ def test_a_publisher_that_stops_trips_the_watchdog_into_the_safe_state():
     assert result["loop"]["estop"]
 
 
+@pytest.mark.hil
+def test_back_to_back_runs_against_one_ros2_emulator_start_alike():
+    """A new commander on the command topic starts a session: the plant restarts, so a second deploy
+    starts where the first did, not past the stop where the first left it."""
+    from hardware.deploy import deploy
+    from hardware.emulator import EmulatorProcess
+    from policies.baselines import PendubotEnergyLQR
+
+    firsts, lasts = [], []
+    with EmulatorProcess(
+        transport="ros2", robot="pendubot", params="model_1.1", imperfections=False, domain_id=82, loopback=True
+    ) as emulator:
+        for _ in range(2):
+            records = []
+            deploy(PendubotEnergyLQR(), _options(82, 1.5, stale_timeout_s=0.25), records=records)
+            firsts.append(records[0].state.values)
+            lasts.append(records[-1].state.values)
+        report = emulator.stop()
+    assert report["sessions"] == 2
+    assert np.abs(lasts[0][:2]).max() > 0.5, "the first run moved the pendubot"
+    np.testing.assert_allclose(firsts[1], firsts[0], atol=1e-3)
+
+
 def _publish(domain_id: int, message, topic="/joint_states", count=40, ready=None):
     transport = DdsTransport(domain_id, loopback=True)
     writer = transport.publisher(topic, type(message), reliable=False)

@@ -310,3 +310,28 @@ def test_the_verdict_credits_a_fault_caught_by_the_tick_running_at_the_injection
     checks = {c["name"]: c for c in judge(records, options, {"link": link}, report)}
     assert checks["no spurious fault"]["ok"], checks
     assert checks["detect unplug"]["ok"] and checks["detect unplug"]["ticks"] == 1
+
+
+@pytest.mark.hil
+@pytest.mark.parametrize("keep_state", [False, True])
+def test_back_to_back_runs_against_one_emulator_start_alike_unless_it_keeps_its_state(keep_state):
+    """A second deploy against a running emulator starts where the first did (a new session restarts
+    the plant), or, with keep_state, where the first left it."""
+    from hardware.deploy import deploy
+    from hardware.emulator import EmulatorProcess
+
+    options = DeployOptions("pendubot", 250.0, duration_s=1.5, device="serial", params="model_1.1", action_history=0)
+    firsts, lasts = [], []
+    with EmulatorProcess(robot="pendubot", params="model_1.1", imperfections=False, keep_state=keep_state) as emulator:
+        for _ in range(2):
+            records = []
+            deploy(PendubotEnergyLQR(), options, SerialDevice(emulator.port), records)
+            firsts.append(records[0].state.values)
+            lasts.append(records[-1].state.values)
+        report = emulator.stop()
+    assert report["sessions"] == 2
+    assert np.abs(lasts[0][:2]).max() > 0.5, "the first run moved the pendubot"
+    if keep_state:  # the plant went on swinging between the runs, from where the first left it
+        assert np.abs(firsts[1] - firsts[0]).max() > 0.5
+    else:
+        np.testing.assert_allclose(firsts[1], firsts[0], atol=1e-3)

@@ -499,17 +499,19 @@ def test_a_signal_stops_training_with_the_last_checkpoint_saved_and_the_run_resu
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(data))
     run = tmp_path / "run"
-    command = ["train", "pendubot", "--algo", "ppo", "--config", str(config), "--out", str(run), "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "s2r.cli", *command], stderr=subprocess.PIPE, text=True)
+    command = ["train", "--robot", "pendubot", "--algo", "ppo", "--config", str(config), "--out", str(run)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s2r.cli", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     evals = run / "eval.jsonl"
     deadline = time.monotonic() + 120
     while not (evals.exists() and evals.read_text().count("\n") >= 2):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "no evals"
         time.sleep(0.1)
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, err
-    assert f"--resume {run}" in err
+    assert f"continue with: s2r train --resume {run}" in out and "\r" not in err, "no progress bar off a terminal"
     steps = json.loads((run / "run.json").read_text())["steps"]
     model = ALGORITHMS["ppo"].load(run / "checkpoints" / "last.zip", device="cpu")
     # Saved where it stopped, past the last evaluation, not at it.
@@ -556,21 +558,35 @@ def test_cli_train_export_eval(tmp_path, capsys):
     params = tmp_path / "robot.yaml"
     params.write_text((get_robot("pendubot").params_dir / "model_1.0.yaml").read_text().replace("m: [0.52", "m: [0.55"))
     assert "m: [0.55" in params.read_text()
-    train = ["train", "pendubot", "--algo", "td3", "--config", str(config), "--out", str(run), "--no-progress"]
+    train = [
+        "train",
+        "--robot",
+        "pendubot",
+        "--algo",
+        "td3",
+        "--config",
+        str(config),
+        "--out",
+        str(run),
+        "--no-progress",
+    ]
     assert main([*train, "--params", str(params)]) == 0
+    trained = capsys.readouterr().out
+    assert "last evaluation at" in trained and f"next: s2r export {run}" in trained
     assert yaml.safe_load((run / "config.yaml").read_text())["env"]["params"] == str(params)
     assert main(["export", str(run)]) == 0
-    capsys.readouterr()
-    assert main(["eval", str(run / "policy.json"), "--episodes", "2", "--sim-conditions"]) == 0
-    out, table = capsys.readouterr()
-    result = json.loads(out)
+    assert f"next: s2r eval {run / 'policy.json'}" in capsys.readouterr().out
+    record = tmp_path / "eval.json"
+    assert main(["eval", str(run / "policy.json"), "--episodes", "2", "--sim-conditions", "--out", str(record)]) == 0
+    table = capsys.readouterr().out
+    result = json.loads(record.read_text())
     assert result["env"]["params"] == "model_1.1" and result["env"]["imperfections"] is False
     # An untrained policy never swings up: no swing-up time to average, said as such, not as nan.
     assert result["metrics"]["swingup_time"] == {"mean": None, "ci95": None, "n": 0}
     assert "nan" not in table and "no successful episode" in table
     assert result["env"]["safety_stops"] is False, "the competitions' simulator has no stops"
     assert result["metrics"]["success"]["n"] == 2 and "ci95" in result["metrics"]["score"]
-    assert main(["eval", str(run), "--episodes", "1", "--friction-compensation", "on"]) == 0
+    assert main(["eval", str(run), "--episodes", "1", "--friction-compensation", "on", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["env"]["friction_compensation"] is True
     assert main(["train", "--resume", str(run), "--steps", "80", "--no-progress"]) == 0
     assert json.loads((run / "run.json").read_text())["steps"] == 80

@@ -117,6 +117,21 @@ ROBOTS: dict[str, Robot] = {
 }
 
 
+def robots_for(commands: np.ndarray) -> list[str]:
+    """The robots whose joints and actuation fit recorded joint commands `commands` (N, n) N m, the
+    fewest actuated joints first: as many joints, and no passive joint commanded beyond
+    PASSIVE_TORQUE_LIMIT (what its motor may do to cancel friction)."""
+    commands = np.asarray(commands, dtype=float).reshape(len(commands), -1)
+    peak = np.abs(commands).max(axis=0) if len(commands) else np.zeros(commands.shape[1])
+    fits = [
+        r
+        for r in ROBOTS.values()
+        if len(r.joints) == len(peak)
+        and all(a or p <= PASSIVE_TORQUE_LIMIT + 1e-9 for a, p in zip(r.actuated, peak, strict=True))
+    ]
+    return [r.name for r in sorted(fits, key=lambda r: sum(r.actuated))]
+
+
 def get_robot(name: str) -> Robot:
     try:
         return ROBOTS[name]
