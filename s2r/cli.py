@@ -31,6 +31,8 @@ EXTRAS = {
     "tensorboard": "train",
     "onnx": "train",
     "matplotlib": "calibrate",
+    "PIL": "render",
+    "imageio": "render",
 }
 """Modules of the optional extras, and the extra that installs each."""
 
@@ -146,13 +148,34 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     )
     if hasattr(controller, "reset"):
         controller.reset()
-    info = run_episode(controller.act, env, args.seed)
+    if args.video:
+        from sim.render import record_episode, write_video
+
+        env.render_mode = "rgb_array"
+        frames, fps, info = record_episode(controller.act, env, args.seed)
+        write_video(frames, args.video, fps)
+    else:
+        info = run_episode(controller.act, env, args.seed)
     lines = [f"{robot}, {args.controller} at {rate:g} Hz, seed {args.seed}: {_score_line(info['score'])}"]
+    trajectory = realaigym.Trajectory(*env.plant.trajectory())
     if args.out:
-        realaigym.write_trajectory_csv(args.out, realaigym.Trajectory(*env.plant.trajectory()))
+        realaigym.write_trajectory_csv(args.out, trajectory)
         lines += [f"trajectory written to {args.out}", f"next: s2r score {args.out}"]
+    if args.video:
+        lines.append(f"video written to {args.video}")
+    if args.plot:
+        _plot(robot, trajectory, args.plot, [], f"{robot}, {args.controller}, seed {args.seed}")
+        lines.append(f"plot written to {args.plot}")
     _finish(args, {"robot": robot, "controller": args.controller, "control_rate_hz": rate, **info}, lines)
     return 0
+
+
+def _plot(robot: str, trajectory, path: Path, faults: list[tuple[float, str]], title: str) -> None:
+    from sim.plot import plot_trajectory
+    from sim.robots import POSITION_LIMIT, get_robot
+
+    T, X, U = trajectory
+    plot_trajectory(T, X, U, get_robot(robot).joints, path, faults, title, stops=POSITION_LIMIT)
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
@@ -471,9 +494,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     robot = _controller_robot(args, args.policy)
     policy = make_controller(args.policy, robot)
     options = _deploy_options(args, robot, policy)
-    result = deploy(policy, options, should_stop=_stop_on_signals())
+    records = []
+    result = deploy(policy, options, records=records, should_stop=_stop_on_signals())
     summary = {"robot": robot, "policy": args.policy, "device": args.device, "mode": options.mode}
-    _finish(args, {**summary, **result}, _loop_lines(result))
+    lines = _loop_lines(result)
+    if args.plot and len(records) > 1:
+        from hardware.deploy import trajectory_of
+        from sim.robots import get_robot
+
+        t0 = records[0].start_ns
+        faults = [((r.start_ns - t0) / 1e9, r.fault.reason) for r in records if r.fault is not None]
+        trajectory = trajectory_of(records, len(get_robot(robot).joints))
+        _plot(robot, trajectory, args.plot, faults, f"{robot}, {args.policy} on {args.device}")
+        lines.append(f"plot written to {args.plot}")
+    _finish(args, {**summary, **result}, lines)
     # A run that ended in the safe state is not a success, whatever a script around it does next.
     return 1 if result["loop"]["faults"] else 0
 
@@ -561,6 +595,29 @@ def cmd_log_info(args: argparse.Namespace) -> int:
         lines.append("link " + ", ".join(f"{k} {v}" for k, v in info["link"].items() if k != "tick"))
     _finish(args, info, lines)
     return 1 if info["damage"] else 0
+
+
+def cmd_log_plot(args: argparse.Namespace) -> int:
+    from hardware.log import ERROR, read_log
+
+    contents = read_log(args.file)
+    if not contents.messages and contents.damage:
+        raise ValueError(f"{args.file}: {contents.damage[0]}")
+    robot = contents.robot
+    if robot not in ROBOTS:
+        raise ValueError(f"{args.file} does not say which s2r robot it is of (metadata run.robot: {robot!r})")
+    trajectory = contents.trajectory(args.file)
+    t0 = contents.messages["/joint_states"][0][0]
+    faults = [
+        ((t - t0) / 1e9, status.message)
+        for t, message in contents.messages.get("/diagnostics", [])
+        for status in message.status
+        if status.level == ERROR
+    ]
+    out = args.out or args.file.with_suffix(".png")
+    _plot(robot, trajectory, out, faults, f"{args.file.name}: {robot}")
+    _finish(args, {"file": str(args.file), "out": str(out), "faults": len(faults)}, [f"plot written to {out}"])
+    return 0
 
 
 def cmd_log_export(args: argparse.Namespace) -> int:
@@ -700,6 +757,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--randomization", help="domain randomisation file or shipped name")
     p.add_argument("--seed", type=SEED, default=0, help="episode seed")
     p.add_argument("--out", type=Path, help="write the trajectory as RealAIGym CSV")
+    p.add_argument("--video", type=Path, help="write a video of the episode (.gif or .mp4; the render extra)")
+    p.add_argument("--plot", type=Path, help="write a PNG of the trajectory (matplotlib: the calibrate extra)")
 
     p = command("train", "train a policy with stable-baselines3", cmd_train)
     _robot_argument(p)
@@ -746,6 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_loop_arguments(p)
     p.add_argument("--device", default="sim", help="sim (the simulated robot), serial:PORT or ros2 (ROS 2 topics)")
     _add_ros2_arguments(p)
+    p.add_argument("--plot", type=Path, help="write a PNG of what the loop measured and sent, faults marked")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--realtime", action="store_true", help="paced by the wall clock (the default)")
     mode.add_argument(
@@ -791,6 +851,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("file", type=Path, help="an s2r MCAP log")
     q.set_defaults(func=cmd_log_info)
+    q = log_sub.add_parser(
+        "plot",
+        help="a PNG of a log's states and commands, faults marked",
+        formatter_class=_HelpFormatter,
+        parents=[common],
+    )
+    q.add_argument("file", type=Path, help="an s2r MCAP log")
+    q.add_argument("--out", type=Path, help="PNG to write (default: FILE with .png)")
+    q.set_defaults(func=cmd_log_plot)
     q = log_sub.add_parser(
         "export", help="convert a log to RealAIGym's trajectory CSV", formatter_class=_HelpFormatter, parents=[common]
     )

@@ -51,7 +51,7 @@ class SwingUpEnv(gym.Env):
     physics rate, and `info["success"]`.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
     def __init__(
         self,
@@ -69,7 +69,13 @@ class SwingUpEnv(gym.Env):
         ideal_episodes: float = 0.0,
         safety_stops: bool = True,
         t_final: float = swingup.T_FINAL,
+        render_mode: str | None = None,
+        render_size: tuple[int, int] = (480, 640),
     ):
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode {render_mode!r}: the env renders {self.metadata['render_modes']} or None")
+        self.render_mode, self.render_size = render_mode, render_size
+        self._renderer = None
         self.robot = get_robot(robot)
         self.nominal_params = params if isinstance(params, PendulumParams) else self.robot.load_params(params)
         self.nominal_imperfections = Imperfections.resolve(imperfections)
@@ -122,6 +128,30 @@ class SwingUpEnv(gym.Env):
         self._measured = np.zeros(2 * self.n)
         self._max_steps = round(self.t_final * self.control_rate_hz) if math.isfinite(self.t_final) else math.inf
         self._steps = 0
+
+    def render(self):
+        """The robot as the "front" camera sees it now: (height, width, 3) uint8 RGB (rgb_array mode)."""
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            import mujoco
+
+            height, width = self.render_size
+            try:
+                self._renderer = mujoco.Renderer(self.plant.model, height, width)
+            except Exception as exc:  # MuJoCo raises what the OpenGL layer met
+                raise RuntimeError(
+                    f"offscreen rendering is not available ({type(exc).__name__}: {exc}); install an offscreen "
+                    "OpenGL (Debian: libosmesa6, with MUJOCO_GL=osmesa) or use a machine with EGL"
+                ) from exc
+        self._renderer.update_scene(self.plant.data, camera="front")
+        return self._renderer.render()
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        super().close()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
