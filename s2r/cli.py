@@ -351,7 +351,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     lines += [
         f"parameter set written to {args.out}",
-        f"next: s2r report {' '.join(map(str, args.logs))} --params {args.out}",
+        f"next: s2r report {' '.join(map(str, args.logs))} --params {args.params} --params {args.out} --out report",
     ]
     record = {
         "out": str(args.out),
