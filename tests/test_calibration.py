@@ -348,6 +348,7 @@ def test_report_of_a_deploy_log_shows_the_score_gap(tmp_path):
     assert gap["v2_gap"] == pytest.approx(gap["sim_v2_mean"] - gap["real_v2_mean"])
 
 
+@needs_matplotlib
 def test_report_refuses_a_recording_of_the_wrong_robot(tmp_path, capsys):
     csv = write_csv(tmp_path / "run.csv", simulate(NOMINAL, seconds=1.5))
     assert main(["report", str(csv), "--robot", "pendulum", "--out", str(tmp_path / "r")]) == 2

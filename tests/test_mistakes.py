@@ -17,7 +17,8 @@ from s2r.cli import main
 from sim.robots import get_robot
 from sim.tasks.realaigym import TrajectoryError, load_trajectory_csv
 
-HAS_TRAINING = importlib.util.find_spec("stable_baselines3") is not None
+TRAIN, CALIBRATE = "stable_baselines3", "matplotlib"
+"""What a case needs installed (the train and calibrate extras): the command says so before anything else."""
 
 
 def _params(tmp_path, **changes):
@@ -80,119 +81,120 @@ def _file(tmp_path, name, text):
 
 DEPLOY = ["deploy", "--robot", "pendubot", "--policy", "baseline", "--lockstep", "--duration", "0.1"]
 CASES = {
-    # name: (argv from tmp_path, what the error line says, needs training); exit code 2 unless in FAILED_RUNS
-    "an unknown command": (lambda d: ["nope"], "invalid choice: 'nope'", False),
-    "no command": (lambda d: [], "the following arguments are required: COMMAND", False),
-    "an unknown robot": (lambda d: [*DEPLOY, "--robot", "ur5"], "--robot: invalid choice: 'ur5'", False),
+    # name: (argv from tmp_path, what the error line says, the module it needs or None); exit code 2 unless
+    # in FAILED_RUNS
+    "an unknown command": (lambda d: ["nope"], "invalid choice: 'nope'", None),
+    "no command": (lambda d: [], "the following arguments are required: COMMAND", None),
+    "an unknown robot": (lambda d: [*DEPLOY, "--robot", "ur5"], "--robot: invalid choice: 'ur5'", None),
     "a policy for another robot": (
         lambda d: ["deploy", "--robot", "acrobot", "--policy", "zoo:pendubot"],
         "zoo:pendubot is for the pendubot, not the acrobot",
-        False,
+        None,
     ),
     "a policy that is not shipped": (
         lambda d: [*DEPLOY, "--policy", "zoo:nope"],
         "no shipped policy 'zoo:nope'",
-        False,
+        None,
     ),
     "a policy file that is missing": (
         lambda d: [*DEPLOY, "--policy", str(d / "absent.json")],
         "policy metadata not found",
-        False,
+        None,
     ),
     "a port that does not exist": (
         lambda d: ["deploy", "--policy", "baseline", "--device", "serial:/dev/nonexistent"],
         "device error: cannot open serial port /dev/nonexistent",
-        False,
+        None,
     ),
     "a file that is not a serial port": (
         lambda d: ["deploy", "--policy", "baseline", "--device", "serial:/dev/null"],
         "cannot open serial port /dev/null",
-        False,
+        None,
     ),
     "a port another program holds": (
         lambda d: ["deploy", "--policy", "baseline", "--device", f"serial:{_busy_port(d)}"],
         "another program has it open",
-        False,
+        None,
     ),
     "a ROS 2 topic nobody publishes": (
         lambda d: ["deploy", "--policy", "baseline", "--device", "ros2", "--loopback", "--domain-id", "171"],
         "no valid sensor_msgs/msg/JointState with joints ['shoulder', 'elbow'] on /joint_states within 2.0 s",
-        False,
+        None,
     ),
     "an unknown device": (
         lambda d: ["deploy", "--policy", "baseline", "--device", "can0"],
         "unknown device 'can0'",
-        False,
+        None,
     ),
     "lockstep on a real port": (
         lambda d: [*DEPLOY, "--device", "serial:/dev/ttyACM9"],
         "--lockstep needs the simulated device",
-        False,
+        None,
     ),
-    "a score of a missing file": (lambda d: ["score", str(d / "absent.csv")], "cannot read", False),
+    "a score of a missing file": (lambda d: ["score", str(d / "absent.csv")], "cannot read", None),
     "a score of a log instead of a CSV": (
         lambda d: ["score", _file(d, "run.csv", "\x89MCAP0\r\n")],
         "missing column(s) time",
-        False,
+        None,
     ),
     "log info of a file that is not a log": (
         lambda d: ["log", "info", _file(d, "notes.mcap", "hello")],
         "not an MCAP file",
-        False,
+        None,
     ),
-    "log info of a missing file": (lambda d: ["log", "info", str(d / "absent.mcap")], "cannot read the log", False),
+    "log info of a missing file": (lambda d: ["log", "info", str(d / "absent.mcap")], "cannot read the log", None),
     "a training config that is missing": (
         lambda d: ["train", "--robot", "pendubot", "--config", str(d / "absent.yaml")],
         "cannot read file",
-        True,
+        TRAIN,
     ),
     "a training config with a typo": (
         lambda d: ["train", "--robot", "pendubot", "--config", _file(d, "t.yaml", "algo: ppo\nn_timestep: 10\n")],
         "n_timestep: unknown key",
-        True,
+        TRAIN,
     ),
-    "train without a robot": (lambda d: ["train", "--algo", "sac"], "give --robot and --algo", False),
+    "train without a robot": (lambda d: ["train", "--algo", "sac"], "give --robot and --algo", TRAIN),
     "a parameter set that raises the torque limit": (
         lambda d: [*DEPLOY, "--params", _params(d, torque_limit=[1e6, 1e6])],
         "exceeds the motors' hard limit of 6.0 N m",
-        False,
+        None,
     ),
-    "a negative duration": (lambda d: [*DEPLOY, "--duration", "-1"], "--duration: expected a value in (0, inf]", False),
-    "a rate of zero": (lambda d: [*DEPLOY, "--rate", "0"], "--rate: expected a value in (0, 1000]", False),
-    "a negative seed": (lambda d: [*DEPLOY, "--seed", "-1"], "--seed: expected a value in [0, 4.29497e+09]", False),
+    "a negative duration": (lambda d: [*DEPLOY, "--duration", "-1"], "--duration: expected a value in (0, inf]", None),
+    "a rate of zero": (lambda d: [*DEPLOY, "--rate", "0"], "--rate: expected a value in (0, 1000]", None),
+    "a negative seed": (lambda d: [*DEPLOY, "--seed", "-1"], "--seed: expected a value in [0, 4.29497e+09]", None),
     "a fault file's negative seed": (
         lambda d: ["emulate", "--robot", "pendubot", "--faults", _faults(d, "seed: -1\n"), "--duration", "0.1"],
         "seed: expected an integer in [0, 2^32)",
-        False,
+        None,
     ),
     "a recording of 1e300": (
         lambda d: ["report", _recording(d, 1e300), "--robot", "pendubot", "--out", str(d / "report")],
         "beyond any robot's",
-        False,
+        CALIBRATE,
     ),
     "train --steps -5": (
         lambda d: ["train", "--robot", "pendulum", "--algo", "sac", "--steps", "-5"],
         "--steps: expected",
-        False,
+        None,
     ),
     "train --envs -2": (
         lambda d: ["train", "--robot", "pendulum", "--algo", "sac", "--envs", "-2"],
         "--envs: expected",
-        False,
+        None,
     ),
     "train --seed -1": (
         lambda d: ["train", "--robot", "pendulum", "--algo", "sac", "--seed", "-1"],
         "--seed: expected",
-        False,
+        None,
     ),
-    "n_envs: 100000": (lambda d: _train_config(d, n_envs=100000), "n_envs: expected an integer in [1, 256]", True),
-    "batch_size: 0": (lambda d: _train_config(d, hyperparams={"batch_size": 0}), "batch_size: expected", True),
-    "batch_size: -64": (lambda d: _train_config(d, hyperparams={"batch_size": -64}), "batch_size: expected", True),
-    "gamma: 2": (lambda d: _train_config(d, hyperparams={"gamma": 2.0}), "gamma: expected a value in [0, 1]", True),
+    "n_envs: 100000": (lambda d: _train_config(d, n_envs=100000), "n_envs: expected an integer in [1, 256]", TRAIN),
+    "batch_size: 0": (lambda d: _train_config(d, hyperparams={"batch_size": 0}), "batch_size: expected", TRAIN),
+    "batch_size: -64": (lambda d: _train_config(d, hyperparams={"batch_size": -64}), "batch_size: expected", TRAIN),
+    "gamma: 2": (lambda d: _train_config(d, hyperparams={"gamma": 2.0}), "gamma: expected a value in [0, 1]", TRAIN),
     "action_history: 1e12": (
         lambda d: _train_config(d, env={"action_history": 10**12}),
         "env.action_history: expected an integer in [0, 64]",
-        True,
+        TRAIN,
     ),
 }
 
@@ -208,9 +210,9 @@ FAILED_RUNS = {
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_mistake_gets_one_line_and_its_exit_code(name, tmp_path, capsys, red_team):
-    argv, message, training = CASES[name]
-    if training and not HAS_TRAINING:
-        pytest.skip("the training configs are checked against stable-baselines3 (train extra)")
+    argv, message, needs = CASES[name]
+    if needs and importlib.util.find_spec(needs) is None:
+        pytest.skip(f"{name} needs {needs}, which is not installed: the command asks for its extra first")
     try:
         code = main(argv(tmp_path))
     except SystemExit as exc:  # argparse's way out
