@@ -6,13 +6,23 @@ DDS name (`hardware.ros2_msgs`), and the endpoint's USER_DATA carries
 `typehash=RIHS01_...;` as Iron and later write and expect. So real ROS 2
 nodes on the same domain exchange messages with s2r.
 
+Endpoints from Fast DDS (vendor 1.15, ROS 2's default middleware) are matched
+by topic and type name, as rmw_cyclonedds_cpp matches them, not by the XTypes
+type information they carry: Fast DDS 3 (Kilted and later) sends type objects
+whose collection members have no try-construct flag, which Cyclone DDS
+rejects as invalid; with that allowed it still finds the two descriptions of
+builtin_interfaces/Time not assignable, though the bytes on the wire (XCDR1)
+are the same. Without this no message crosses between the two.
+
 `loopback=True` confines discovery and traffic to 127.0.0.1 (unicast, no
 multicast), which is how the tests keep to one machine; each test uses a
-domain id of its own so that runs do not see each other.
+domain id of its own so that runs do not see each other. Otherwise the
+configuration in CYCLONEDDS_URI applies on top.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
@@ -23,6 +33,12 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
+FAST_DDS_VENDOR = "1.15"
+INTEROP_CONFIG = (
+    '<CycloneDDS><Domain id="any"><Compatibility>'
+    f"<IgnoreTypeInformation>{FAST_DDS_VENDOR}</IgnoreTypeInformation>"
+    "</Compatibility></Domain></CycloneDDS>"
+)
 LOOPBACK_CONFIG = (
     '<CycloneDDS><Domain id="any"><General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
     "<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
@@ -30,9 +46,17 @@ LOOPBACK_CONFIG = (
     "</Discovery></Domain></CycloneDDS>"
 )
 
-
-_LOOPBACK_DOMAINS: dict[int, Domain] = {}
+# One configured domain per id and process, kept alive as long as the process: (loopback, domain).
+_DOMAINS: dict[int, tuple[bool, Domain]] = {}
 _DOMAINS_LOCK = threading.Lock()
+
+
+def domain_config(loopback: bool) -> str:
+    """The Cyclone DDS configuration s2r runs a domain with (fragments joined by commas)."""
+    if loopback:
+        return f"{INTEROP_CONFIG},{LOOPBACK_CONFIG}"
+    user = os.environ.get("CYCLONEDDS_URI", "").strip()
+    return f"{INTEROP_CONFIG},{user}" if user else INTEROP_CONFIG
 
 
 def dds_topic(topic: str) -> str:
@@ -65,9 +89,12 @@ class DdsTransport:
             raise ValueError(f"ROS 2 domain ids are 0..232, got {domain_id}")
         self.domain_id = domain_id
         with _DOMAINS_LOCK:
-            if loopback and domain_id not in _LOOPBACK_DOMAINS:
-                # One configuration per domain and process, kept alive as long as the process.
-                _LOOPBACK_DOMAINS[domain_id] = Domain(domain_id, LOOPBACK_CONFIG)
+            if domain_id not in _DOMAINS:
+                _DOMAINS[domain_id] = (loopback, Domain(domain_id, domain_config(loopback)))
+            elif _DOMAINS[domain_id][0] != loopback:
+                raise ValueError(
+                    f"ROS 2 domain {domain_id} is already open in this process with loopback={not loopback}"
+                )
         self.participant = DomainParticipant(domain_id)
         self._topics: dict[str, Topic] = {}
         # Discovery data from the start, to tell what is published on a topic (publisher_types).
@@ -93,6 +120,12 @@ class DdsTransport:
         if isinstance(endpoint, DataWriter):
             return len(endpoint.get_matched_subscriptions())
         return len(endpoint.get_matched_publications())
+
+    def close(self) -> None:
+        """Let go of this transport's participant; Cyclone DDS deletes it, and the endpoints created
+        from it, once they are no longer referenced."""
+        self._topics.clear()
+        self._publications = self.participant = None
 
     def publisher_types(self, topic: str) -> set[str]:
         """ROS 2 type names (`pkg/msg/T`) of the publishers discovered on `topic` so far."""

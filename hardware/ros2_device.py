@@ -45,10 +45,8 @@ class Ros2Device(Device):
         domain_id: int = 0,
         loopback: bool = False,
         backend: str = "auto",
-        timeout_s: float = 2.0,
+        timeout_s: float = 5.0,
         max_age_s: float = 0.5,
-        reliable_state: bool = False,
-        reliable_commands: bool = True,
     ):
         super().__init__(None)
         self.joints = list(joints)
@@ -56,11 +54,11 @@ class Ros2Device(Device):
         self.state_topic, self.command_topic = state_topic, command_topic
         self.domain_id, self.loopback, self.backend = domain_id, loopback, backend
         self.timeout_s = timeout_s
+        """How long configure waits for a valid state and a matched controller, s. Fast DDS takes about
+        2 s to discover a participant that missed its first announcements (seen 1 time in 5)."""
         self.max_age_s = max_age_s
         """A JointState whose header stamp is further than this from the wall clock, in the past or
         the future, is stale, s."""
-        self.reliable_state, self.reliable_commands = reliable_state, reliable_commands
-        """QoS: sensor data best effort and commands reliable by default, as ROS 2's profiles have them."""
         self._transport = None
         self._reader = self._writer = None
         self._latest: State | None = None
@@ -72,13 +70,11 @@ class Ros2Device(Device):
     def _on_configure(self) -> None:
         if self._transport is None:
             self._transport = make_transport(self.domain_id, self.loopback, self.backend)
-            # Depth 1: the newest state is the only one the loop wants.
-            self._reader = self._transport.subscriber(
-                self.state_topic, msgs.JointState, reliable=self.reliable_state, depth=1
-            )
-            self._writer = self._transport.publisher(
-                self.command_topic, msgs.Float64MultiArray, reliable=self.reliable_commands
-            )
+            # Depth 1: the newest state is the only one the loop wants. A best-effort reader matches
+            # reliable publishers (joint_state_broadcaster) and best-effort ones (sensor-data QoS);
+            # commands go out reliably, as forward_command_controller subscribes to them.
+            self._reader = self._transport.subscriber(self.state_topic, msgs.JointState, reliable=False, depth=1)
+            self._writer = self._transport.publisher(self.command_topic, msgs.Float64MultiArray, reliable=True)
         deadline = time.monotonic() + self.timeout_s
         while self._poll() is None:
             if time.monotonic() > deadline:
@@ -134,6 +130,8 @@ class Ros2Device(Device):
         self._writer.write(msgs.Float64MultiArray.vector(np.zeros(len(self.command_joints)), "effort"))
 
     def _on_close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
         self._transport = self._reader = self._writer = None
 
     def counters(self) -> dict[str, float]:

@@ -68,13 +68,17 @@ class Ros2Emulator:
 
     def open(self) -> str:
         self.transport = make_transport(self.domain_id, self.loopback, self.backend)
-        self.writer = self.transport.publisher(self.state_topic, msgs.JointState, reliable=False)
-        self.reader = self.transport.subscriber(self.command_topic, msgs.Float64MultiArray, reliable=True)
+        # joint_state_broadcaster publishes reliably (a default-QoS subscriber gets nothing from a
+        # best-effort publisher); a best-effort reader takes commands from either kind of publisher.
+        self.writer = self.transport.publisher(self.state_topic, msgs.JointState, reliable=True)
+        self.reader = self.transport.subscriber(self.command_topic, msgs.Float64MultiArray, reliable=False)
         return (
             f"ROS 2 domain {self.domain_id}: {self.state_topic} (JointState), {self.command_topic} (Float64MultiArray)"
         )
 
     def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
         self.transport = self.writer = self.reader = None
 
     def run(self, duration_s: float | None = None, should_stop=lambda: False) -> dict[str, Any]:

@@ -40,8 +40,12 @@ class DeployNode:
     ):
         self.policy, self.options, self.name, self.autostart = policy, options, name, autostart
         self.diagnostics = transport.publisher("/diagnostics", msgs.DiagnosticArray)
+        # Best effort matches every publisher, reliable or not (a reliable reader would not hear a
+        # best-effort one); a second, reliable reader would deliver some requests twice, and a late
+        # copy of /s2r/arm or /s2r/reset must never undo a disarm or an e-stop.
         self.control = {
-            topic: transport.subscriber(f"/s2r/{topic}", msgs.Empty, reliable=True) for topic in CONTROL_TOPICS
+            topic: transport.subscriber(f"/s2r/{topic}", msgs.Empty, reliable=False, depth=8)
+            for topic in CONTROL_TOPICS
         }
         self.estopped = False
         self.fault: str | None = None

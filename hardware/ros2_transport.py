@@ -3,12 +3,13 @@
 Both offer the same calls, with the messages of `hardware.ros2_msgs`:
 `publisher(topic, type, reliable, depth).write(msg)`,
 `subscriber(topic, type, reliable, depth).take(n) -> [msg]`,
-`publisher_types(topic) -> {"pkg/msg/T", ...}`, and `matched(endpoint) -> int`,
-how many endpoints on the other side a publisher or subscriber is matched with. The rclpy transport moves the
-messages as serialized CDR (a publisher publishes bytes, a subscription is
-raw), which is byte for byte what `hardware.ros2_msgs` reads and writes, so
-there is no per-type conversion; it goes through whatever middleware ROS 2
-is configured with (RMW_IMPLEMENTATION).
+`publisher_types(topic) -> {"pkg/msg/T", ...}`, `matched(endpoint) -> int`
+(how many endpoints on the other side a publisher or subscriber is matched
+with) and `close()`. The rclpy transport moves the messages as serialized CDR
+(a publisher publishes bytes, a subscription is raw), which is byte for byte
+what `hardware.ros2_msgs` reads and writes, so there is no per-type
+conversion; it goes through whatever middleware ROS 2 is configured with
+(RMW_IMPLEMENTATION).
 
 `make_transport` picks rclpy when it can be imported and Cyclone DDS
 otherwise; `backend`, or the S2R_ROS2_BACKEND environment variable, overrides.
@@ -38,12 +39,19 @@ def choose_backend(backend: str = "auto") -> str:
     return backend
 
 
-def make_transport(domain_id: int = 0, loopback: bool = False, backend: str = "auto"):
-    """A transport on ROS 2 domain `domain_id`; `loopback` keeps Cyclone DDS on 127.0.0.1."""
+def make_transport(
+    domain_id: int = 0,
+    loopback: bool = False,
+    backend: str = "auto",
+    node_name: str = "s2r",
+    args: list[str] | None = None,
+):
+    """A transport on ROS 2 domain `domain_id`; `loopback` keeps Cyclone DDS on 127.0.0.1. Under rclpy
+    it is the node `node_name`, and `args` (a command line with `--ros-args ...`) go to rclpy.init."""
     if choose_backend(backend) == "rclpy":
         if loopback:
             raise ValueError("loopback is for the cyclonedds backend; with rclpy use ROS 2's own setting")
-        return RclpyTransport(domain_id)
+        return RclpyTransport(domain_id, node_name, args)
     from hardware.dds import DdsTransport
 
     return DdsTransport(domain_id, loopback=loopback)
@@ -79,12 +87,12 @@ class _RawWriter:
 class RclpyTransport:
     """One rclpy node on `domain_id`, spun by an executor in a background thread."""
 
-    def __init__(self, domain_id: int = 0, node_name: str = "s2r"):
+    def __init__(self, domain_id: int = 0, node_name: str = "s2r", args: list[str] | None = None):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
         self._context = rclpy.Context()
-        rclpy.init(context=self._context, domain_id=domain_id)
+        rclpy.init(args=args, context=self._context, domain_id=domain_id)
         self.node = rclpy.create_node(node_name, context=self._context)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self.node)
@@ -117,7 +125,18 @@ class RclpyTransport:
         self._readers.append(reader)
         return reader
 
+    def declare_parameters(self, values: dict[str, Any]) -> None:
+        """Declare `values` as the node's read-only parameters, so that `ros2 param get` shows them."""
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        for name, value in values.items():
+            # Dynamic typing: --ros-args -p rate:=500 gives rclpy an int where the default is a float.
+            descriptor = ParameterDescriptor(read_only=True, dynamic_typing=True)
+            self.node.declare_parameter(name, value, descriptor)
+
     def publisher_types(self, topic: str) -> set[str]:
+        # Remapped as rclpy remaps the node's own topics, so that both name the same topic.
+        topic = self.node.resolve_topic_name(topic)
         return {info.topic_type for info in self.node.get_publishers_info_by_topic(topic)}
 
     @staticmethod
@@ -127,6 +146,8 @@ class RclpyTransport:
         return endpoint.subscription.get_publisher_count()
 
     def close(self) -> None:
+        """Stop spinning and leave the ROS 2 graph; a spinning thread left at exit aborts the process."""
         self._executor.shutdown()
+        self._thread.join(timeout=5)
         self.node.destroy_node()
         self._context.try_shutdown()

@@ -106,7 +106,7 @@ def deploy_options(params: dict[str, Any], policy):
 
 def main(argv: list[str] | None = None) -> int:
     from hardware.ros2_node import DeployNode
-    from hardware.ros2_transport import make_transport
+    from hardware.ros2_transport import RclpyTransport, make_transport
     from policies import make_controller
 
     logging.basicConfig(level=logging.INFO, format=f"[{NODE_NAME}] %(levelname)s %(name)s: %(message)s")
@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         params = parse_ros_args(argv)
         policy = make_controller(params["policy"], params["robot"])
         options = deploy_options(params, policy)
-        transport = make_transport(options.domain_id)  # rclpy under ROS 2, else Cyclone DDS
+        # rclpy under ROS 2 (it takes the --ros-args too: remappings, log levels), else Cyclone DDS.
+        transport = make_transport(options.domain_id, node_name=NODE_NAME, args=[sys.argv[0], *argv])
+        if isinstance(transport, RclpyTransport):
+            transport.declare_parameters(params)
         node = DeployNode(policy, options, transport, NODE_NAME, autostart=params["autostart"])
     except (ValueError, OSError) as exc:
         print(f"{NODE_NAME}: error: {exc}", file=sys.stderr)
@@ -127,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, shutdown)
     log.info("parameters: %s", params)
-    node.spin()
+    try:
+        node.spin()
+    finally:
+        transport.close()
     return 0
 
 

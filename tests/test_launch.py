@@ -73,7 +73,6 @@ def test_bad_parameters_are_named(tmp_path):
         parse_ros_args(["--ros-args", "--params-file", str(bad)])
 
 
-@pytest.mark.ros2
 def test_launch_ros_loads_the_launch_file():
     pytest.importorskip("launch_ros", reason="launch_ros comes with a ROS 2 install")
     import importlib.util

@@ -118,7 +118,7 @@ CASES = {
     ),
     "a ROS 2 topic nobody publishes": (
         lambda d: ["deploy", "--policy", "baseline", "--device", "ros2", "--loopback", "--domain-id", "171"],
-        "no valid sensor_msgs/msg/JointState with joints ['shoulder', 'elbow'] on /joint_states within 2.0 s",
+        "no valid sensor_msgs/msg/JointState with joints ['shoulder', 'elbow'] on /joint_states within 5.0 s",
         None,
     ),
     "an unknown device": (

@@ -373,30 +373,3 @@ def test_the_backend_is_rclpy_where_ros2_is_installed_and_cyclone_dds_elsewhere(
     if not has_rclpy:
         with pytest.raises(ValueError, match="the rclpy backend needs a ROS 2 install"):
             choose_backend("rclpy")
-
-
-@pytest.mark.ros2
-def test_rclpy_and_cyclone_dds_exchange_joint_states():
-    pytest.importorskip("rclpy", reason="rclpy comes with a ROS 2 install")
-    from hardware.ros2_transport import RclpyTransport
-
-    ros = RclpyTransport(domain_id=80)
-    cyclone = DdsTransport(80)
-    try:
-        reader = ros.subscriber("/joint_states", m.JointState, depth=50)
-        writer = cyclone.publisher("/joint_states", m.JointState, reliable=False)
-        command_reader = cyclone.subscriber("/command", m.Float64MultiArray, reliable=True, depth=50)
-        command_writer = ros.publisher("/command", m.Float64MultiArray)
-        received, commands = [], []
-        deadline = time.monotonic() + 10
-        while (len(received) < 10 or len(commands) < 10) and time.monotonic() < deadline:
-            writer.write(m.JointState(m.Header(m.Time(1, 2), ""), ["shoulder"], [0.5], [1.0], [0.0]))
-            command_writer.write(m.Float64MultiArray.vector([1.5, 0.0], "effort"))
-            time.sleep(0.02)
-            received += reader.take(50)
-            commands += [c for c in command_reader.take(50) if isinstance(c, m.Float64MultiArray)]
-        assert received and received[-1].position == [0.5] and received[-1].name == ["shoulder"]
-        assert commands and commands[-1].data == [1.5, 0.0]
-        assert "sensor_msgs/msg/JointState" in ros.publisher_types("/joint_states")
-    finally:
-        ros.close()
