@@ -36,14 +36,16 @@ def detection_bound(kind: str, duration_s: float, options: DeployOptions) -> int
     still running at the injection counts).
 
     - unplug: the next read or write fails: 2 ticks;
-    - frozen sensor: the watchdog's frozen timeout, plus 2 ticks;
+    - frozen sensor: the watchdog's frozen timeout, plus 3 ticks: the one running at the injection,
+      the one that reads the last fresh frame (still on the link at the injection), and the first
+      whose age of the values is over the timeout;
     - brown-out: the device's RESET fault when it reboots, or the stale-state timeout if sooner, plus 2.
     """
     rate, safety = options.rate_hz, options.safety
     if kind == "unplug":
         return 2
     if kind == "frozen_sensor":
-        return math.ceil(safety.frozen_timeout_s * rate) + 2
+        return math.ceil(safety.frozen_timeout_s * rate) + 3
     if kind == "brownout":
         return math.ceil(min(duration_s, safety.stale_timeout_s) * rate) + 2
     raise ValueError(f"no detection bound for fault {kind!r}")

@@ -254,6 +254,25 @@ def test_s2r_deploy_holds_a_plain_rclpy_robot_up_with_either_backend(backend, tm
     assert abs(robot.env.plant.measure()[0] - np.pi) < 0.5, "still up"
 
 
+@pytest.mark.hil
+def test_s2r_deploy_on_rclpy_holds_the_emulator_up():
+    """The other way round: s2r's rclpy backend (Fast DDS) against the emulator on Cyclone DDS."""
+    from hardware.emulator import EmulatorProcess
+
+    emulator = EmulatorProcess(
+        transport="ros2", robot="pendubot", params="model_1.1", imperfections=False, start="up", domain_id=158,
+        loopback=True, backend="cyclonedds",
+    )  # fmt: skip
+    with emulator:
+        result = _s2r(
+            "deploy", "--robot", "pendubot", "--policy", "baseline", "--device", "ros2", "--domain-id", "158",
+            "--ros2-backend", "rclpy", "--params", "model_1.1", "--duration", "3", "--rate", "100",
+        )  # fmt: skip
+        report = emulator.stop()
+    assert result.returncode == 0 and "faults 0" in result.stdout, result.stdout + result.stderr
+    assert report["commands_received"] >= 200 and report["commands_refused"] == 0, report
+
+
 # The deploy node as a ROS 2 node under rclpy. ------------------------------------------------------
 
 
