@@ -13,7 +13,7 @@ import numpy as np
 
 from calibration.predict import Prediction, Predictor, horizon_samples, window_starts
 from calibration.recording import Recording
-from sim import dynamics
+from sim.dynamics import pendulum
 from sim.robots import Robot
 from sim.robots.params import PendulumParams
 
@@ -78,7 +78,7 @@ def estimate_delay(
     mid = 0.5 * (X[1:] + X[:-1])
     implied = np.array(
         [
-            dynamics.mass_matrix(params, x[:n]) @ a + dynamics.bias(params, x[:n], x[n:])
+            pendulum.mass_matrix(params, x[:n]) @ a + pendulum.bias(params, x[:n], x[n:])
             for x, a in zip(mid, ddq, strict=True)
         ]
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from sim import dynamics
+from sim.dynamics import pendulum
 from sim.robots import get_robot
 from sim.robots.params import PendulumParams
 from sim.tasks.swingup import state_from_observation
@@ -51,11 +51,11 @@ def linearise(p: PendulumParams, x0: np.ndarray, u0: np.ndarray, eps: float = 1e
     for i in range(n2):
         d = np.zeros(n2)
         d[i] = eps
-        A[:, i] = (dynamics.derivative(p, x0 + d, u0) - dynamics.derivative(p, x0 - d, u0)) / (2 * eps)
+        A[:, i] = (pendulum.derivative(p, x0 + d, u0) - pendulum.derivative(p, x0 - d, u0)) / (2 * eps)
     for i in range(n):
         d = np.zeros(n)
         d[i] = eps
-        B[:, i] = (dynamics.derivative(p, x0, u0 + d) - dynamics.derivative(p, x0, u0 - d)) / (2 * eps)
+        B[:, i] = (pendulum.derivative(p, x0, u0 + d) - pendulum.derivative(p, x0, u0 - d)) / (2 * eps)
     return A, B
 
 
@@ -89,7 +89,7 @@ class PendubotEnergyLQR:
         self.params = robot.load_params(params) if isinstance(params, str) else params
         self.limit = robot.command_limits(self.params)[0]
         self.gains = (k_energy, k_damping, k_position, k_velocity)
-        self.e_top = dynamics.energy(self.params, GOAL[:2], GOAL[2:])
+        self.e_top = pendulum.energy(self.params, GOAL[:2], GOAL[2:])
         A, B = linearise(self.params, GOAL, np.zeros(2))
         B = B[:, :1]
         S = scipy.linalg.solve_continuous_are(A, B, np.diag(Q), np.array([[R]]))
@@ -116,10 +116,10 @@ class PendubotEnergyLQR:
         p = self.params
         k_e, k_d, k_p, k_v = self.gains
         q, dq = x[:2], x[2:]
-        m_inv = np.linalg.inv(dynamics.mass_matrix(p, q))
+        m_inv = np.linalg.inv(pendulum.mass_matrix(p, q))
         a = m_inv[0, 0]
-        b = -(m_inv @ dynamics.bias(p, q, dq))[0]
-        e_err = dynamics.energy(p, q, dq) - self.e_top
+        b = -(m_inv @ pendulum.bias(p, q, dq))[0]
+        e_err = pendulum.energy(p, q, dq) - self.e_top
         q1_err = upright_error(x)[0]
         denominator = k_e * e_err + k_d * a
         return float(-(k_v * dq[0] + k_p * q1_err + k_d * b) / denominator)

@@ -42,14 +42,14 @@ def test_velocity_noise_has_the_configured_spread_and_leaves_positions_alone():
 
 def equivalent_torque(p: Plant, steps: int) -> np.ndarray:
     """Joint torque the physics felt each step, from M ddq + bias (no friction in model 1.1)."""
-    from sim import dynamics
+    from sim.dynamics import pendulum
 
     _, X, _ = p.trajectory()
     out = []
     for k in range(steps):
         dq_next, x = X[k + 1, 2:], X[k]
         ddq = (dq_next - x[2:]) / PHYSICS_DT
-        out.append(dynamics.mass_matrix(p.params, x[:2]) @ ddq + dynamics.bias(p.params, x[:2], x[2:]))
+        out.append(pendulum.mass_matrix(p.params, x[:2]) @ ddq + pendulum.bias(p.params, x[:2], x[2:]))
     return np.array(out)
 
 
@@ -103,9 +103,9 @@ def test_extra_friction_slows_a_free_swing():
     for p in (free, rough):
         for _ in range(100):
             p.step(np.zeros(2), 5, rng)
-    from sim import dynamics
+    from sim.dynamics import pendulum
 
-    e = [dynamics.energy(p.params, p.state()[:2], p.state()[2:]) for p in (free, rough)]
+    e = [pendulum.energy(p.params, p.state()[:2], p.state()[2:]) for p in (free, rough)]
     assert e[1] < e[0] - 0.1
 
 

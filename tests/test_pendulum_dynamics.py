@@ -4,7 +4,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from sim import dynamics
+from sim.dynamics import pendulum
 from sim.robots import get_robot
 
 DT = 0.002
@@ -35,7 +35,7 @@ def max_angle_error(params_name: str, x0: np.ndarray, torque, rotor_coupling: bo
         tau = torque(k)
         data.qfrc_applied[:] = tau - np.asarray(p.cf) * np.arctan(100.0 * data.qvel)
         mujoco.mj_step(model, data)
-        x = dynamics.rk4_step(p, x, tau, DT, rotor_coupling)
+        x = pendulum.rk4_step(p, x, tau, DT, rotor_coupling)
         worst = max(worst, float(np.max(np.abs(data.qpos - x[:2]))))
     return worst
 
@@ -95,14 +95,14 @@ def test_single_pendulum_matches_equations():
     data.qpos[0], x = 2.5, np.array([2.5, 0.0])
     for _ in range(STEPS):
         mujoco.mj_step(model, data)
-        x = dynamics.rk4_step(p, x, np.zeros(1), DT)
+        x = pendulum.rk4_step(p, x, np.zeros(1), DT)
     assert abs(data.qpos[0] - x[0]) < 1e-6
 
 
 def test_energy_is_conserved_without_friction():
     p = get_robot("double_pendulum").load_params("model_1.1")
     x = np.array([2.0, 1.0, 0.5, -1.0])
-    e0 = dynamics.energy(p, x[:2], x[2:])
+    e0 = pendulum.energy(p, x[:2], x[2:])
     for _ in range(STEPS):
-        x = dynamics.rk4_step(p, x, np.zeros(2), DT)
-    assert abs(dynamics.energy(p, x[:2], x[2:]) - e0) < 1e-4
+        x = pendulum.rk4_step(p, x, np.zeros(2), DT)
+    assert abs(pendulum.energy(p, x[:2], x[2:]) - e0) < 1e-4
