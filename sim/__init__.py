@@ -1,8 +1,9 @@
 """Simulation: robots, tasks, Gymnasium environments, domain randomisation.
 
 Importing this package registers the environments:
-`s2r/Pendulum-v0`, `s2r/Acrobot-v0`, `s2r/Pendubot-v0`, `s2r/DoublePendulum-v0`;
-without an import, `gymnasium.make("sim:s2r/Pendubot-v0")` does it.
+`s2r/Pendulum-v0`, `s2r/Acrobot-v0`, `s2r/Pendubot-v0`, `s2r/DoublePendulum-v0`, and the
+quadrotor's `s2r/CrazyflieHover-v0` and `s2r/CrazyflieFigure8-v0`; without an import,
+`gymnasium.make("sim:s2r/Pendubot-v0")` does it.
 """
 
 import ctypes.util
@@ -27,3 +28,8 @@ ENV_IDS = {
 for _id, _robot in ENV_IDS.items():
     if _id not in gym.registry:
         gym.register(id=_id, entry_point="sim.env:SwingUpEnv", kwargs={"robot": _robot})
+FLIGHT_ENV_IDS = {"s2r/CrazyflieHover-v0": "hover", "s2r/CrazyflieFigure8-v0": "figure8"}
+
+for _id, _task in FLIGHT_ENV_IDS.items():
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point="sim.flight_env:QuadrotorEnv", kwargs={"task": _task})

@@ -1,0 +1,147 @@
+"""The quadrotor's env and tasks (sim.flight_env, sim.tasks.flight, sim.flight) and its classical
+baseline (policies.geometric), on real MuJoCo physics."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import sim
+from policies.geometric import GeometricController
+from sim.config import ConfigError
+from sim.flight import FlightImperfections
+from sim.flight_env import QuadrotorEnv
+from sim.tasks import flight
+
+
+@pytest.mark.parametrize("env_id", list(sim.FLIGHT_ENV_IDS))
+@pytest.mark.parametrize("level", flight.ACTION_LEVELS)
+def test_the_envs_pass_gymnasiums_checker(env_id, level):
+    env = gym.make(env_id, action_level=level, imperfections=True)
+    check_env(env.unwrapped, skip_render_check=True)
+    assert env.observation_space.shape == (flight.observation_size(32),)
+
+
+def _rollout(env, seed, steps=60):
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        obs, reward, terminated, truncated, _ = env.step(rng.uniform(-0.2, 0.6, 4))
+        out.append(np.append(obs, reward))
+        if terminated or truncated:
+            break
+    return out
+
+
+def test_a_seed_gives_the_same_episode_and_another_seed_another():
+    env = QuadrotorEnv("hover", imperfections=True)
+    first, again, other = _rollout(env, 3), _rollout(env, 3), _rollout(env, 4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_the_observation_is_the_pure_function_of_what_is_measured():
+    env = QuadrotorEnv("figure8", imperfections=True, action_history=4)
+    env.reset(seed=0)
+    action = np.array([0.3, 0.3, 0.35, 0.3])
+    obs, *_ = env.step(action)
+    past = np.tile(flight.hover_action("rotors", env.params), (4, 1))
+    past[-1] = action
+    expected = flight.observation(env._measured, env.task.reference(env.plant.time), past)
+    assert np.array_equal(obs, expected)
+
+
+def test_the_reward_is_highest_on_the_reference_at_hover():
+    env = QuadrotorEnv("hover")
+    hover = flight.hover_action("rotors", env.params)
+    x = env.plant.hover_state(flight.START)
+    reference = env.task.reference(0.0)
+    weights = flight.RewardWeights()
+    assert flight.reward(x, reference, hover, hover, weights) == pytest.approx(2.0)
+    off = x.copy()
+    off[0] += 0.1
+    assert flight.reward(off, reference, hover, hover, weights) < 2.0
+    assert flight.RewardWeights().at(10_000_000) == flight.RewardWeights(40.0, 1.0, 1.0)
+
+
+def test_an_episode_ends_failed_beyond_the_error_bound_with_its_metrics():
+    env = QuadrotorEnv("hover")
+    env.reset(seed=0)
+    for _ in range(500):
+        *_, terminated, truncated, info = env.step(np.full(4, -1.0))  # rotors off: it falls
+        if terminated or truncated:
+            break
+    assert terminated and "beyond 0.6 m" in info["failure"]
+    assert info["success"] is False and info["metrics"]["success"] == 0.0
+
+
+def test_the_rate_level_holds_a_level_vehicle_with_the_hover_action():
+    env = QuadrotorEnv("hover", action_level="rates", init_spread=0.0)
+    env.reset(seed=0)
+    hover = flight.hover_action("rates", env.params)
+    for _ in range(100):
+        env.step(hover)
+    assert np.linalg.norm(env.plant.state()[:3] - flight.START) < 1e-6
+
+
+def test_the_imperfections_are_named_and_drawn_per_episode():
+    assert FlightImperfections.resolve({"motor_delay_s": 0.01}).motor_delay_s == 0.01
+    with pytest.raises(ConfigError, match="unknown key"):
+        FlightImperfections.resolve({"wind": 1.0})
+    env = QuadrotorEnv("hover", imperfections=True)
+    env.reset(seed=0)
+    first = env.plant.force.copy()
+    env.reset(seed=1)
+    weight = env.params.mass * env.params.g
+    assert not np.array_equal(first, env.plant.force) and np.abs(env.plant.force).max() < weight / 4
+
+
+def test_a_motor_delay_delays_the_response_by_its_steps():
+    def climb(delay_s):
+        env = QuadrotorEnv("hover", init_spread=0.0, imperfections={"motor_delay_s": delay_s} | _NONE)
+        env.reset(seed=0)
+        heights = []
+        for _ in range(10):
+            env.step(np.ones(4))
+            heights.append(env.plant.state()[2])
+        return np.array(heights) - flight.START[2]
+
+    prompt, late = climb(0.0), climb(0.02)
+    assert late[0] == pytest.approx(0.0, abs=1e-12) and prompt[0] > 0  # 20 ms = two 10 ms steps
+    assert late[2] == pytest.approx(prompt[0], rel=0.2)
+
+
+_NONE = {f: 0.0 for f in ("position_noise_std", "attitude_noise_std", "velocity_noise_std", "rate_noise_std")} | {
+    "sensor_delay_s": 0.0,
+    "disturbance_weight_fraction": 0.0,
+}
+
+
+def _fly(task: str, seeds: range) -> list[dict]:
+    env = QuadrotorEnv(task, imperfections=True, action_history=0, init_spread=flight.get_task(task).eval_spread)
+    results = []
+    for seed in seeds:
+        controller = GeometricController(env.params, env.control_rate_hz)
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(controller.act(obs))
+            done = terminated or truncated
+        results.append(info["metrics"])
+    return results
+
+
+@pytest.mark.hil
+def test_the_geometric_baseline_hovers_within_2_cm_under_default_imperfections():
+    results = _fly("hover", range(20))
+    assert all(r["success"] == 1.0 for r in results)
+    rmse = [r["rmse_cm"] for r in results]
+    assert max(rmse) <= 2.0, rmse  # measured: mean 0.23, max 0.50 cm over seeds 0-29
+
+
+@pytest.mark.hil
+def test_the_geometric_baseline_tracks_the_figure_eight():
+    results = _fly("figure8", range(5))
+    assert all(r["success"] == 1.0 for r in results)
+    assert max(r["rmse_cm"] for r in results) <= 8.0  # measured 5.9-6.1 cm: feedback only, no feedforward
