@@ -12,19 +12,27 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import mujoco
 import numpy as np
 
-from sim.config import as_float, check_keys
+from sim.config import ConfigError, as_float, check_keys, load_yaml
+from sim.randomization import Distribution, parse
 from sim.robots import quadrotor
-from sim.robots.quadrotor import QuadrotorParams
+from sim.robots.quadrotor import MAX_ROTOR_THRUST, QuadrotorParams
 
 PHYSICS_DT = 0.002
 """Physics step, s (RK4)."""
 LEVER_ARM_M = 0.01
 """The random disturbance torque's sigma is the random force's at this lever arm, m."""
+THRUST_TO_WEIGHT = (1.5, 5.0)
+"""A randomised vehicle's thrust-to-weight stays within this range (Learning to Fly's)."""
+RANDOMIZED = ("mass", "inertia", "thrust", "motor_time_constant", "yaw_torque_constant")
+"""What a quadrotor randomisation file may name; each scales the parameter set's value (inertia:
+all three moments, thrust: the whole thrust curve, motor_time_constant: rising and falling)."""
+_RANDOMIZATION_DIR = Path(__file__).parent / "randomization"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,3 +164,48 @@ class QuadrotorPlant:
         if imp.rate_noise_std:
             x[10:13] += rng.normal(0.0, imp.rate_noise_std, 3)
         return x
+
+
+@dataclasses.dataclass(frozen=True)
+class FlightRandomization:
+    """A validated quadrotor randomisation file (the format of `sim.randomization`, scale entries)."""
+
+    parameters: dict[str, Distribution]
+
+    @classmethod
+    def load(cls, path: str | Path) -> FlightRandomization:
+        """Read and validate a file; the shipped one by name (`crazyflie`)."""
+        path = Path(path)
+        if path.suffix not in (".yaml", ".yml"):
+            path = _RANDOMIZATION_DIR / f"{path}.yaml"
+        parameters = parse(load_yaml(path), list(RANDOMIZED), path)
+        for name, d in parameters.items():
+            if d.kind != "scale":
+                raise ConfigError(path, f"parameters.{name}", "the quadrotor's parameters take scale ranges only")
+        return cls(parameters)
+
+    def sample(
+        self, rng: np.random.Generator, params: QuadrotorParams, intensity: float
+    ) -> tuple[QuadrotorParams, dict[str, float]]:
+        """One episode's parameter set, and the drawn multipliers by name. The thrust curve is then
+        scaled, if it must, to keep thrust-to-weight within THRUST_TO_WEIGHT and the rotors within
+        MAX_ROTOR_THRUST."""
+        if not 0.0 <= intensity <= 1.0:
+            raise ValueError(f"randomisation intensity must be in [0, 1], got {intensity}")
+        drawn = {name: d.sample(rng, intensity) for name, d in self.parameters.items()}
+        scale = {name: drawn.get(name, 1.0) for name in RANDOMIZED}
+        mass = params.mass * scale["mass"]
+        weight = mass * params.g
+        thrust = scale["thrust"]
+        full = 4 * params.max_thrust * thrust
+        low, high = THRUST_TO_WEIGHT
+        thrust *= min(max(full, low * weight), high * weight) / full
+        thrust = min(thrust, MAX_ROTOR_THRUST / params.max_thrust)
+        randomized = params.replace(
+            mass=mass,
+            inertia=tuple(i * scale["inertia"] for i in params.inertia),
+            thrust_curve=tuple(c * thrust for c in params.thrust_curve),
+            motor_time_constant=tuple(t * scale["motor_time_constant"] for t in params.motor_time_constant),
+            yaw_torque_constant=params.yaw_torque_constant * scale["yaw_torque_constant"],
+        )
+        return randomized, drawn

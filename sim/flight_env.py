@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from sim.flight import PHYSICS_DT, FlightImperfections, QuadrotorPlant
+from sim.flight import PHYSICS_DT, FlightImperfections, FlightRandomization, QuadrotorPlant
 from sim.robots import quadrotor
 from sim.robots.quadrotor import ROTORS, QuadrotorParams
 from sim.tasks import flight
@@ -18,7 +18,9 @@ from sim.tasks import flight
 class QuadrotorEnv(gym.Env):
     """Fly a Crazyflie-class quadrotor along a task's reference (`sim.tasks.flight`).
 
-    Observation: `sim.tasks.flight.observation` of the measured state, the
+    With `randomization` (a file, or `crazyflie`) each episode draws its vehicle
+    (`sim.flight.FlightRandomization`) at `randomization_intensity`; the policy's
+    hover action stays the nominal vehicle's. Observation: `sim.tasks.flight.observation` of the measured state, the
     reference and the last `action_history` actions. Action (4,) in [-1, 1] at
     `action_level`: `rotors` (rotor speeds) or `rates` (collective thrust and
     body rates). Reward: `sim.tasks.flight.reward` on the true state, with the
@@ -36,6 +38,8 @@ class QuadrotorEnv(gym.Env):
         params: str | Path | QuadrotorParams = "l2f",
         control_rate_hz: float = 100.0,
         imperfections: bool | Mapping[str, Any] | FlightImperfections = False,
+        randomization: str | Path | None = None,
+        randomization_intensity: float = 1.0,
         action_level: str = "rotors",
         action_history: int = 32,
         init_spread: float = 1.0,
@@ -55,6 +59,10 @@ class QuadrotorEnv(gym.Env):
         self.task = flight.get_task(task)
         self.params = params if isinstance(params, QuadrotorParams) else quadrotor.load_params(params)
         self.imperfections = FlightImperfections.resolve(imperfections)
+        self.randomization = FlightRandomization.load(randomization) if randomization is not None else None
+        if not 0.0 <= randomization_intensity <= 1.0:
+            raise ValueError(f"randomization_intensity must be in [0, 1], got {randomization_intensity}")
+        self.randomization_intensity = float(randomization_intensity)
         self.control_rate_hz, self.substeps = float(control_rate_hz), substeps
         self.action_level, self.action_history, self.init_spread = action_level, action_history, init_spread
         self.reward_weights, self.curriculum_steps = flight.RewardWeights(), 0
@@ -78,13 +86,19 @@ class QuadrotorEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        info: dict[str, Any] = {}
+        if self.randomization is not None:
+            params, info["randomization"] = self.randomization.sample(
+                self.np_random, self.params, self.randomization_intensity
+            )
+            self.plant.configure(params, self.imperfections)
         hover = self.plant.hover_state(flight.START)
         self.plant.reset(self.task.initial_state(hover, self.np_random, self.init_spread), self.np_random)
         self._past[:] = self._hover
         self._steps = 0
         self._times, self._positions = [0.0], [self.plant.state()[:3]]
         self._measured = self.plant.measure(self.np_random)
-        return self._observation(), {}
+        return self._observation(), info
 
     def _observation(self) -> np.ndarray:
         return flight.observation(self._measured, self.task.reference(self.plant.time), self._past)

@@ -1,4 +1,4 @@
-"""Declarative domain randomisation of the pendulum model.
+"""Declarative domain randomisation: the file format (`parse`), and the pendulum model's sampler.
 
 A YAML file maps parameter names to distributions:
 
@@ -78,34 +78,7 @@ class DomainRandomization:
     def from_dict(
         cls, data: dict[str, Any], n_links: int, source: str | Path = "<randomization>"
     ) -> DomainRandomization:
-        check_keys(data, ["parameters"], source)
-        entries = data.get("parameters")
-        if not isinstance(entries, dict) or not entries:
-            raise ConfigError(source, "parameters", "expected a mapping of parameter name to distribution")
-        check_keys(entries, parameter_names(n_links), source, prefix="parameters.")
-        parameters = {}
-        for name, spec in entries.items():
-            key = f"parameters.{name}"
-            if not isinstance(spec, dict):
-                raise ConfigError(source, key, f"expected a mapping like {{scale: [0.9, 1.1]}}, got {spec!r}")
-            check_keys(spec, ["scale", "offset", "dist"], source, prefix=key + ".")
-            kinds = [k for k in ("scale", "offset") if k in spec]
-            if len(kinds) != 1:
-                raise ConfigError(source, key, "expected exactly one of scale: [low, high] or offset: [low, high]")
-            kind = kinds[0]
-            dist = spec.get("dist", "uniform")
-            if dist not in DISTRIBUTIONS:
-                raise ConfigError(source, key + ".dist", f"expected one of {', '.join(DISTRIBUTIONS)}, got {dist!r}")
-            if kind == "scale":
-                low, high = as_range(spec[kind], source, f"{key}.scale", low=0.0)
-                if low <= 0.0:
-                    raise ConfigError(source, f"{key}.scale", f"expected positive multipliers, got [{low}, {high}]")
-            else:
-                if dist == "loguniform":
-                    raise ConfigError(source, key + ".dist", "loguniform applies to scale ranges only")
-                low, high = as_range(spec[kind], source, f"{key}.offset")
-            parameters[name] = Distribution(kind, low, high, dist)
-        return cls(parameters, str(source))
+        return cls(parse(data, parameter_names(n_links), source), str(source))
 
     def sample(
         self, rng: np.random.Generator, params: PendulumParams, imperfections: Imperfections, intensity: float
@@ -137,3 +110,35 @@ class DomainRandomization:
                 values[key][i] = drawn[name] = max(old * draw if d.kind == "scale" else old + draw, 0.0)
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return PendulumParams(**values), dataclasses.replace(imperfections, **imp), drawn
+
+
+def parse(data: dict[str, Any], names: list[str], source: str | Path = "<randomization>") -> dict[str, Distribution]:
+    """The distributions of a randomisation file's `parameters`, each name one of `names`."""
+    check_keys(data, ["parameters"], source)
+    entries = data.get("parameters")
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(source, "parameters", "expected a mapping of parameter name to distribution")
+    check_keys(entries, names, source, prefix="parameters.")
+    parameters = {}
+    for name, spec in entries.items():
+        key = f"parameters.{name}"
+        if not isinstance(spec, dict):
+            raise ConfigError(source, key, f"expected a mapping like {{scale: [0.9, 1.1]}}, got {spec!r}")
+        check_keys(spec, ["scale", "offset", "dist"], source, prefix=key + ".")
+        kinds = [k for k in ("scale", "offset") if k in spec]
+        if len(kinds) != 1:
+            raise ConfigError(source, key, "expected exactly one of scale: [low, high] or offset: [low, high]")
+        kind = kinds[0]
+        dist = spec.get("dist", "uniform")
+        if dist not in DISTRIBUTIONS:
+            raise ConfigError(source, key + ".dist", f"expected one of {', '.join(DISTRIBUTIONS)}, got {dist!r}")
+        if kind == "scale":
+            low, high = as_range(spec[kind], source, f"{key}.scale", low=0.0)
+            if low <= 0.0:
+                raise ConfigError(source, f"{key}.scale", f"expected positive multipliers, got [{low}, {high}]")
+        else:
+            if dist == "loguniform":
+                raise ConfigError(source, key + ".dist", "loguniform applies to scale ranges only")
+            low, high = as_range(spec[kind], source, f"{key}.offset")
+        parameters[name] = Distribution(kind, low, high, dist)
+    return parameters

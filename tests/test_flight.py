@@ -145,3 +145,35 @@ def test_the_geometric_baseline_tracks_the_figure_eight():
     results = _fly("figure8", range(5))
     assert all(r["success"] == 1.0 for r in results)
     assert max(r["rmse_cm"] for r in results) <= 8.0  # measured 5.9-6.1 cm: feedback only, no feedforward
+
+
+def test_the_randomisation_file_is_validated_and_keeps_the_vehicle_flyable(tmp_path):
+    from sim.flight import THRUST_TO_WEIGHT, FlightRandomization
+    from sim.robots import quadrotor
+
+    randomization = FlightRandomization.load("crazyflie")
+    params = quadrotor.load_params("l2f")
+    rng = np.random.default_rng(0)
+    draws = [randomization.sample(rng, params, 1.0)[0] for _ in range(300)]
+    ratios = [d.thrust_to_weight for d in draws]
+    assert THRUST_TO_WEIGHT[0] - 1e-9 <= min(ratios) and max(ratios) <= THRUST_TO_WEIGHT[1] + 1e-9
+    assert max(d.max_thrust for d in draws) <= quadrotor.MAX_ROTOR_THRUST + 1e-12
+    assert len({d.mass for d in draws}) == 300
+    assert randomization.sample(rng, params, 0.0)[0] == params  # intensity 0: the nominal vehicle
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("parameters:\n  mass: {offset: [0.0, 0.01]}\n")
+    with pytest.raises(ConfigError, match="parameters.mass: the quadrotor's parameters take scale ranges only"):
+        FlightRandomization.load(bad)
+    bad.write_text("parameters:\n  arm_length: {scale: [0.9, 1.1]}\n")
+    with pytest.raises(ConfigError, match="parameters.arm_length: unknown key"):
+        FlightRandomization.load(bad)
+
+
+def test_a_randomised_episode_is_drawn_from_its_seed():
+    env = QuadrotorEnv("hover", randomization="crazyflie")
+    _, info = env.reset(seed=5)
+    first = env.plant.params
+    _, again = env.reset(seed=5)
+    assert env.plant.params == first and again["randomization"] == info["randomization"]
+    env.reset(seed=6)
+    assert env.plant.params != first
