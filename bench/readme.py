@@ -139,8 +139,42 @@ states: {b["median_ms"]["s2r"]:.0f} against {b["median_ms"]["mujoco.rollout"]:.0
 """
 
 
+def _quadrotor_env() -> str:
+    r = _load("quadrotor_env")
+    s, ratio, a = r["steps_per_s"], r["ratio_per_round"], r["agreement"]
+    return f"""## Quadrotor environment throughput
+
+`python bench/quadrotor_env.py` steps {r["s2r_env"]} and the peer, {r["peer_env"]}, at
+{1 / r["control_dt_s"]:.0f} Hz control with resets ({r["s2r_resets"]} in s2r's episodes), alternating
+{r["rounds"]} rounds of {r["steps_per_round"]:,} steps in one process.
+
+| env | control steps/s | us/step |
+|---|---|---|
+| s2r | {s["s2r"]:,.0f} | {r["us_per_step"]["s2r"]:.1f} |
+| l2f | {s["l2f"]:,.0f} | {r["us_per_step"]["l2f"]:.1f} |
+
+l2f runs at **{r["ratio_l2f_over_s2r"]:.1f}x s2r** (per round {ratio["min"]:.1f}x to {ratio["max"]:.1f}x):
+one C++ RK4 step per control step against five MuJoCo steps driven from Python, with the rotor model,
+the imperfections and the observation computed per step in Python.
+
+From the same states (l2f's own start distribution) and rotor commands, on l2f's default vehicle, over
+1 s ({r["agreement_episodes"]} episodes), the worst differences from l2f are
+{a["closed_form_position_m"] * 1e3:.2f} mm and {a["closed_form_rates"]:.1e} rad/s for s2r's closed-form
+model (`sim/dynamics/quadrotor.py`, the same 0.01 s RK4 step) and {a["mujoco_position_m"] * 1e3:.2f} mm and
+{a["mujoco_rates"]:.1e} rad/s for its MuJoCo plant. l2f integrates with its J_inv, which in its defaults
+is not the inverse of its J (up to 6% off); the comparison uses the inertia 1 / J_inv.
+"""
+
+
 def render() -> str:
-    sections = [_env_throughput(), _policy_latency(), _loop_timing(), _serial_latency(), _calibration_time()]
+    sections = [
+        _env_throughput(),
+        _quadrotor_env(),
+        _policy_latency(),
+        _loop_timing(),
+        _serial_latency(),
+        _calibration_time(),
+    ]
     head = """# Benchmarks
 
 Each benchmark measures s2r beside a peer in one run and writes its figures to `bench/results/`; this
