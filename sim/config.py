@@ -77,3 +77,11 @@ def as_range(
     if lo > hi:
         raise ConfigError(source, key, f"expected [low, high] with low <= high, got [{lo}, {hi}]")
     return lo, hi
+
+
+def control_substeps(rate_hz: float, physics_dt: float) -> int:
+    """Physics steps per control period at `rate_hz`; the period must be a whole number of them."""
+    substeps = round(1.0 / (rate_hz * physics_dt)) if rate_hz > 0 else 0
+    if substeps < 1 or abs(substeps * physics_dt * rate_hz - 1.0) > 1e-9:
+        raise ValueError(f"control period 1/{rate_hz} Hz must be a whole multiple of the physics step {physics_dt} s")
+    return substeps

@@ -11,6 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from sim.config import control_substeps
 from sim.imperfections import Imperfections
 from sim.plant import PHYSICS_DT, Plant
 from sim.randomization import DomainRandomization
@@ -79,11 +80,7 @@ class SwingUpEnv(gym.Env):
         self.robot = get_robot(robot)
         self.nominal_params = params if isinstance(params, PendulumParams) else self.robot.load_params(params)
         self.nominal_imperfections = Imperfections.resolve(imperfections)
-        substeps = round(1.0 / (control_rate_hz * PHYSICS_DT)) if control_rate_hz > 0 else 0
-        if substeps < 1 or abs(substeps * PHYSICS_DT * control_rate_hz - 1.0) > 1e-9:
-            raise ValueError(
-                f"control period 1/{control_rate_hz} Hz must be a whole multiple of the physics step {PHYSICS_DT} s"
-            )
+        substeps = control_substeps(control_rate_hz, PHYSICS_DT)
         if control_rate_hz > 500.0:
             raise ValueError(f"control rate {control_rate_hz} Hz exceeds the robot's 500 Hz")
         self.control_rate_hz = float(control_rate_hz)

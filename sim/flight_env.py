@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from sim.config import control_substeps
 from sim.flight import PHYSICS_DT, FlightImperfections, FlightRandomization, QuadrotorPlant
 from sim.robots import quadrotor
 from sim.robots.quadrotor import ROTORS, QuadrotorParams
@@ -49,11 +50,7 @@ class QuadrotorEnv(gym.Env):
             raise ValueError(f"unknown action level {action_level!r}; expected one of {levels}")
         if not 0 <= action_history <= 64:
             raise ValueError(f"action_history must be in [0, 64], got {action_history}")
-        substeps = round(1.0 / (control_rate_hz * PHYSICS_DT)) if control_rate_hz > 0 else 0
-        if substeps < 1 or abs(substeps * PHYSICS_DT * control_rate_hz - 1.0) > 1e-9:
-            raise ValueError(
-                f"control period 1/{control_rate_hz} Hz must be a whole multiple of the physics step {PHYSICS_DT} s"
-            )
+        substeps = control_substeps(control_rate_hz, PHYSICS_DT)
         if not 0.0 <= init_spread <= 1.0:
             raise ValueError(f"init_spread must be in [0, 1], got {init_spread}")
         self.task = flight.get_task(task)
