@@ -25,6 +25,8 @@ from typing import Any
 from s2r import strict_json
 from sim.robots import ROBOTS
 
+QUADROTOR = "crazyflie"
+"""The quadrotor: in simulation only so far (`s2r rollout --robot crazyflie`), not yet in ROBOTS."""
 EXTRAS = {
     "torch": "train",
     "stable_baselines3": "train",
@@ -133,12 +135,16 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from sim.env import SwingUpEnv
     from sim.tasks import realaigym
 
+    if args.robot == QUADROTOR:
+        return _rollout_flight(args)
+    if args.task:
+        raise ValueError(f"--task is the {QUADROTOR}'s (hover, figure8); the pendulum family's task is the swing-up")
     robot = _controller_robot(args, args.controller)
     controller = make_controller(args.controller, robot)
     rate = args.rate or controller.control_rate_hz
     env = SwingUpEnv(
         robot,
-        params=args.params,
+        params=args.params or "model_1.1",
         control_rate_hz=rate,
         imperfections=args.imperfections,
         randomization=args.randomization,
@@ -167,6 +173,42 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         _plot(robot, trajectory, args.plot, [], f"{robot}, {args.controller}, seed {args.seed}")
         lines.append(f"plot written to {args.plot}")
     _finish(args, {"robot": robot, "controller": args.controller, "control_rate_hz": rate, **info}, lines)
+    return 0
+
+
+def _rollout_flight(args: argparse.Namespace) -> int:
+    """`s2r rollout --robot crazyflie`: one episode of a flight task with the geometric baseline, from
+    the task's evaluation start distribution, and its metrics."""
+    from policies.evaluate import run_episode
+    from policies.geometric import GeometricController
+    from sim.flight_env import QuadrotorEnv
+    from sim.tasks import flight
+
+    if args.controller != "baseline":
+        raise ValueError(f"the {QUADROTOR} has only its baseline controller so far, not {args.controller!r}")
+    for flag in ("out", "video", "plot"):
+        if getattr(args, flag):
+            raise ValueError(f"--{flag} is not there for the {QUADROTOR} yet")
+    task = args.task or "hover"
+    rate = args.rate or 100.0
+    env = QuadrotorEnv(
+        task,
+        params=args.params or "l2f",
+        control_rate_hz=rate,
+        imperfections=args.imperfections,
+        randomization=args.randomization,
+        action_history=0,
+        init_spread=flight.get_task(task).eval_spread,
+    )
+    info = run_episode(GeometricController(env.params, rate).act, env, args.seed)
+    m = info["metrics"]
+    line = (
+        f"{QUADROTOR} {task}, baseline at {rate:g} Hz, seed {args.seed}: position RMSE {m['rmse_cm']:.2f} cm, "
+        f"max {m['max_error_cm']:.2f} cm after {env.task.settle_s:g} s, success {_yes(m['success'])}"
+    )
+    lines = [line] + ([f"failed: {info['failure']}"] if "failure" in info else [])
+    record = {"robot": QUADROTOR, "task": task, "controller": "baseline", "control_rate_hz": rate, **info}
+    _finish(args, record, lines)
     return 0
 
 
@@ -748,10 +790,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", choices=["v1", "v2", "v3"], default="v2", help="score version")
     p.add_argument("--stage", choices=["sim", "real"], default="sim", help="v2 normalisation")
 
-    p = command("rollout", "run one swing-up episode in simulation and score it", cmd_rollout)
-    _robot_argument(p, inferred="the controller's robot")
+    p = command("rollout", "run one episode in simulation and print its task's metrics", cmd_rollout)
+    p.add_argument("--robot", choices=[*ROBOTS, QUADROTOR], help="robot (default: the controller's robot)")
+    p.add_argument("--task", choices=["hover", "figure8"], help=f"the {QUADROTOR}'s task (default: hover)")
     p.add_argument("--controller", default="baseline", help="baseline, zoo:NAME or an artifact path")
-    p.add_argument("--params", default="model_1.1", help="parameter set name or YAML path")
+    p.add_argument("--params", help="parameter set name or YAML path (default: model_1.1; the crazyflie's: l2f)")
     p.add_argument("--rate", type=RATE_HZ, help="control rate, Hz (default: the controller's)")
     p.add_argument("--imperfections", action="store_true", help="turn the default imperfections on")
     p.add_argument("--randomization", help="domain randomisation file or shipped name")

@@ -177,3 +177,18 @@ def test_a_randomised_episode_is_drawn_from_its_seed():
     assert env.plant.params == first and again["randomization"] == info["randomization"]
     env.reset(seed=6)
     assert env.plant.params != first
+
+
+@pytest.mark.parametrize("task, bound_cm", [("hover", 2.0), ("figure8", 8.0)])
+def test_s2r_rollout_flies_the_crazyflie_and_prints_its_metrics(task, bound_cm, capsys):
+    import json
+
+    from s2r.cli import main
+
+    args = ["rollout", "--robot", "crazyflie", "--task", task, "--controller", "baseline", "--imperfections"]
+    assert main(args) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"crazyflie {task}, baseline at 100 Hz, seed 0: position RMSE") and "success yes" in line
+    assert main([*args, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["metrics"]["success"] == 1.0 and record["metrics"]["rmse_cm"] <= bound_cm

@@ -121,6 +121,26 @@ CASES = {
         "no valid sensor_msgs/msg/JointState with joints ['shoulder', 'elbow'] on /joint_states within 5.0 s",
         None,
     ),
+    "a pendulum policy on the quadrotor": (
+        lambda d: ["rollout", "--robot", "crazyflie", "--controller", "zoo:pendubot"],
+        "the crazyflie has only its baseline controller so far, not 'zoo:pendubot'",
+        None,
+    ),
+    "a flight task for the pendulum": (
+        lambda d: ["rollout", "--robot", "pendubot", "--task", "hover"],
+        "--task is the crazyflie's (hover, figure8)",
+        None,
+    ),
+    "a pendulum parameter set for the quadrotor": (
+        lambda d: ["rollout", "--robot", "crazyflie", "--params", "model_1.0"],
+        "model_1.0: no quadrotor parameter set of that name; shipped: ['cf21', 'l2f']",
+        None,
+    ),
+    "a pendulum randomisation for the quadrotor": (
+        lambda d: ["rollout", "--robot", "crazyflie", "--randomization", "double_pendulum"],
+        "parameters.m1: unknown key; expected one of mass, inertia, thrust",
+        None,
+    ),
     "an unknown device": (
         lambda d: ["deploy", "--policy", "baseline", "--device", "can0"],
         "unknown device 'can0'",
