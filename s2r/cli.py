@@ -24,6 +24,7 @@ from typing import Any
 
 from s2r import strict_json
 from sim.robots import ROBOTS
+from sim.tasks.flight import TASKS as FLIGHT_TASKS
 
 QUADROTOR = "crazyflie"
 """The quadrotor: in simulation only so far (`s2r rollout --robot crazyflie`), not yet in ROBOTS."""
@@ -138,7 +139,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     if args.robot == QUADROTOR:
         return _rollout_flight(args)
     if args.task:
-        raise ValueError(f"--task is the {QUADROTOR}'s (hover, figure8); the pendulum family's task is the swing-up")
+        tasks = ", ".join(FLIGHT_TASKS)
+        raise ValueError(f"--task is the {QUADROTOR}'s ({tasks}); the pendulum family's task is the swing-up")
     robot = _controller_robot(args, args.controller)
     controller = make_controller(args.controller, robot)
     rate = args.rate or controller.control_rate_hz
@@ -792,7 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("rollout", "run one episode in simulation and print its task's metrics", cmd_rollout)
     p.add_argument("--robot", choices=[*ROBOTS, QUADROTOR], help="robot (default: the controller's robot)")
-    p.add_argument("--task", choices=["hover", "figure8"], help=f"the {QUADROTOR}'s task (default: hover)")
+    p.add_argument("--task", choices=list(FLIGHT_TASKS), help=f"the {QUADROTOR}'s task (default: hover)")
     p.add_argument("--controller", default="baseline", help="baseline, zoo:NAME or an artifact path")
     p.add_argument("--params", help="parameter set name or YAML path (default: model_1.1; the crazyflie's: l2f)")
     p.add_argument("--rate", type=RATE_HZ, help="control rate, Hz (default: the controller's)")
