@@ -31,11 +31,13 @@ import numpy as np
 from hardware.clock import FakeClock, MonotonicClock
 from hardware.device import Command, Device, State
 from hardware.log import RunLog
-from hardware.loop import ControlLoop, pendulum_binding
+from hardware.loop import ControlLoop
 from hardware.safety import SafetyConfig
 from hardware.sim_device import SimDevice
 from policies import make_controller
 from sim.robots import get_robot
+from sim.simulated import PendulumSim
+from sim.tasks import swingup_binding
 
 
 class EchoDevice(Device):
@@ -69,14 +71,14 @@ def overhead(robot_name: str, policy_name: str, ticks: int, device_kind: str, wo
     if device_kind.startswith("echo"):
         device: Device = EchoDevice(robot.spec(params))
     else:
-        device = SimDevice(robot_name, control_rate_hz=policy.control_rate_hz, mode="lockstep", params="model_1.0")
-    log = None if device_kind == "echo_no_log" else RunLog(workdir / f"{device_kind}.mcap", list(robot.joints), {})
+        device = SimDevice(PendulumSim(robot_name, policy.control_rate_hz, params="model_1.0"), mode="lockstep")
+    log = None if device_kind == "echo_no_log" else RunLog(workdir / f"{device_kind}.mcap", robot.spec(params), {})
     device.configure(robot.spec(params))
     device.activate()
     loop = ControlLoop(
         device,
         policy,
-        pendulum_binding(robot, params, 0.5),
+        swingup_binding.binding(robot, params, 0.5),
         rate_hz=policy.control_rate_hz,
         clock=FakeClock(),
         action_history=policy.action_history,
@@ -103,11 +105,11 @@ def jitter(
     device = EchoDevice(robot.spec(params))
     device.configure(robot.spec(params))
     device.activate()
-    log = RunLog(workdir / f"realtime-{rate_hz:g}.mcap", list(robot.joints), {})
+    log = RunLog(workdir / f"realtime-{rate_hz:g}.mcap", robot.spec(params), {})
     loop = ControlLoop(
         device,
         policy,
-        pendulum_binding(robot, params, 0.5),
+        swingup_binding.binding(robot, params, 0.5),
         rate_hz=rate_hz,
         clock=MonotonicClock(),
         safety=SafetyConfig(max_missed_deadlines=10**9, stale_timeout_s=1e9),

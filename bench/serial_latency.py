@@ -31,10 +31,11 @@ import numpy as np
 from hardware.clock import MonotonicClock
 from hardware.device import Command
 from hardware.emulator import EmulatorProcess
-from hardware.loop import ControlLoop, pendulum_binding
+from hardware.loop import ControlLoop
 from hardware.serial_device import SerialDevice
 from policies.baselines import PendubotEnergyLQR
 from sim.robots import get_robot
+from sim.tasks import swingup_binding
 
 RATES_HZ = (250, 500, 1000)
 EMULATOR = {"robot": "pendubot", "params": "model_1.1", "imperfections": False, "start": "up"}
@@ -104,7 +105,7 @@ def highest_rate(spec, params, seconds: float) -> dict[str, dict]:
             loop = ControlLoop(
                 device,
                 PendubotEnergyLQR(),
-                pendulum_binding(robot, params, 0.5),
+                swingup_binding.binding(robot, params, 0.5),
                 rate,
                 MonotonicClock(),
                 action_history=0,

@@ -57,6 +57,11 @@ class CdrWriter:
         self.uint32(stamp_ns % 1_000_000_000)
         self.string(frame_id)
 
+    def float64_fixed(self, values: Sequence[float]) -> None:
+        """Doubles of a fixed-size field (a struct's float64 members, float64[N]): no length."""
+        self._align(8)
+        self.buf += struct.pack(f"<{len(values)}d", *values)
+
 
 @functools.lru_cache(maxsize=64)
 def _joint_state_template(names: tuple[str, ...], sizes: tuple[int, int, int]) -> tuple[bytes, tuple[int, ...]]:
@@ -119,6 +124,50 @@ def diagnostic_array(stamp_ns: int, statuses: Sequence[tuple[int, str, str, str,
         for key, value in values.items():
             w.string(key)
             w.string(value)
+    return bytes(w.buf)
+
+
+def _xyzw(quaternion_wxyz: Sequence[float]) -> tuple[float, float, float, float]:
+    """ROS orders a quaternion x, y, z, w; s2r's channels (and MuJoCo) w, x, y, z."""
+    w, x, y, z = quaternion_wxyz
+    return x, y, z, w
+
+
+def pose_stamped(stamp_ns: int, frame_id: str, position: Sequence[float], quaternion_wxyz: Sequence[float]) -> bytes:
+    """geometry_msgs/msg/PoseStamped."""
+    w = CdrWriter()
+    w.header(stamp_ns, frame_id)
+    w.float64_fixed([*position, *_xyzw(quaternion_wxyz)])
+    return bytes(w.buf)
+
+
+_NO_COVARIANCE = (0.0,) * 36
+
+
+def odometry(
+    stamp_ns: int,
+    frame_id: str,
+    child_frame_id: str,
+    position: Sequence[float],
+    quaternion_wxyz: Sequence[float],
+    linear: Sequence[float],
+    angular: Sequence[float],
+) -> bytes:
+    """nav_msgs/msg/Odometry: the pose in `frame_id`, the twist in `child_frame_id` (REP 105)."""
+    w = CdrWriter()
+    w.header(stamp_ns, frame_id)
+    w.string(child_frame_id)
+    w.float64_fixed([*position, *_xyzw(quaternion_wxyz), *_NO_COVARIANCE])
+    w.float64_fixed([*linear, *angular, *_NO_COVARIANCE])
+    return bytes(w.buf)
+
+
+def imu(stamp_ns: int, frame_id: str, quaternion_wxyz: Sequence[float], angular: Sequence[float]) -> bytes:
+    """sensor_msgs/msg/Imu with orientation and angular velocity; no linear acceleration (its
+    covariance's first element -1, as the message defines for a field without an estimate)."""
+    w = CdrWriter()
+    w.header(stamp_ns, frame_id)
+    w.float64_fixed([*_xyzw(quaternion_wxyz), *(0.0,) * 9, *angular, *(0.0,) * 9, 0.0, 0.0, 0.0, -1.0, *(0.0,) * 8])
     return bytes(w.buf)
 
 

@@ -19,20 +19,13 @@ import numpy as np
 from hardware.clock import FakeClock, MonotonicClock
 from hardware.device import Device
 from hardware.log import RunLog
-from hardware.loop import (
-    Binding,
-    ControlLoop,
-    Policy,
-    TickRecord,
-    apply_realtime_settings,
-    pendulum_binding,
-    probe_policy,
-)
+from hardware.loop import ControlLoop, Policy, TickRecord, apply_realtime_settings, probe_policy
 from hardware.safety import SafetyConfig
 from hardware.serial_device import SerialDevice
 from hardware.sim_device import SimDevice
-from sim.robots import get_robot
-from sim.tasks import realaigym
+from sim import simulated
+from sim.robots import ROBOTS, default_params, get_robot, load_robot_params, robot_names, robot_spec
+from sim.tasks.binding import Binding, default_task, make_binding, tasks_of
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +36,8 @@ class DeployOptions:
 
     robot: str
     rate_hz: float
+    task: str | None = None
+    """The task the policy does (None: the robot's first, `sim.tasks.binding.tasks_of`)."""
     duration_s: float | None = 10.0
     """Run length, s; None runs until Ctrl-C or `should_stop`."""
     device: str = "sim"
@@ -56,8 +51,9 @@ class DeployOptions:
     """rclpy, cyclonedds or auto (rclpy where ROS 2 is installed) for the ros2 device."""
     mode: str = "realtime"
     """realtime (wall clock) or lockstep (as fast as possible, simulated device only)."""
-    params: str | Path = "model_1.0"
-    """The robot's parameter set (torque limits; the simulated device's model): by default the real robot's."""
+    params: str | Path | None = None
+    """The robot's parameter set (limits; the simulated device's model); None: the real robot's
+    (`sim.robots.default_params`)."""
     imperfections: bool = True
     seed: int = 0
     action_history: int = 1
@@ -66,6 +62,8 @@ class DeployOptions:
     friction_compensation: bool = False
     """The passive joints' motors cancel the friction the parameter set models, as they did in the
     policy's training (its metadata's env.friction_compensation)."""
+    action_level: str = "rotors"
+    """The quadrotor policy's action level (`sim.tasks.flight.ACTION_LEVELS`)."""
     safety: SafetyConfig = dataclasses.field(default_factory=SafetyConfig)
     rt_priority: int | None = None
     log_path: Path | None = None
@@ -73,7 +71,15 @@ class DeployOptions:
     """Extra metadata records for the log (e.g. the policy's name and sha256)."""
 
     def __post_init__(self):
+        if self.robot not in robot_names():
+            raise ValueError(f"unknown robot {self.robot!r}; expected one of {', '.join(robot_names())}")
+        self.task = self.task or default_task(self.robot)
+        self.params = self.params or default_params(self.robot)
         problems = []
+        if self.task not in tasks_of(self.robot):
+            problems.append(
+                f"the {self.robot} has no task {self.task!r} (its tasks: {', '.join(tasks_of(self.robot))})"
+            )
         if not 0 < self.rate_hz <= 1000:
             problems.append(f"rate_hz {self.rate_hz} is not in (0, 1000] Hz")
         if self.duration_s is not None and not self.duration_s > 0:
@@ -93,19 +99,17 @@ class DeployOptions:
 def make_device(options: DeployOptions) -> Device:
     """The device `options.device` names (not yet configured)."""
     if options.device == "sim":
-        return SimDevice(
-            options.robot,
-            control_rate_hz=options.rate_hz,
-            mode=options.mode,
-            seed=options.seed,
-            params=options.params,
-            imperfections=options.imperfections,
-        )
+        plant = simulated.make(options.robot, options.task, options.rate_hz, options.params, options.imperfections)
+        return SimDevice(plant, mode=options.mode, seed=options.seed)
     if options.mode == "lockstep":
         raise ValueError("--lockstep needs the simulated device: a real device runs in real time")
     if options.device.startswith("serial:") and len(options.device) > len("serial:"):
+        if options.robot not in ROBOTS:
+            raise ValueError(f"the s2r serial protocol carries joints: the {options.robot} is not on it yet")
         return SerialDevice(options.device.removeprefix("serial:"))
     if options.device == "ros2":
+        if options.robot not in ROBOTS:
+            raise ValueError(f"the ros2 device speaks JointState: the {options.robot} is not on it yet")
         from hardware.ros2_device import Ros2Device  # DDS only when asked for
 
         joints = list(get_robot(options.robot).joints)
@@ -115,25 +119,24 @@ def make_device(options: DeployOptions) -> Device:
     raise ValueError(f"unknown device {options.device!r}; expected sim, serial:PORT (e.g. serial:/dev/ttyACM0) or ros2")
 
 
-def make_binding(options: DeployOptions) -> Binding:
-    """The loop's binding for the robot and policy conditions `options` name."""
-    robot = get_robot(options.robot)
-    return pendulum_binding(
-        robot,
-        robot.load_params(options.params),
-        options.safety.damping,
-        options.friction_compensation,
-        options.observe_winding,
-    )
+def binding_of(options: DeployOptions) -> Binding:
+    """The loop's binding for the robot, task and policy conditions `options` name."""
+    conditions = {
+        "observe_winding": options.observe_winding,
+        "friction_compensation": options.friction_compensation,
+        "action_level": options.action_level,
+    }
+    params = load_robot_params(options.robot, options.params)
+    return make_binding(options.robot, options.task, params, options.rate_hz, conditions, options.safety.damping)
 
 
-def trajectory_of(records: list[TickRecord], n: int) -> realaigym.Trajectory:
-    """What the loop saw and sent, as a RealAIGym trajectory: tick times from the first (s),
-    measured [q, dq], commands sent. The same data the log holds, so the scores agree."""
+def trajectory_of(records: list[TickRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the loop saw and sent: tick times from the first (N,) s, measured state values (N, S),
+    commands sent (N, C). The same data the log holds, so the metrics agree."""
     T = (np.array([r.start_ns for r in records]) - records[0].start_ns) / 1e9
-    X = np.array([r.state.values[: 2 * n] for r in records])
+    X = np.array([r.state.values for r in records])
     U = np.array([r.command for r in records])
-    return realaigym.Trajectory(T, X, U)
+    return T, X, U
 
 
 def deploy(
@@ -145,13 +148,12 @@ def deploy(
 ) -> dict[str, Any]:
     """Run `policy` on a device (by default the one `options.device` names) until the duration,
     a fault that stops the device, or Ctrl-C; the device ends in its safe state and the log is
-    closed. Returns loop statistics, the device's link counters and the task score (RealAIGym v2,
-    simulation normalisation) of what the loop measured and sent. `records`, if given, receives
-    every tick; `should_stop`, if given, is asked before every tick."""
-    robot = get_robot(options.robot)
-    params = robot.load_params(options.params)
-    spec = robot.spec(params)
-    binding = make_binding(options)
+    closed. Returns loop statistics, the device's link counters and the task's metrics of what the
+    loop measured and sent (with `summary`, their line for a person). `records`, if given,
+    receives every tick; `should_stop`, if given, is asked before every tick."""
+    params = load_robot_params(options.robot, options.params)
+    spec = robot_spec(options.robot, params)
+    binding = binding_of(options)
     probe_policy(policy, binding, len(spec.state), options.action_history)  # before anything moves
     device = device or make_device(options)
     clock = FakeClock() if options.mode == "lockstep" else MonotonicClock()
@@ -167,7 +169,7 @@ def deploy(
             "robot": {k: json.dumps(v) for k, v in params.as_dict().items()},
             **options.metadata,
         }
-        run_log = RunLog(options.log_path, list(robot.joints), metadata, block=options.mode == "lockstep")
+        run_log = RunLog(options.log_path, spec, metadata, block=options.mode == "lockstep")
 
     def on_tick(record: TickRecord) -> str | None:
         records.append(record)
@@ -206,9 +208,7 @@ def deploy(
     finally:
         if run_log is not None:
             run_log.close({"loop": loop.stats() if loop else None, "link": device.counters()})
-    score = None
-    if len(records) > 1:
-        score = realaigym.score(trajectory_of(records, len(robot.joints)), "v2", "sim", lengths=params.l)
+    metrics = binding.metrics(*trajectory_of(records)) if len(records) > 1 else None
     log_info = None
     if run_log is not None:
         log_info = {
@@ -221,7 +221,9 @@ def deploy(
     return {
         "loop": loop.stats(),
         "link": link,
-        "score": score,
+        "task": binding.task,
+        "metrics": metrics,
+        "summary": binding.describe(metrics) if metrics else None,
         "log": log_info,
         "interrupted": interrupted,
         "warnings": warnings,

@@ -1,11 +1,11 @@
 """Hardware-in-the-loop: the real loop over a real serial port, against the emulator or a device, judged.
 
 The verdict's checks:
-- task:      the robot swung up and stayed up (RealAIGym's success criterion on what the loop
-             measured) until the first injected disruptive fault, or the end;
+- task:      the task was being done well (the task's own `held`: for the swing-up, up and
+             staying up) until the first injected disruptive fault, or the end;
 - limits:    no command outside the spec's limits was written (and, emulated, none arrived);
 - blind:     on every tick whose state could not be trusted, the command moved to the blind safe
-             command (zero torque) at the slew limit: no torque from a stale or broken reading;
+             command (zero torque) at the rate limit: no torque from a stale or broken reading;
 - losses:    every state frame the emulator dropped or corrupted was counted by the host;
 - no spurious fault: the loop faulted only after an injected fault;
 - detection: every injected fault (unplug, brown-out, frozen sensor) was caught by the loop
@@ -21,14 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from hardware.deploy import DeployOptions, deploy, make_binding, trajectory_of
+from hardware.deploy import DeployOptions, binding_of, deploy, trajectory_of
 from hardware.emulator import EmulatorProcess, FaultPlan
 from hardware.log import read_log
 from hardware.loop import Policy, TickRecord
-from hardware.safety import blind_torque_ticks
+from hardware.safety import blind_torque_ticks, max_steps
 from hardware.serial_device import SerialDevice
-from sim.robots import get_robot
-from sim.tasks import realaigym
+from sim.robots import load_robot_params, robot_spec
 
 
 def detection_bound(kind: str, duration_s: float, options: DeployOptions) -> int:
@@ -111,9 +110,8 @@ def judge(
     if not records:
         check("run", False, "the loop never ticked")
         return checks
-    robot = get_robot(options.robot)
-    params = robot.load_params(options.params)
-    n = len(robot.joints)
+    spec = robot_spec(options.robot, load_robot_params(options.robot, options.params))
+    binding = binding_of(options)
     starts = np.array([r.start_ns for r in records])
     # A fault belongs to the injection if its tick was still running when the fault was injected.
     ends = starts + np.array([r.compute_ns for r in records])
@@ -124,16 +122,13 @@ def judge(
     # Task: up to the first disruptive event (the run is judged on what it could control).
     end = len(records) if not events else int(np.searchsorted(starts, events[0]["at_ns"]))
     if end > 1:
-        T, X, _ = trajectory_of(records[:end], n)
-        t_up = realaigym.swingup_time(T, X, params.l, t_final=T[-1])
-        held = "held" if t_up < T[-1] else "not held"
-        check("task", t_up < T[-1], f"swing-up {held} for {T[-1]:.2f} s (swing-up time {t_up:.2f} s)")
+        check("task", *binding.held(*trajectory_of(records[:end])))
     else:
         check("task", False, "an injected fault came before the loop ran")
 
     # Limits: what the loop wrote and what reached the device.
-    low = np.array([c.low for c in robot.spec(params).command])
-    high = np.array([c.high for c in robot.spec(params).command])
+    low = np.array([c.low for c in spec.command])
+    high = np.array([c.high for c in spec.command])
     commands = np.array([r.command for r in records])
     outside = int(((commands < low - 1e-12) | (commands > high + 1e-12)).any(axis=1).sum())
     received = 0 if report is None else report["commands_outside_limits"]
@@ -148,8 +143,8 @@ def judge(
     blind = blind_torque_ticks(
         commands,
         trusted,
-        make_binding(options).safe_command(None, 0.0),
-        options.safety.max_slew_per_s / options.rate_hz,
+        binding.safe_command(None, 0.0),
+        max_steps(spec, options.safety, options.rate_hz),
     )
     check(
         "blind",
@@ -197,7 +192,7 @@ def judge(
 
     if options.log_path is not None:
         contents = read_log(options.log_path)
-        logged = len(contents.messages.get("/joint_states", []))
+        logged = len(contents.messages.get("/command", []))
         ok = contents.complete and not contents.damage and logged == len(records)
         damage = f", damaged: {'; '.join(contents.damage)}" if contents.damage else ""
         check("log", ok, f"{logged} of {len(records)} ticks, complete: {contents.complete}{damage}")

@@ -1,7 +1,14 @@
 """Run logs: MCAP with ROS 2 message schemas, written by a separate process from a bounded queue.
 
-Topics (ROS 2 types, CDR, so a log opens in Foxglove and `ros2 bag`):
-    /joint_states     sensor_msgs/msg/JointState           measured position, velocity; effort = command sent
+Topics (ROS 2 types, CDR, so a log opens in Foxglove and `ros2 bag`), by the
+kinds of the robot spec's channels (`sim.robots.spec.KINDS`), one message each per tick:
+    /joint_states     sensor_msgs/msg/JointState           joints: measured position, velocity; effort = the
+                                                           joint's command sent
+    /pose             geometry_msgs/msg/PoseStamped        a free body: measured pose in `world`
+    /odom             nav_msgs/msg/Odometry                ...pose in `world`, twist in `base_link`
+    /imu              sensor_msgs/msg/Imu                  ...orientation and body rates (no acceleration)
+and for every robot:
+    /state            std_msgs/msg/Float64MultiArray       measured state, spec state order (the whole reading)
     /policy/action    std_msgs/msg/Float64MultiArray       the policy's action in [-1, 1]
     /command          std_msgs/msg/Float64MultiArray       command sent, spec command order
     /diagnostics      diagnostic_msgs/msg/DiagnosticArray  loop timing (10 Hz), every fault and every change of
@@ -19,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import mmap
 import multiprocessing
 import os
@@ -33,7 +41,7 @@ from mcap.writer import Writer
 from mcap_ros2.decoder import DecoderFactory
 
 from hardware import cdr, mcap_records
-from sim.tasks.realaigym import Trajectory, write_trajectory_csv
+from sim.robots.spec import RobotSpec
 
 if TYPE_CHECKING:
     from hardware.loop import TickRecord
@@ -43,6 +51,16 @@ log = logging.getLogger(__name__)
 _SEP = "=" * 80 + "\n"
 _TIME = "MSG: builtin_interfaces/Time\nint32 sec\nuint32 nanosec\n"
 _HEADER = "MSG: std_msgs/Header\nbuiltin_interfaces/Time stamp\nstring frame_id\n"
+_QUATERNION = _SEP + "MSG: geometry_msgs/Quaternion\nfloat64 x\nfloat64 y\nfloat64 z\nfloat64 w\n"
+_VECTOR3 = _SEP + "MSG: geometry_msgs/Vector3\nfloat64 x\nfloat64 y\nfloat64 z\n"
+_POSE = (
+    _SEP
+    + "MSG: geometry_msgs/Pose\ngeometry_msgs/Point position\ngeometry_msgs/Quaternion orientation\n"
+    + _SEP
+    + "MSG: geometry_msgs/Point\nfloat64 x\nfloat64 y\nfloat64 z\n"
+    + _QUATERNION
+)
+WORLD_FRAME, BODY_FRAME = "world", "base_link"
 MSGDEFS = {
     "sensor_msgs/msg/JointState": (
         "std_msgs/Header header\nstring[] name\nfloat64[] position\nfloat64[] velocity\nfloat64[] effort\n"
@@ -57,6 +75,39 @@ MSGDEFS = {
         + "MSG: std_msgs/MultiArrayLayout\nstd_msgs/MultiArrayDimension[] dim\nuint32 data_offset\n"
         + _SEP
         + "MSG: std_msgs/MultiArrayDimension\nstring label\nuint32 size\nuint32 stride\n"
+    ),
+    "geometry_msgs/msg/PoseStamped": "std_msgs/Header header\ngeometry_msgs/Pose pose\n"
+    + _SEP
+    + _HEADER
+    + _SEP
+    + _TIME
+    + _POSE,
+    "nav_msgs/msg/Odometry": (
+        "std_msgs/Header header\nstring child_frame_id\ngeometry_msgs/PoseWithCovariance pose\n"
+        "geometry_msgs/TwistWithCovariance twist\n"
+        + _SEP
+        + _HEADER
+        + _SEP
+        + _TIME
+        + _SEP
+        + "MSG: geometry_msgs/PoseWithCovariance\ngeometry_msgs/Pose pose\nfloat64[36] covariance\n"
+        + _POSE
+        + _SEP
+        + "MSG: geometry_msgs/TwistWithCovariance\ngeometry_msgs/Twist twist\nfloat64[36] covariance\n"
+        + _SEP
+        + "MSG: geometry_msgs/Twist\ngeometry_msgs/Vector3 linear\ngeometry_msgs/Vector3 angular\n"
+        + _VECTOR3
+    ),
+    "sensor_msgs/msg/Imu": (
+        "std_msgs/Header header\ngeometry_msgs/Quaternion orientation\nfloat64[9] orientation_covariance\n"
+        "geometry_msgs/Vector3 angular_velocity\nfloat64[9] angular_velocity_covariance\n"
+        "geometry_msgs/Vector3 linear_acceleration\nfloat64[9] linear_acceleration_covariance\n"
+        + _SEP
+        + _HEADER
+        + _SEP
+        + _TIME
+        + _QUATERNION
+        + _VECTOR3
     ),
     "diagnostic_msgs/msg/DiagnosticArray": (
         "std_msgs/Header header\ndiagnostic_msgs/DiagnosticStatus[] status\n"
@@ -125,14 +176,14 @@ class RunLog:
     def __init__(
         self,
         path: str | Path,
-        joints: list[str],
+        spec: RobotSpec,
         metadata: dict[str, Any],
         queue_size: int = 4096,
         block: bool = False,
     ):
         self.path = Path(path)
         self.block = block
-        self.joints = list(joints)
+        self.spec = spec
         self.dropped = 0
         self.written = 0
         self.ticks = 0
@@ -145,7 +196,7 @@ class RunLog:
         self._result = ctx.Queue()
         self._process = ctx.Process(
             target=_writer_main,
-            args=(str(self.path), self.joints, metadata, self._queue, self._result, os.getpid()),
+            args=(str(self.path), spec, metadata, self._queue, self._result, os.getpid()),
             name="s2r-log-writer",
             daemon=True,
         )
@@ -221,16 +272,16 @@ class RunLog:
             self.failure = f"the log writer failed (exit code {self._process.exitcode})"
         if self.failure is not None:
             # What reached the file is all there is: count it rather than trust any tally.
-            self.written = len(read_log(self.path).messages.get("/joint_states", []))
+            self.written = len(read_log(self.path).messages.get("/command", []))
             log.error("%s: %s; it holds %d of %d ticks", self.path, self.failure, self.written, self.ticks)
         elif self.dropped:
             log.warning("the log dropped %d ticks: its queue overflowed", self.dropped)
 
 
-def _writer_main(path: str, joints: list[str], metadata: dict[str, Any], items, result, parent: int) -> None:
+def _writer_main(path: str, spec: RobotSpec, metadata: dict[str, Any], items, result, parent: int) -> None:
     """The writer process: encode and write until told to close, or until the parent is gone."""
     try:
-        writer = _McapRun(Path(path), joints, metadata)
+        writer = _McapRun(Path(path), spec, metadata)
     except Exception as exc:
         result.put(f"{type(exc).__name__}: {exc}")
         return
@@ -253,11 +304,59 @@ def _writer_main(path: str, joints: list[str], metadata: dict[str, Any], items, 
             log.exception("could not log tick %d", item[0])
 
 
+class _Layout:
+    """Where each kind of channel sits in a tick's state and command values, and the messages of
+    those kinds (`sim.robots.spec.KINDS`)."""
+
+    def __init__(self, spec: RobotSpec):
+        self.position = spec.indices("joint.position")
+        self.velocity = spec.indices("joint.velocity")
+        self.effort = spec.indices("joint.effort", "command")
+        self.joints = [spec.state[i].name.split(".")[0] for i in self.position]
+        if len(self.velocity) not in (0, len(self.joints)) or len(self.effort) not in (0, len(self.joints)):
+            raise ValueError(f"{spec.name}: joint channels must give every joint's position, velocity and effort alike")
+        body = [
+            spec.indices(k)
+            for k in ("body.position", "body.orientation", "body.linear_velocity", "body.angular_velocity")
+        ]
+        self.body = body if [len(b) for b in body] == [3, 4, 3, 3] else None
+        if self.body is None and any(body):
+            raise ValueError(f"{spec.name}: a free body needs position (3), orientation (4) and velocities (3, 3)")
+
+    def messages(self, t: int, values: list[float], command: list[float]) -> list[tuple[str, bytes]]:
+        out = []
+        if self.joints:
+            q = [values[i] for i in self.position]
+            dq = [values[i] for i in self.velocity]
+            effort = [command[i] for i in self.effort]
+            out.append(("/joint_states", cdr.joint_state(t, self.joints, q, dq, effort)))
+        if self.body is not None:
+            position, quaternion, linear, angular = ([values[i] for i in b] for b in self.body)
+            # The twist is the child frame's (REP 105): the world-frame velocity turned into the body.
+            w, x, y, z = quaternion
+            norm = math.sqrt(w * w + x * x + y * y + z * z) or 1.0
+            rotation = _rotation(w / norm, x / norm, y / norm, z / norm)
+            body_linear = [sum(rotation[r][c] * linear[r] for r in range(3)) for c in range(3)]
+            out.append(("/pose", cdr.pose_stamped(t, WORLD_FRAME, position, quaternion)))
+            out.append(("/odom", cdr.odometry(t, WORLD_FRAME, BODY_FRAME, position, quaternion, body_linear, angular)))
+            out.append(("/imu", cdr.imu(t, BODY_FRAME, quaternion, angular)))
+        return out
+
+
+def _rotation(w: float, x: float, y: float, z: float) -> list[list[float]]:
+    """The rotation matrix (body to world, rows) of a unit quaternion."""
+    return [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ]
+
+
 class _McapRun:
     """The MCAP file of one run: schemas, channels, metadata, per-tick messages, diagnostics."""
 
-    def __init__(self, path: Path, joints: list[str], metadata: dict[str, Any]):
-        self.joints = joints
+    def __init__(self, path: Path, spec: RobotSpec, metadata: dict[str, Any]):
+        self.layout = _Layout(spec)
         self.written = 0
         self._file = _Unbuffered(path)
         # Data CRCs let a reader tell a damaged chunk from a good one.
@@ -268,7 +367,17 @@ class _McapRun:
             for name, text in MSGDEFS.items()
         }
         topics = {
-            "/joint_states": "sensor_msgs/msg/JointState",
+            **({"/joint_states": "sensor_msgs/msg/JointState"} if self.layout.joints else {}),
+            **(
+                {
+                    "/pose": "geometry_msgs/msg/PoseStamped",
+                    "/odom": "nav_msgs/msg/Odometry",
+                    "/imu": "sensor_msgs/msg/Imu",
+                }
+                if self.layout.body
+                else {}
+            ),
+            "/state": "std_msgs/msg/Float64MultiArray",
             "/policy/action": "std_msgs/msg/Float64MultiArray",
             "/command": "std_msgs/msg/Float64MultiArray",
             "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
@@ -289,10 +398,11 @@ class _McapRun:
         if self._clock0 is None:
             self._clock0 = start_ns
         t = self._wall0 + start_ns - self._clock0
-        n = len(self.joints)
         add = self._writer.add_message
-        state = cdr.joint_state(t, self.joints, values[:n], values[n : 2 * n], command)
-        add(self._channels["/joint_states"], log_time=t, data=state, publish_time=t, sequence=tick)
+        for topic, data in self.layout.messages(t, values, command):
+            add(self._channels[topic], log_time=t, data=data, publish_time=t, sequence=tick)
+        data = cdr.float64_multi_array(values, "state")
+        add(self._channels["/state"], log_time=t, data=data, publish_time=t, sequence=tick)
         data = cdr.float64_multi_array(action, "action")
         add(self._channels["/policy/action"], log_time=t, data=data, publish_time=t, sequence=tick)
         data = cdr.float64_multi_array(command, "effort")
@@ -340,9 +450,9 @@ class LogContents(NamedTuple):
         """The robot the run was of, as its metadata says."""
         return self.metadata.get("run", {}).get("robot")
 
-    def trajectory(self, path: str | Path = "the log") -> Trajectory:
-        """/joint_states as a trajectory: T (N,) s from the first message, X = [position, velocity] as
-        measured, U = the effort command sent. Raises ValueError when fewer than 2 messages."""
+    def trajectory(self, path: str | Path = "the log") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """/joint_states as a trajectory (T, X, U): T (N,) s from the first message, X = [position,
+        velocity] as measured, U = the effort command sent. Raises ValueError when fewer than 2 messages."""
         states = self.messages.get("/joint_states")
         if not states or len(states) < 2:
             raise ValueError(f"{path}: fewer than 2 /joint_states messages; no trajectory in this log")
@@ -350,7 +460,7 @@ class LogContents(NamedTuple):
         T = np.array([(t - t0) / 1e9 for t, _ in states])
         X = np.array([list(m.position) + list(m.velocity) for _, m in states])
         U = np.array([list(m.effort) for _, m in states])
-        return Trajectory(T, X, U)
+        return T, X, U
 
 
 def read_log(path: str | Path) -> LogContents:
@@ -429,13 +539,3 @@ def summarise_log(path: str | Path) -> dict[str, Any]:
         "link": links[-1] if links else {},
         "metadata": metadata,
     }
-
-
-def log_trajectory(path: str | Path) -> Trajectory:
-    """A log's /joint_states as a trajectory (`LogContents.trajectory`)."""
-    return read_log(path).trajectory(path)
-
-
-def export_realaigym(path: str | Path, out: str | Path) -> None:
-    """Write a log's /joint_states as RealAIGym's trajectory CSV (measured state, command sent)."""
-    write_trajectory_csv(out, log_trajectory(path))

@@ -1,7 +1,8 @@
 """The real-time control loop: a fixed rate with absolute deadlines, safe by construction.
 
-Each tick: read -> watchdog -> envelope -> observation (the env's own function)
--> policy -> NaN guard -> limits and slew limit -> write -> log. Deadlines are
+Each tick: read -> watchdog -> envelope -> observation (the task's own function,
+`sim.tasks.binding.Binding`) -> policy -> NaN guard -> limits and per-channel
+rate limits -> write -> log. Deadlines are
 t0 + k * period (no drift); a tick that overruns skips the deadlines it missed
 instead of catching up, and they are counted. Any fault trips the latched
 e-stop, after which the device gets its safe-state command until `estop.reset()`.
@@ -9,9 +10,9 @@ e-stop, after which the device gets its safe-state command until `estop.reset()`
 The safe state never trusts a reading it cannot trust: a state that is stale,
 non-finite, frozen or outside the spec's ranges, or a failed read, makes the
 tick *blind*, and a blind tick commands the binding's blind safe command
-(zero torque for the pendulum), never one computed from the last reading.
-Every command, the safe state's included, goes through the same limits and
-slew limit.
+(zero torque for the pendulum, motors off for the quadrotor), never one
+computed from the last reading. Every command, the safe state's included,
+goes through the same limits and rate limits.
 """
 
 from __future__ import annotations
@@ -27,71 +28,14 @@ import numpy as np
 
 from hardware.clock import Clock
 from hardware.device import Command, Device, DeviceError, Lifecycle, State
-from hardware.safety import EStop, Fault, SafetyConfig, Watchdog, guard_finite, limit_command
-from sim.robots import Robot
-from sim.robots.params import PendulumParams
-from sim.tasks import swingup
+from hardware.safety import EStop, Fault, SafetyConfig, Watchdog, guard_finite, limit_command, max_steps
+from sim.tasks.binding import Binding
 
 log = logging.getLogger(__name__)
 
 
 class Policy(Protocol):
     def act(self, obs: np.ndarray) -> np.ndarray: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class Binding:
-    """How the loop talks to one robot: its observation, action mapping, envelope and safe state.
-    All take and return arrays in the robot spec's channel order."""
-
-    observe: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    """(state values, past actions (k, m)) -> observation."""
-    to_command: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    """(action (m,) in [-1, 1], state values) -> command values."""
-    envelope: Callable[[np.ndarray], str | None]
-    """state values -> reason if outside the safe envelope."""
-    safe_command: Callable[[np.ndarray | None, float], np.ndarray]
-    """(state values, or None when the state cannot be trusted; seconds since the safe state began)
-    -> command of the robot's safe behaviour. With None it must not depend on any reading."""
-    action_size: int
-
-
-def pendulum_binding(
-    robot: Robot,
-    params: PendulumParams,
-    damping: float,
-    friction_compensation: bool = False,
-    observe_winding: bool = False,
-) -> Binding:
-    """The swing-up task's binding for the pendulum family (state = [q, dq], command = joint torques).
-    `observe_winding` as the policy was trained (its observation holds the joints' winding).
-    With `friction_compensation` the passive joints' motors cancel the friction `params` models at
-    the measured velocities (`Robot.friction_compensation`), as the policy met it in training;
-    without it they get 0."""
-    n = len(robot.joints)
-    matrix = robot.action_matrix(params)
-    limits = robot.command_limits(params)
-    actuated = np.array(robot.actuated, dtype=float)
-
-    def safe(values: np.ndarray | None, elapsed_s: float) -> np.ndarray:
-        # Damping needs a velocity it can trust; blind, a motor without torque is the safe one.
-        if values is None:
-            return np.zeros(n)
-        return np.clip(-damping * values[n:] * actuated, -limits, limits)
-
-    def command(action: np.ndarray, values: np.ndarray) -> np.ndarray:
-        torques = matrix @ action
-        if friction_compensation:
-            torques = torques + robot.friction_compensation(params, values[n:])
-        return torques
-
-    return Binding(
-        observe=lambda values, past: swingup.observation(values[:n], values[n:], past, observe_winding),
-        to_command=command,
-        envelope=lambda values: swingup.outside_envelope(values[:n].tolist(), values[n:].tolist()),
-        safe_command=safe,
-        action_size=matrix.shape[1],
-    )
 
 
 class PolicyMismatchError(ValueError):
@@ -102,7 +46,7 @@ def probe_policy(policy: Policy, binding: Binding, state_size: int, action_histo
     """One forward pass on the observation of an all-zero state, before anything is armed: the
     policy must take the binding's observation and return `binding.action_size` finite values.
     Raises PolicyMismatchError saying what does not fit."""
-    obs = binding.observe(np.zeros(state_size), np.zeros((action_history, binding.action_size)))
+    obs = binding.observe(np.zeros(state_size), np.tile(binding.initial_action, (action_history, 1)), 0.0)
     try:
         action = np.asarray(policy.act(obs), dtype=float)
     except Exception as exc:
@@ -163,10 +107,10 @@ class ControlLoop:
         self.period_ns = int(round(1e9 / rate_hz))
         self.clock = clock
         self.safety = safety or SafetyConfig()
-        self.max_step = self.safety.max_slew_per_s / rate_hz
+        self.rate_hz = rate_hz
         self.estop = EStop()
         self.watchdog = Watchdog(self.safety)
-        self.past = np.zeros((action_history, binding.action_size))
+        self.past = np.tile(np.asarray(binding.initial_action, dtype=float), (action_history, 1))
         self.on_tick = on_tick
         self.faults: list[Fault] = []
         # One (deadline_ns, start_ns, compute_ns) tuple per tick, appended in one step so that a Ctrl-C
@@ -177,8 +121,9 @@ class ControlLoop:
         self._safe_since_ns: int | None = None
         self._outside: str | None = None  # a reason from on_tick, faulted at the next tick
         self._counters: dict[str, float] = {}
+        self._t0_ns: int | None = None  # the first tick's deadline: the task's time starts there
         # From the spec, read at the first tick.
-        self._low = self._high = self._rates = self._state_low = self._state_high = None
+        self._low = self._high = self._rates = self._state_low = self._state_high = self.max_step = None
 
     def _fault(self, tick: int, reason: str) -> Fault:
         fault = Fault(tick, reason)
@@ -200,6 +145,8 @@ class ControlLoop:
             self._state_low = np.array([c.low for c in spec.state])
             self._state_high = np.array([c.high for c in spec.state])
             self._rates = np.array([c.unit.endswith("/s") for c in spec.state])
+            self.max_step = max_steps(spec, self.safety, self.rate_hz)
+            self._t0_ns = deadline_ns
         faults: list[Fault] = []  # the record keeps the first: the cause, not its consequences
         reason = self.watchdog.check_deadline(missed) or self._outside
         if reason:
@@ -225,7 +172,8 @@ class ControlLoop:
         target = None
         if not self.estop.tripped:
             try:
-                raw = np.asarray(self.policy.act(self.binding.observe(state.values, self.past)), dtype=float)
+                obs = self.binding.observe(state.values, self.past, (deadline_ns - self._t0_ns) / 1e9)
+                raw = np.asarray(self.policy.act(obs), dtype=float)
                 reason = self._action_reason(raw)
                 if reason is None:
                     action = raw.clip(-1.0, 1.0)

@@ -138,7 +138,7 @@ class DeployNode:
             "missed_deadlines": loop["missed_deadlines"],
             "jitter_p99_us": round(loop["jitter_us"]["p99"], 1),
             "faults": len(loop["faults"]),
-            "v2_score": None if result["score"] is None else round(result["score"]["score"], 4),
+            result["task"]: result["summary"] or "no run",
         }
         level = msgs.DiagnosticStatus.ERROR if loop["faults"] or self.estopped else msgs.DiagnosticStatus.OK
         self._publish(level, f"stopped: {stop['reason'] or 'duration reached'}", summary)

@@ -17,8 +17,9 @@ from sim.robots.spec import RobotSpec
 class SafetyConfig:
     """Limits the loop enforces on top of the robot spec's command limits."""
 
-    max_slew_per_s: float = 600.0
-    """Largest change of a command channel per second, in its unit per s (6 N m in 10 ms)."""
+    max_slew_per_s: float | None = None
+    """Lowers every command channel's rate limit (its spec's `max_rate`) to this, in its unit per s;
+    None keeps the spec's. No value raises a channel's own limit."""
     stale_timeout_s: float = 0.05
     """Fault when the device's sequence number has not changed for this long, s."""
     max_missed_deadlines: int = 5
@@ -33,7 +34,7 @@ class SafetyConfig:
 
     def __post_init__(self):
         if (
-            self.max_slew_per_s <= 0
+            (self.max_slew_per_s is not None and not self.max_slew_per_s > 0)
             or self.stale_timeout_s <= 0
             or self.max_missed_deadlines < 1
             or self.damping < 0
@@ -51,11 +52,20 @@ class Fault:
     reason: str
 
 
+def max_steps(spec: RobotSpec, safety: SafetyConfig, rate_hz: float) -> np.ndarray:
+    """The largest change per tick of each command channel (spec order) at `rate_hz`: its `max_rate`,
+    lowered by `safety.max_slew_per_s`."""
+    rates = np.array([c.max_rate for c in spec.command], dtype=float)
+    if safety.max_slew_per_s is not None:
+        rates = np.minimum(rates, safety.max_slew_per_s)
+    return rates / rate_hz
+
+
 def limit_command(
-    command: np.ndarray, previous: np.ndarray, low: np.ndarray, high: np.ndarray, spec: RobotSpec, max_step: float
+    command: np.ndarray, previous: np.ndarray, low: np.ndarray, high: np.ndarray, spec: RobotSpec, max_step: np.ndarray
 ) -> tuple[np.ndarray, list[str]]:
     """Clamp to the command limits [low, high] (the spec's, in its channel order) and to
-    `max_step` change per tick. Returns the safe command and one message per clamped channel.
+    `max_step` (per channel) change per tick. Returns the safe command and one message per clamped channel.
     Non-finite commands never get here: `guard_finite` refuses them first."""
     safe = np.minimum(np.maximum(command, np.maximum(low, previous - max_step)), np.minimum(high, previous + max_step))
     if (safe == command).all():
@@ -69,12 +79,12 @@ def limit_command(
 
 
 def blind_torque_ticks(
-    commands: np.ndarray, trusted: np.ndarray, blind_command: np.ndarray, max_step: float
+    commands: np.ndarray, trusted: np.ndarray, blind_command: np.ndarray, max_step: np.ndarray
 ) -> np.ndarray:
     """Ticks on which the loop was blind (`trusted` false: no reading it could trust) and yet did
     not move every channel toward the blind safe command `blind_command` as fast as the slew limit
     allows: a command kept, or made, from a reading that could not be trusted. `commands` (ticks,
-    channels) as sent; `max_step` the slew limit per tick. Returns the ticks' indices."""
+    channels) as sent; `max_step` the slew limit per tick (per channel, `max_steps`). Returns the ticks' indices."""
     distance = np.abs(np.asarray(commands, dtype=float) - blind_command)
     before = np.vstack([np.abs(blind_command)[None], distance[:-1]])  # the loop starts from zero
     allowed = np.maximum(before - max_step, 0.0) + 1e-9

@@ -1,65 +1,50 @@
-"""The simulated device: the env's MuJoCo plant, parameters and imperfections behind the Device contract.
+"""The simulated device: a simulated robot (`sim.simulated`) behind the Device contract.
 
 Two modes:
 - lockstep: each write() holds the command for exactly one control period of
   physics; read() returns the measurement at the current simulated time. With
   the same seed it reproduces the env's episode step for step.
-- realtime: the plant runs at its physics rate (0.002 s) in its own thread,
-  paced by the wall clock; write() sets the command it holds, read() returns
-  the latest measurement, so the loop meets real latency and jitter.
+- realtime: the plant runs at its physics rate in its own thread, paced by
+  the wall clock; write() sets the command it holds, read() returns the latest
+  measurement, so the loop meets real latency and jitter.
 
-Commands are joint torques in N m, in spec order; states are [q, dq].
+States and commands are in the robot spec's channel order (`sim.simulated`).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from typing import Any
 
 import numpy as np
 
 from hardware.device import Command, Device, DeviceError, State
-from sim.env import SwingUpEnv
-from sim.plant import PHYSICS_DT
+from sim.simulated import PendulumSim, QuadrotorSim
 
 MODES = ("lockstep", "realtime")
 
 
 class SimDevice(Device):
-    """A simulated pendulum robot. `env_options` are SwingUpEnv options (params, imperfections, ...)."""
+    """A simulated robot, started at `seed` as its task's episodes start."""
 
-    def __init__(
-        self,
-        robot: str,
-        control_rate_hz: float = 100.0,
-        mode: str = "lockstep",
-        seed: int = 0,
-        **env_options: Any,
-    ):
+    def __init__(self, plant: PendulumSim | QuadrotorSim, mode: str = "lockstep", seed: int = 0):
         if mode not in MODES:
             raise ValueError(f"unknown SimDevice mode {mode!r}; expected one of {', '.join(MODES)}")
-        # The env builds (and validates) the same plant the policy was trained on; it never steps here.
-        env_options.setdefault("t_final", math.inf)
-        self.env = SwingUpEnv(robot, control_rate_hz=control_rate_hz, **env_options)
-        super().__init__(self.env.robot.spec(self.env.nominal_params))
+        super().__init__(plant.spec)
+        self.plant = plant
         self.mode = mode
         self.seed = seed
+        self._idle = np.zeros(len(plant.spec.command))
         self._lock = threading.Lock()
-        self._command = np.zeros(self.env.n)
+        self._command = self._idle.copy()
         self._latest: State | None = None
         self._thread: threading.Thread | None = None
         self._running = threading.Event()
         self._failure: BaseException | None = None
 
-    @property
-    def plant(self):
-        return self.env.plant
-
     def _on_activate(self) -> None:
-        self.env.reset(seed=self.seed)
-        self._command = np.zeros(self.env.n)
+        self.plant.start(self.seed)
+        self._command = self._idle.copy()
         self._publish()
         if self.mode == "realtime":
             self._running.set()
@@ -68,7 +53,7 @@ class SimDevice(Device):
 
     def _on_deactivate(self) -> None:
         with self._lock:
-            self._command = np.zeros(self.env.n)
+            self._command = self._idle.copy()
         self._stop_thread()
 
     def _on_close(self) -> None:
@@ -83,17 +68,16 @@ class SimDevice(Device):
     def _publish(self) -> None:
         """Make the plant's current measurement the latest state (sequence = physics step)."""
         stamp = int(round(self.plant.time * 1e9)) if self.mode == "lockstep" else time.monotonic_ns()
-        self._latest = State(stamp, self.plant._steps, self.plant.measure())
+        self._latest = State(stamp, self.plant.steps, self.plant.measure())
 
     def _run_physics(self) -> None:
-        period = int(PHYSICS_DT * 1e9)
+        period = int(self.plant.physics_dt * 1e9)
         deadline = time.monotonic_ns()
-        rng = self.env.np_random
         try:
             while self._running.is_set():
                 with self._lock:
                     command = self._command.copy()
-                self.plant.step(command, 1, rng)
+                self.plant.advance(command, 1)
                 with self._lock:
                     self._publish()
                 deadline += period
@@ -113,16 +97,12 @@ class SimDevice(Device):
 
     def _write(self, command: Command) -> Command:
         values = np.asarray(command.values, dtype=float)
-        if values.shape != (self.env.n,):
-            raise DeviceError(f"command has shape {values.shape}; the {self.env.robot.name} takes {self.env.n} torques")
+        if values.shape != self._idle.shape:
+            raise DeviceError(f"command has shape {values.shape}; the {self.plant.spec.name} takes {len(self._idle)}")
         if self.mode == "lockstep":
-            self.plant.step(values, self.env.substeps, self.env.np_random)
+            self.plant.advance(values, self.plant.substeps)
             self._publish()
         else:
             with self._lock:
                 self._command = values.copy()
         return Command(values)
-
-    def trajectory(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The plant's true trajectory since activation (T, X, U), as the env records it."""
-        return self.plant.trajectory()

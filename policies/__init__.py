@@ -10,23 +10,31 @@ This module imports neither torch nor stable-baselines3.
 from __future__ import annotations
 
 CONTROLLERS = {
-    "baseline": "energy-shaping swing-up + LQR (pendubot)",
+    "baseline": "energy-shaping swing-up + LQR (pendubot); geometric tracking controller (crazyflie)",
     "zoo:NAME": "a shipped policy (policies/zoo/NAME.json)",
     "PATH.json": "an exported policy artifact",
 }
 
 
-def controller_robot(name: str) -> str | None:
-    """The robot a controller is made for (an artifact's own, the baseline's), or None if unknown."""
+BASELINE_ROBOTS = ("pendubot", "crazyflie")
+"""The robots with a classical baseline; the first is the baseline's robot when none is named."""
+
+
+def controller_robot(name: str, robot: str | None = None) -> str | None:
+    """The robot a controller is made for (an artifact's own; the baseline's: `robot` if it has one,
+    else the first of BASELINE_ROBOTS), or None if unknown."""
     if name.startswith("zoo:") or name.endswith((".json", ".onnx")):
         from policies.runtime import read_metadata, resolve
 
         return read_metadata(resolve(name))["robot"]
-    return "pendubot" if name == "baseline" else None
+    if name == "baseline":
+        return robot if robot in BASELINE_ROBOTS else BASELINE_ROBOTS[0]
+    return None
 
 
-def make_controller(name: str, robot: str):
-    """A controller by name for a robot: "baseline", "zoo:NAME" or an artifact path."""
+def make_controller(name: str, robot: str, rate_hz: float | None = None):
+    """A controller by name for a robot: "baseline", "zoo:NAME" or an artifact path. `rate_hz`: the
+    rate a baseline that can run at any rate (the crazyflie's) is run at (default: 100 Hz)."""
     if name.startswith("zoo:") or name.endswith((".json", ".onnx")):
         from policies.runtime import load_policy
 
@@ -35,8 +43,14 @@ def make_controller(name: str, robot: str):
             raise ValueError(f"{name} is a policy for the {policy.robot}, not the {robot}")
         return policy
     if name == "baseline":
-        if robot != "pendubot":
-            raise ValueError(f"the classical baseline exists for the pendubot only, not {robot!r}")
+        if robot not in BASELINE_ROBOTS:
+            raise ValueError(
+                f"a classical baseline exists for the {' and the '.join(BASELINE_ROBOTS)}, not the {robot}"
+            )
+        if robot == "crazyflie":
+            from policies.geometric import GeometricController
+
+            return GeometricController(control_rate_hz=rate_hz or 100.0)
         from policies.baselines import PendubotEnergyLQR
 
         return PendubotEnergyLQR()

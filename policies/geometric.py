@@ -37,6 +37,7 @@ class GeometricController:
     or with any (it ignores it)."""
 
     action_level = "rotors"
+    action_history = 0
 
     def __init__(
         self,

@@ -80,7 +80,7 @@ def _controller_robot(args: argparse.Namespace, controller: str) -> str:
     """The robot a command runs: --robot, else the one the controller is made for."""
     from policies import controller_robot
 
-    made_for = controller_robot(controller)
+    made_for = controller_robot(controller, args.robot)
     if args.robot and made_for and args.robot != made_for:
         raise ValueError(f"{controller} is for the {made_for}, not the {args.robot}")
     robot = args.robot or made_for
@@ -470,6 +470,7 @@ def _deploy_options(args: argparse.Namespace, robot: str, policy):
     policy_record = {"name": args.policy, "sha256": meta["graph"]["sha256"] if meta else "none (classical controller)"}
     return DeployOptions(
         robot=robot,
+        task=getattr(args, "task", None),
         rate_hz=args.rate or policy.control_rate_hz,
         duration_s=args.duration,
         device=args.device,
@@ -478,8 +479,9 @@ def _deploy_options(args: argparse.Namespace, robot: str, policy):
         imperfections=not args.no_imperfections,
         seed=args.seed,
         action_history=policy.action_history,
-        observe_winding=policy.observe_winding,
-        friction_compensation=policy.friction_compensation,
+        observe_winding=getattr(policy, "observe_winding", False),
+        friction_compensation=getattr(policy, "friction_compensation", False),
+        action_level=getattr(policy, "action_level", "rotors"),
         safety=SafetyConfig(max_slew_per_s=args.max_slew),
         rt_priority=args.rt_priority,
         log_path=args.log,
@@ -520,8 +522,8 @@ def _loop_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"... and {len(loop['faults']) - 10} more faults (all in --json)")
     if result["link"]:
         lines.append("link " + ", ".join(f"{k} {v:g}" for k, v in result["link"].items()))
-    if result["score"] is not None:
-        lines.append(_score_line(result["score"]))
+    if result["summary"] is not None:
+        lines.append(f"{result['task']}: {result['summary']}")
     log = result["log"]
     if log is not None:
         why = log["error"] or f"{log['dropped']} ticks dropped"
@@ -536,7 +538,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from policies import make_controller
 
     robot = _controller_robot(args, args.policy)
-    policy = make_controller(args.policy, robot)
+    policy = make_controller(args.policy, robot, args.rate)
     options = _deploy_options(args, robot, policy)
     records = []
     result = deploy(policy, options, records=records, should_stop=_stop_on_signals())
@@ -544,12 +546,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     lines = _loop_lines(result)
     if args.plot and len(records) > 1:
         from hardware.deploy import trajectory_of
-        from sim.robots import get_robot
 
+        if robot not in ROBOTS:
+            raise ValueError(f"--plot draws joints: the {robot}'s flight is in its --log (Foxglove's 3D panel)")
         t0 = records[0].start_ns
         faults = [((r.start_ns - t0) / 1e9, r.fault.reason) for r in records if r.fault is not None]
-        trajectory = trajectory_of(records, len(get_robot(robot).joints))
-        _plot(robot, trajectory, args.plot, faults, f"{robot}, {args.policy} on {args.device}")
+        T, X, U = trajectory_of(records)
+        n = len(ROBOTS[robot].joints)
+        _plot(robot, (T, X[:, : 2 * n], U), args.plot, faults, f"{robot}, {args.policy} on {args.device}")
         lines.append(f"plot written to {args.plot}")
     _finish(args, {**summary, **result}, lines)
     # A run that ended in the safe state is not a success, whatever a script around it does next.
@@ -648,6 +652,8 @@ def cmd_log_plot(args: argparse.Namespace) -> int:
     if not contents.messages and contents.damage:
         raise ValueError(f"{args.file}: {contents.damage[0]}")
     robot = contents.robot
+    if robot == QUADROTOR:
+        raise ValueError(f"{args.file} is a {QUADROTOR} log: open it in Foxglove (3D panel: /pose, /odom)")
     if robot not in ROBOTS:
         raise ValueError(f"{args.file} does not say which s2r robot it is of (metadata run.robot: {robot!r})")
     trajectory = contents.trajectory(args.file)
@@ -665,10 +671,11 @@ def cmd_log_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_log_export(args: argparse.Namespace) -> int:
-    from hardware.log import export_realaigym
+    from hardware.log import read_log
+    from sim.tasks.realaigym import Trajectory, write_trajectory_csv
 
     out = args.out or args.file.with_suffix(".csv")
-    export_realaigym(args.file, out)
+    write_trajectory_csv(out, Trajectory(*read_log(args.file).trajectory(args.file)))
     _finish(args, {"file": str(args.file), "out": str(out)}, [f"trajectory written to {out}", f"next: s2r score {out}"])
     return 0
 
@@ -721,21 +728,27 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def _robot_argument(p: argparse.ArgumentParser, required: bool = False, inferred: str = "") -> None:
+def _robot_argument(
+    p: argparse.ArgumentParser, required: bool = False, inferred: str = "", robots: tuple[str, ...] = tuple(ROBOTS)
+) -> None:
     help_text = "robot" + (f" (default: {inferred})" if inferred else "")
-    p.add_argument("--robot", required=required, choices=list(ROBOTS), help=help_text)
+    p.add_argument("--robot", required=required, choices=list(robots), help=help_text)
 
 
-def _add_loop_arguments(p: argparse.ArgumentParser) -> None:
-    _robot_argument(p, inferred="the policy's robot")
+def _add_loop_arguments(p: argparse.ArgumentParser, robots: tuple[str, ...] = tuple(ROBOTS)) -> None:
+    _robot_argument(p, inferred="the policy's robot", robots=robots)
     p.add_argument("--policy", required=True, help="zoo:NAME, an artifact path or baseline")
+    if QUADROTOR in robots:
+        p.add_argument("--task", help=f"the task (default: the robot's first; the {QUADROTOR}'s: hover or figure8)")
     p.add_argument("--rate", type=RATE_HZ, help="loop rate, Hz (default: the policy's)")
     p.add_argument("--duration", type=SECONDS, default=10.0, help="seconds")
-    p.add_argument("--params", default="model_1.0", help="robot parameter set, the real robot's by default")
+    p.add_argument("--params", help="robot parameter set (default: the real robot's, model_1.0; the crazyflie's: l2f)")
     p.add_argument("--no-imperfections", action="store_true", help="simulated plant without noise, delay, lag, pushes")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the simulated plant")
     p.add_argument(
-        "--max-slew", type=_number(float, 0, low_open=True), default=600.0, help="command slew limit, units per second"
+        "--max-slew",
+        type=_number(float, 0, low_open=True),
+        help="lower every command channel's rate limit to this, units per second (default: the robot's)",
     )
     p.add_argument("--rt-priority", type=_number(int, 1, 99), help="SCHED_FIFO priority (needs privileges; fails soft)")
     p.add_argument("--log", type=Path, help="write an MCAP log (ROS 2 schemas) here")
@@ -847,7 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", dest="json_out", metavar="FILE", type=Path, help="also write the record as JSON here")
 
     p = command("deploy", "run a policy on a device with the real-time loop", cmd_deploy)
-    _add_loop_arguments(p)
+    _add_loop_arguments(p, robots=(*ROBOTS, QUADROTOR))
     p.add_argument("--device", default="sim", help="sim (the simulated robot), serial:PORT or ros2 (ROS 2 topics)")
     _add_ros2_arguments(p)
     p.add_argument("--plot", type=Path, help="write a PNG of what the loop measured and sent, faults marked")

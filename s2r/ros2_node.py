@@ -5,7 +5,8 @@ Reads the node's parameters the way every ROS 2 node gets them
 the deploy options, and spins `hardware.ros2_node.DeployNode` until SIGINT or
 SIGTERM. Parameters: robot, policy, device (sim, serial, ros2), port
 (serial), rate (Hz, 0: the policy's), duration (s, 0: until disarmed), log
-(MCAP path, empty: none), params (parameter set), max_slew, autostart.
+(MCAP path, empty: none), params (parameter set), max_slew (units/s, 0: the robot's
+rate limits), autostart.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PARAMETERS: dict[str, Any] = {
     "duration": 0.0,
     "log": "",
     "params": "model_1.0",
-    "max_slew": 600.0,
+    "max_slew": 0.0,
     "autostart": False,
 }
 
@@ -97,7 +98,7 @@ def deploy_options(params: dict[str, Any], policy):
         action_history=policy.action_history,
         observe_winding=policy.observe_winding,
         friction_compensation=policy.friction_compensation,
-        safety=SafetyConfig(max_slew_per_s=params["max_slew"]),
+        safety=SafetyConfig(max_slew_per_s=params["max_slew"] or None),
         log_path=Path(params["log"]) if params["log"] else None,
         domain_id=int(os.environ.get("ROS_DOMAIN_ID", 0)),
         metadata={"policy": {"name": params["policy"]}, "node": {"name": NODE_NAME}},

@@ -37,7 +37,7 @@ def test_baseline_lqr_holds_the_top_against_a_small_offset():
 def test_unknown_controller_and_robot_are_clear_errors():
     with pytest.raises(ValueError, match="unknown controller 'nope'"):
         make_controller("nope", "pendubot")
-    with pytest.raises(ValueError, match="pendubot only"):
+    with pytest.raises(ValueError, match="exists for the pendubot and the crazyflie, not the acrobot"):
         make_controller("baseline", "acrobot")
 
 

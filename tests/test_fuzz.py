@@ -101,11 +101,11 @@ def test_cdr_decoders_refuse_bad_bytes_with_a_malformed_marker(data, red_team):
 @functools.cache
 def log_bytes() -> bytes:
     """A log of 400 ticks, position = 0.1 tick."""
-    from test_log import record
+    from test_log import PENDUBOT_SPEC, record
 
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "run.mcap"
-        log = RunLog(path, ["shoulder", "elbow"], {"run": {"robot": "pendubot"}})
+        log = RunLog(path, PENDUBOT_SPEC, {"run": {"robot": "pendubot"}})
         for k in range(400):
             log.on_tick(record(k))
         log.close()

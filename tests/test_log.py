@@ -20,6 +20,9 @@ from hardware.log import RunLog, read_log
 from hardware.loop import TickRecord
 from hardware.safety import Fault
 from s2r.cli import main
+from sim.robots import get_robot
+
+PENDUBOT_SPEC = get_robot("pendubot").spec(get_robot("pendubot").load_params("model_1.0"))
 
 
 def record(k: int, fault: Fault | None = None) -> TickRecord:
@@ -31,7 +34,7 @@ def record(k: int, fault: Fault | None = None) -> TickRecord:
 
 def test_round_trip_with_ros2_cdr_and_metadata(tmp_path):
     path = tmp_path / "run.mcap"
-    log = RunLog(path, ["shoulder", "elbow"], {"run": {"robot": "pendubot", "rate_hz": 500.0}})
+    log = RunLog(path, PENDUBOT_SPEC, {"run": {"robot": "pendubot", "rate_hz": 500.0}})
     for k in range(100):
         log.on_tick(record(k, Fault(k, "test fault") if k == 50 else None))
     log.close({"loop": {"ticks": 100}})
@@ -39,6 +42,7 @@ def test_round_trip_with_ros2_cdr_and_metadata(tmp_path):
     assert complete
     assert {t: len(m) for t, m in messages.items() if t != "/diagnostics"} == {
         "/joint_states": 100,
+        "/state": 100,
         "/policy/action": 100,
         "/command": 100,
     }
@@ -48,6 +52,7 @@ def test_round_trip_with_ros2_cdr_and_metadata(tmp_path):
         and js.position[0] == pytest.approx(1.0)
         and list(js.effort) == [3.0, 0.0]
     )
+    assert list(messages["/state"][10][1].data) == [1.0, -0.2, 1.0, 2.0]  # the whole reading, spec order
     faults = [s for _, m in messages["/diagnostics"] for s in m.status if s.level == 2]
     assert len(faults) == 1 and faults[0].message == "test fault"
     assert metadata["run"]["robot"] == "pendubot" and json.loads(metadata["summary"]["dropped_ticks"]) == 0
@@ -62,7 +67,7 @@ def test_round_trip_with_ros2_cdr_and_metadata(tmp_path):
         if type(r).__name__ == "Message":
             msg = store.deserialize_cdr(r.data, schemas[channels[r.channel_id].schema_id])
             decoded += 1
-    assert decoded == 300 + len(messages["/diagnostics"])
+    assert decoded == 400 + len(messages["/diagnostics"])
     assert type(msg).__name__ in (
         "sensor_msgs__msg__JointState",
         "std_msgs__msg__Float64MultiArray",
@@ -71,7 +76,7 @@ def test_round_trip_with_ros2_cdr_and_metadata(tmp_path):
 
 
 def test_overflow_is_counted_and_reported(tmp_path):
-    log = RunLog(tmp_path / "run.mcap", ["shoulder"], {}, queue_size=1)
+    log = RunLog(tmp_path / "run.mcap", PENDUBOT_SPEC, {}, queue_size=1)
     for k in range(2000):  # far faster than the writer encodes
         log.on_tick(record(k))
     log.close()
@@ -81,7 +86,7 @@ def test_overflow_is_counted_and_reported(tmp_path):
 
 
 def test_blocking_log_keeps_every_tick_of_a_loop_faster_than_the_writer(tmp_path):
-    log = RunLog(tmp_path / "run.mcap", ["shoulder"], {}, queue_size=1, block=True)
+    log = RunLog(tmp_path / "run.mcap", PENDUBOT_SPEC, {}, queue_size=1, block=True)
     for k in range(2000):
         log.on_tick(record(k))
     log.close()
@@ -91,7 +96,7 @@ def test_blocking_log_keeps_every_tick_of_a_loop_faster_than_the_writer(tmp_path
 
 
 def test_blocking_log_drops_instead_of_hanging_when_the_writer_dies(tmp_path):
-    log = RunLog(tmp_path / "run.mcap", ["shoulder"], {}, queue_size=1, block=True)
+    log = RunLog(tmp_path / "run.mcap", PENDUBOT_SPEC, {}, queue_size=1, block=True)
     log._process.kill()
     log._process.join(timeout=10)
     failures = [log.on_tick(record(k)) for k in range(50)]
@@ -105,9 +110,9 @@ WRITER = textwrap.dedent(
     import sys, time
     import numpy as np
     sys.path.insert(0, {tests!r})
-    from test_log import record
+    from test_log import PENDUBOT_SPEC, record
     from hardware.log import RunLog
-    log = RunLog({path!r}, ["shoulder", "elbow"], {{"run": {{"robot": "pendubot"}}}})
+    log = RunLog({path!r}, PENDUBOT_SPEC, {{"run": {{"robot": "pendubot"}}}})
     k = 0
     while True:
         log.on_tick(record(k))
@@ -161,7 +166,7 @@ def test_a_killed_writer_leaves_a_log_that_reads_to_its_last_chunk(tmp_path):
 
 def _log_of(path: Path, ticks: int) -> list[tuple[int, int]]:
     """Write a log of `ticks` ticks; returns the (start, end) byte ranges of its chunks."""
-    log = RunLog(path, ["shoulder", "elbow"], {"run": {"robot": "pendubot"}})
+    log = RunLog(path, PENDUBOT_SPEC, {"run": {"robot": "pendubot"}})
     for k in range(ticks):
         log.on_tick(record(k))
     log.close()
@@ -229,7 +234,7 @@ def test_deploy_log_scores_like_the_deploy(tmp_path, capsys):
     assert main([*args, "--no-imperfections", "--log", str(path)]) == 0
     deployed = json.loads(capsys.readouterr().out)
     assert deployed["robot"] == "pendubot", "the baseline's robot"
-    assert deployed["score"]["success"] == 1.0 and deployed["log"]["dropped"] == 0
+    assert deployed["metrics"]["success"] == 1.0 and deployed["log"]["dropped"] == 0
     assert main(["log", "info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["complete"] and info["topics"]["/joint_states"] == 5000 and not info["faults"]
@@ -239,7 +244,7 @@ def test_deploy_log_scores_like_the_deploy(tmp_path, capsys):
     capsys.readouterr()
     assert main(["score", str(csv), "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)
-    assert scored["score"]["score"] == pytest.approx(deployed["score"]["score"], abs=1e-12)
+    assert scored["score"]["score"] == pytest.approx(deployed["metrics"]["score"], abs=1e-12)
     assert main(["log", "info", str(path)]) == 0
     summary = capsys.readouterr().out
     assert "pendubot, 10.00 s, complete" in summary and "faults: 0" in summary and "{" not in summary

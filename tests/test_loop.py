@@ -10,12 +10,14 @@ import pytest
 
 from hardware.clock import FakeClock
 from hardware.device import Command, Device, DeviceError, Lifecycle, LifecycleError, SpecMismatchError, State
-from hardware.loop import ControlLoop, pendulum_binding
+from hardware.loop import ControlLoop
 from hardware.safety import EStop, Fault, SafetyConfig
 from hardware.sim_device import SimDevice
 from sim.env import SwingUpEnv
 from sim.robots import get_robot
 from sim.robots.spec import Channel
+from sim.simulated import PendulumSim
+from sim.tasks import swingup_binding
 
 ROBOT = get_robot("pendubot")
 PARAMS = ROBOT.load_params("model_1.1")
@@ -63,7 +65,7 @@ def make_loop(device, policy=None, clock=None, **safety):
     return ControlLoop(
         device,
         policy or ConstantPolicy([0.0]),
-        pendulum_binding(ROBOT, PARAMS, damping=0.5),
+        swingup_binding.binding(ROBOT, PARAMS, damping=0.5),
         rate_hz=100.0,
         clock=clock or device.clock,
         safety=SafetyConfig(**safety),
@@ -155,14 +157,16 @@ def test_estop_latches_until_reset_and_commands_the_safe_state():
     device.state = np.array([0.0, 0.0, 15.0, 0.0])
     loop.run(ticks=1)
     loop.estop.trip(Fault(1, "operator e-stop"))
-    loop.run(ticks=1)
-    np.testing.assert_allclose(device.written[-1], [-6.0, 0.0])  # damping, within the torque limit
+    loop.run(ticks=2)
+    # Damping, within the torque limit, reached at the robot's own rate limit (a safety config of
+    # 1e9 N m/s does not raise it): 6 N m per 10 ms tick.
+    np.testing.assert_allclose(device.written[-2:], [[0.0, 0.0], [-6.0, 0.0]])
     device.state = np.array([0.0, 0.0, 1.0, 2.0])  # the state is fine: still latched
     loop.run(ticks=3)
     assert loop.estop.tripped and loop.faults == []
     np.testing.assert_allclose(device.written[-1], [-0.5, 0.0])  # damping on the actuated shoulder only
     loop.estop.reset()
-    loop.run(ticks=1)
+    loop.run(ticks=2)
     np.testing.assert_allclose(device.written[-1], [6.0, 0.0])
 
 
@@ -375,29 +379,31 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensatio
         env_obs.append(obs)
     _, env_X, env_U = env.plant.trajectory()
 
-    device = SimDevice("pendubot", control_rate_hz=500, mode="lockstep", seed=5, **options)
-    device.configure(SPEC)
+    device = SimDevice(PendulumSim("pendubot", 500, **options), mode="lockstep", seed=5)
+    # The env has no rate limit: the robot's (600 N m/s) would clip the swing-up's torque steps.
+    unlimited = tuple(dataclasses.replace(c, max_rate=math.inf) for c in SPEC.command)
+    device.configure(dataclasses.replace(SPEC, command=unlimited))
     device.activate()
     loop_obs = []
-    binding = pendulum_binding(ROBOT, ROBOT.load_params("model_1.0"), 0.5, friction_compensation, winding)
+    binding = swingup_binding.binding(ROBOT, ROBOT.load_params("model_1.0"), 0.5, friction_compensation, winding)
     original = binding.observe
 
-    def observe(values, past):
-        o = original(values, past)
+    def observe(values, past, t):
+        o = original(values, past, t)
         loop_obs.append(o)
         return o
 
     loop = ControlLoop(
         device,
         PendubotEnergyLQR(),
-        binding.__class__(observe, binding.to_command, binding.envelope, binding.safe_command, binding.action_size),
+        dataclasses.replace(binding, observe=observe),
         rate_hz=500.0,
         clock=FakeClock(),
         safety=SafetyConfig(max_slew_per_s=math.inf),
         action_history=0,
     )
     stats = loop.run(ticks=1001)
-    _, X, U = device.trajectory()
+    _, X, U = device.plant.env.plant.trajectory()
     np.testing.assert_array_equal(np.array(loop_obs), np.array(env_obs))
     np.testing.assert_array_equal(X[: len(env_X)], env_X)
     np.testing.assert_array_equal(U[: len(env_U) - 1], env_U[:-1])
@@ -408,14 +414,16 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensatio
 
 def test_friction_compensation_cancels_the_modelled_friction_within_the_passive_allowance():
     params = ROBOT.load_params("model_1.0")
-    binding = pendulum_binding(ROBOT, params, 0.5, friction_compensation=True)
+    binding = swingup_binding.binding(ROBOT, params, 0.5, friction_compensation=True)
     slow = np.array([np.pi, 0.0, 0.0, 0.5])
     # cf2 atan(50) + b2 0.5 on the elbow; the shoulder keeps the action's torque
     np.testing.assert_allclose(binding.to_command(np.array([0.5]), slow), [3.0, 0.12 * np.arctan(50.0) + 0.0005])
-    sticky = pendulum_binding(ROBOT, dataclasses.replace(params, cf=(0.16, 0.8)), 0.5, friction_compensation=True)
+    sticky = swingup_binding.binding(
+        ROBOT, dataclasses.replace(params, cf=(0.16, 0.8)), 0.5, friction_compensation=True
+    )
     assert sticky.to_command(np.zeros(1), -slow)[1] == -0.5  # never beyond the passive motor's allowance
     assert ROBOT.spec(params).command[1].high == 0.5
-    without = pendulum_binding(ROBOT, params, 0.5)
+    without = swingup_binding.binding(ROBOT, params, 0.5)
     assert without.to_command(np.array([0.5]), slow)[1] == 0.0
 
 
@@ -494,7 +502,7 @@ def test_deploy_collects_garbage_before_it_arms_the_device():
             super()._on_activate()
 
     gc.unfreeze()
-    device = Recording("pendubot", control_rate_hz=500, mode="lockstep", params="model_1.1")
+    device = Recording(PendulumSim("pendubot", 500, params="model_1.1"), mode="lockstep")
     options = DeployOptions("pendubot", 500.0, duration_s=0.1, mode="lockstep", params="model_1.1", action_history=0)
     try:
         deploy(PendubotEnergyLQR(), options, device=device)

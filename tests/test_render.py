@@ -88,7 +88,7 @@ def _red(path) -> int:
 
 
 def test_deploy_and_log_plot_write_the_run_with_its_faults_marked(tmp_path, capsys):
-    from test_log import record
+    from test_log import PENDUBOT_SPEC, record
 
     from hardware.log import RunLog
     from hardware.safety import Fault
@@ -99,7 +99,7 @@ def test_deploy_and_log_plot_write_the_run_with_its_faults_marked(tmp_path, caps
     assert main([*deploy, "--plot", str(deployed)]) == 0
     assert f"plot written to {deployed}" in capsys.readouterr().out and PIL.open(deployed).size == (990, 770)
     assert _red(deployed) == 0, "no fault, no red"
-    run = RunLog(tmp_path / "faulty.mcap", ["shoulder", "elbow"], {"run": {"robot": "pendubot"}})
+    run = RunLog(tmp_path / "faulty.mcap", PENDUBOT_SPEC, {"run": {"robot": "pendubot"}})
     for k in range(500):
         run.on_tick(record(k, Fault(k, "stale state: sequence 300 unchanged for over 50 ms") if k == 300 else None))
     run.close()

@@ -171,7 +171,7 @@ def test_deploy_over_ros2_keeps_the_pendubot_up_for_10_s_at_250_hz():
         report = emulator.stop()
     loop = result["loop"]
     assert loop["faults"] == [] and loop["ticks"] + loop["missed_deadlines"] >= 2499  # every period accounted for
-    assert result["score"]["success"] == 1.0, "held upright to the end"
+    assert result["metrics"]["success"] == 1.0, "held upright to the end"
     # Most ticks see a fresh JointState (the emulator publishes at 500 Hz; the reader keeps the newest) and
     # most commands arrive; not all: best effort over a loaded 2-core machine drops some.
     assert result["link"]["rx_messages"] >= 1500 and result["link"]["rejected_messages"] == 0

@@ -365,7 +365,7 @@ def copy_artifact(trained, tmp_path):
 
 @pytest.mark.parametrize("compensate", [False, True])
 def test_an_artifact_trained_with_friction_compensation_is_deployed_with_it(trained, tmp_path, compensate):
-    from hardware.log import log_trajectory
+    from hardware.log import read_log
     from s2r.cli import main
 
     meta = copy_artifact(trained, tmp_path)
@@ -375,7 +375,8 @@ def test_an_artifact_trained_with_friction_compensation_is_deployed_with_it(trai
     log = tmp_path / "run.mcap"
     deploy = ["deploy", "--robot", "pendubot", "--policy", str(meta), "--lockstep", "--duration", "1"]
     assert main([*deploy, "--log", str(log)]) == 0
-    elbow = log_trajectory(log).U[:, 1]
+    _, _, U = read_log(log).trajectory()
+    elbow = U[:, 1]
     # The elbow's motor cancels its friction wherever it moves, within the passive allowance.
     assert (np.abs(elbow).max() > 0.05) == compensate and np.abs(elbow).max() <= 0.5
 

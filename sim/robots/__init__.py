@@ -29,6 +29,8 @@ MOTOR_TORQUE_LIMIT = 6.0
 parameter set may lower it (`torque_limit`), never raise it."""
 PASSIVE_TORQUE_LIMIT = 0.5
 """Hard torque limit of a passive joint, N m: its motor only cancels the friction it measures."""
+TORQUE_SLEW_LIMIT = 600.0
+"""Hard limit of a joint torque's change, N m/s: the full 6 N m in one 10 ms tick, no faster."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,10 +83,17 @@ class Robot:
         return model
 
     def spec(self, params: PendulumParams) -> RobotSpec:
-        state = [Channel(f"{j}.position", "rad", -POSITION_LIMIT, POSITION_LIMIT) for j in self.joints]
-        state += [Channel(f"{j}.velocity", "rad/s", -VELOCITY_LIMIT, VELOCITY_LIMIT) for j in self.joints]
+        state = [
+            Channel(f"{j}.position", "rad", -POSITION_LIMIT, POSITION_LIMIT, "joint.position") for j in self.joints
+        ]
+        state += [
+            Channel(f"{j}.velocity", "rad/s", -VELOCITY_LIMIT, VELOCITY_LIMIT, "joint.velocity") for j in self.joints
+        ]
         limits = self.command_limits(params)
-        command = [Channel(f"{j}.effort", "N m", -t, t) for j, t in zip(self.joints, limits, strict=True)]
+        command = [
+            Channel(f"{j}.effort", "N m", -t, t, "joint.effort", TORQUE_SLEW_LIMIT)
+            for j, t in zip(self.joints, limits, strict=True)
+        ]
         return RobotSpec(self.name, tuple(state), tuple(command), control_rate_hz=100.0, max_control_rate_hz=500.0)
 
     def action_matrix(self, params: PendulumParams) -> np.ndarray:
@@ -133,6 +142,7 @@ def robots_for(commands: np.ndarray) -> list[str]:
 
 
 def get_robot(name: str) -> Robot:
+    """A pendulum-family robot by name."""
     try:
         return ROBOTS[name]
     except KeyError:
@@ -165,3 +175,35 @@ def apply_params(model: mujoco.MjModel, params: PendulumParams) -> None:
     if n == 2:
         model.dof_armature[0] += params.Ir
     model.opt.gravity[:] = (0.0, 0.0, -params.g)
+
+
+QUADROTORS = ("crazyflie",)
+"""Robots whose model is `sim.robots.quadrotor`'s, not a pendulum chain's."""
+
+
+def robot_names() -> tuple[str, ...]:
+    """Every robot a user can name."""
+    return (*ROBOTS, *QUADROTORS)
+
+
+def default_params(robot: str) -> str:
+    """The parameter set a deploy uses when none is named: the real robot's."""
+    return "l2f" if robot in QUADROTORS else "model_1.0"
+
+
+def load_robot_params(robot: str, name_or_path: str | Path):
+    """`robot`'s parameter set by name or path: PendulumParams or QuadrotorParams."""
+    if robot in QUADROTORS:
+        from sim.robots import quadrotor
+
+        return quadrotor.load_params(name_or_path)
+    return get_robot(robot).load_params(name_or_path)
+
+
+def robot_spec(robot: str, params) -> RobotSpec:
+    """`robot`'s channels with parameter set `params` (as `load_robot_params` gives it)."""
+    if robot in QUADROTORS:
+        from sim.robots import quadrotor
+
+        return quadrotor.spec(params)
+    return get_robot(robot).spec(params)

@@ -25,6 +25,7 @@ import mujoco
 import numpy as np
 
 from sim.config import ConfigError, as_float, as_floats, check_keys, load_yaml
+from sim.robots.spec import Channel, RobotSpec
 
 _DIR = Path(__file__).parent / "crazyflie"
 XML = _DIR / "crazyflie.xml"
@@ -154,6 +155,27 @@ def load_params(name_or_path: str | Path) -> QuadrotorParams:
         if not path.exists():
             raise ConfigError(name_or_path, "", f"no quadrotor parameter set of that name; shipped: {param_sets()}")
     return QuadrotorParams.load(path)
+
+
+POSITION_RANGE = 10.0
+"""A measured position beyond +-this (any axis) is not a state estimate of a vehicle in a room, m."""
+VELOCITY_RANGE = 20.0
+"""Nor a velocity beyond +-this, m/s..."""
+RATE_RANGE = 50.0
+"""...nor body rates beyond +-this, rad/s."""
+
+
+def spec(params: QuadrotorParams) -> RobotSpec:
+    """The quadrotor's channels: state (13,) = [position x, y, z (m, world), orientation w, x, y, z,
+    linear velocity x, y, z (m/s, world), angular velocity x, y, z (rad/s, body)], a state estimate
+    as the vehicle reports it; commands (4,) = rotor speed set-points in [0, 1], rotors 1..4."""
+    axes = ("x", "y", "z")
+    state = [Channel(f"body.{a}", "m", -POSITION_RANGE, POSITION_RANGE, "body.position") for a in axes]
+    state += [Channel(f"body.q{a}", "1", -1.0, 1.0, "body.orientation") for a in ("w", *axes)]
+    state += [Channel(f"body.v{a}", "m/s", -VELOCITY_RANGE, VELOCITY_RANGE, "body.linear_velocity") for a in axes]
+    state += [Channel(f"body.w{a}", "rad/s", -RATE_RANGE, RATE_RANGE, "body.angular_velocity") for a in axes]
+    command = [Channel(f"rotor{i + 1}.speed", "1", 0.0, 1.0, "rotor.speed") for i in range(ROTORS)]
+    return RobotSpec("crazyflie", tuple(state), tuple(command), control_rate_hz=100.0, max_control_rate_hz=500.0)
 
 
 def apply_params(model: mujoco.MjModel, params: QuadrotorParams) -> None:

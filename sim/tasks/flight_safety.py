@@ -58,6 +58,21 @@ def tilt(quaternion: np.ndarray) -> float:
     return math.acos(max(-1.0, min(1.0, 1.0 - 2.0 * (x * x + y * y))))
 
 
+def outside(limits: FlightLimits, measured: np.ndarray) -> str | None:
+    """Why a finite measurement (13,) is one to cut the motors at: outside the geofence, a flip, or
+    rates out of control; None inside the envelope."""
+    position = measured[:3]
+    if (position < limits.geofence_low).any() or (position > limits.geofence_high).any():
+        return f"outside the geofence at {np.round(position, 2).tolist()} m"
+    angle = tilt(measured[3:7])
+    if angle > limits.max_tilt_rad:
+        return f"tilted {math.degrees(angle):.0f} degrees (limit {math.degrees(limits.max_tilt_rad):.0f})"
+    rate = float(np.abs(measured[10:13]).max())
+    if rate > limits.max_rate:
+        return f"body rate {rate:.1f} rad/s (limit {limits.max_rate})"
+    return None
+
+
 class FlightSupervisor:
     """`update(...)` -> FLY, LAND or OFF, with `reason` saying why it is not FLY."""
 
@@ -76,15 +91,10 @@ class FlightSupervisor:
             return self._off("lost state: no finite measurement")
         if now_s - state_time_s > lim.state_timeout_s:
             return self._off(f"lost state: {1e3 * (now_s - state_time_s):.0f} ms old")
+        reason = outside(lim, measured)
+        if reason:
+            return self._off(reason)
         position = measured[:3]
-        if (position < lim.geofence_low).any() or (position > lim.geofence_high).any():
-            return self._off(f"outside the geofence at {np.round(position, 2).tolist()} m")
-        angle = tilt(measured[3:7])
-        if angle > lim.max_tilt_rad:
-            return self._off(f"tilted {math.degrees(angle):.0f} degrees (limit {math.degrees(lim.max_tilt_rad):.0f})")
-        rate = float(np.abs(measured[10:13]).max())
-        if rate > lim.max_rate:
-            return self._off(f"body rate {rate:.1f} rad/s (limit {lim.max_rate})")
         if self.mode == FLY and now_s - command_time_s > lim.command_timeout_s:
             self.land(now_s, position, f"no command for {1e3 * (now_s - command_time_s):.0f} ms")
         if self.mode == LAND and position[2] < lim.touchdown_height:

@@ -1,0 +1,87 @@
+"""What a task gives the real-time loop: a Binding, the task's own functions over the robot's channels.
+
+The loop (`hardware.loop`) knows channels, limits and faults; everything that
+depends on what the robot is and what it is asked to do comes from here, the
+same code the task's env uses, so that a policy meets on the robot exactly the
+observation and commands it was trained on. `make_binding` builds the binding
+of a robot and task by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Binding:
+    """A task on a robot, as the loop runs it. Values are arrays in the robot spec's channel order."""
+
+    task: str
+    observe: Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+    """(state values, past actions (k, m), seconds since the run's first tick) -> observation."""
+    to_command: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    """(action (m,) in [-1, 1], state values) -> command values."""
+    envelope: Callable[[np.ndarray], str | None]
+    """state values -> reason if outside the safe envelope."""
+    safe_command: Callable[[np.ndarray | None, float], np.ndarray]
+    """(state values, or None when the state cannot be trusted; seconds since the safe state began)
+    -> command of the robot's safe behaviour. With None it must not depend on any reading."""
+    action_size: int
+    initial_action: np.ndarray
+    """(m,): the action history before the first tick, as the task's env has it at reset."""
+    metrics: Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, float]]
+    """(tick times (N,) s from the first, measured state values (N, S), commands sent (N, C)) ->
+    the task's metrics of a run, `success` (0 or 1) among them."""
+    held: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[bool, str]]
+    """As `metrics`, over a run cut short (e.g. at an injected fault): whether the task was being
+    done well up to its end, and one line saying how."""
+    describe: Callable[[dict[str, float]], str]
+    """metrics -> one line for a person."""
+
+
+DEFAULT_TASK = {"pendubot": "swingup", "acrobot": "swingup", "double_pendulum": "swingup", "pendulum": "swingup"}
+"""Each robot's task when none is named; the quadrotor's are `sim.tasks.flight.TASKS`."""
+
+
+def tasks_of(robot: str) -> tuple[str, ...]:
+    """The tasks `robot` can run."""
+    from sim.tasks import flight
+
+    if robot == "crazyflie":
+        return tuple(flight.TASKS)
+    if robot in DEFAULT_TASK:
+        return (DEFAULT_TASK[robot],)
+    raise ValueError(f"unknown robot {robot!r}; expected one of {', '.join([*DEFAULT_TASK, 'crazyflie'])}")
+
+
+def default_task(robot: str) -> str:
+    return tasks_of(robot)[0]
+
+
+def make_binding(
+    robot: str, task: str, params: Any, rate_hz: float, conditions: Mapping[str, Any], damping: float
+) -> Binding:
+    """The binding of `task` on `robot` with its parameter set `params` (loaded), at `rate_hz`, and
+    the policy's training conditions (`conditions`: the artifact's observation and env settings:
+    observe_winding, friction_compensation, action_level). `damping` is the pendulum's safe-state
+    damping, N m s/rad."""
+    if task not in tasks_of(robot):
+        raise ValueError(f"{robot} has no task {task!r}; its tasks: {', '.join(tasks_of(robot))}")
+    if robot == "crazyflie":
+        from sim.tasks import flight_binding
+
+        return flight_binding.binding(task, params, rate_hz, conditions.get("action_level", "rotors"))
+    from sim.robots import get_robot
+    from sim.tasks import swingup_binding
+
+    return swingup_binding.binding(
+        get_robot(robot),
+        params,
+        damping,
+        bool(conditions.get("friction_compensation", False)),
+        bool(conditions.get("observe_winding", False)),
+    )

@@ -1,0 +1,103 @@
+"""The flight tasks' binding for the quadrotor: state the vehicle's estimate (13,), commands rotor speeds (4,).
+
+Its safe behaviour is `FlightSupervisor`'s: from a trusted state the vehicle
+lands, the classical baseline tracking a reference that descends at
+`FlightLimits.land_rate`; blind, flipped, out of control or outside the
+geofence its motors go off, latched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sim.robots.quadrotor import ROTORS, QuadrotorParams
+from sim.tasks import flight
+from sim.tasks.binding import Binding
+from sim.tasks.flight_safety import LAND, OFF, FlightLimits, FlightSupervisor, outside
+
+
+class SafeFlight:
+    """`command(values | None, elapsed_s)`: the rotor speeds (4,) of the safe state, `elapsed_s`
+    seconds after it began. A safe state that begins again (the loop's e-stop was reset and tripped
+    anew) lands again from where the vehicle is, unless the motors went off."""
+
+    def __init__(self, params: QuadrotorParams, rate_hz: float, limits: FlightLimits):
+        from policies.geometric import GeometricController  # the classical baseline lands
+
+        self.limits = limits
+        self.lander = GeometricController(params, rate_hz)
+        self.supervisor = FlightSupervisor(limits)
+        self._elapsed = float("inf")
+
+    def command(self, values: np.ndarray | None, elapsed_s: float) -> np.ndarray:
+        if elapsed_s < self._elapsed and self.supervisor.mode != OFF:  # a safe state begins
+            self.supervisor = FlightSupervisor(self.limits)
+            self.lander.reset()
+            if values is not None and np.isfinite(values).all():
+                self.supervisor.land(elapsed_s, values[:3], "safe state")
+        self._elapsed = elapsed_s
+        # The loop judged the state fresh (or passed None): no state or command age to check here.
+        if self.supervisor.update(elapsed_s, values, elapsed_s, elapsed_s) != LAND:
+            return np.zeros(ROTORS)
+        reference = self.supervisor.landing_reference(elapsed_s)
+        action = self.lander.act(flight.observation(values, reference, np.zeros((0, ROTORS))))
+        return (action + 1.0) / 2.0
+
+
+def binding(
+    task_name: str,
+    params: QuadrotorParams,
+    rate_hz: float,
+    action_level: str = "rotors",
+    limits: FlightLimits | None = None,
+) -> Binding:
+    """The flight task `task_name` (`sim.tasks.flight.TASKS`) for a policy acting at `action_level`
+    at `rate_hz`, with the vehicle's parameter set `params` (the rate controller's and the
+    landing's model). Time runs from the loop's first tick, as the reference does from reset."""
+    task = flight.get_task(task_name)
+    if action_level not in flight.ACTION_LEVELS:
+        raise ValueError(f"unknown action level {action_level!r}; expected one of {', '.join(flight.ACTION_LEVELS)}")
+    limits = limits or FlightLimits()
+    safe = SafeFlight(params, rate_hz, limits)
+
+    def errors(T: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, str | None]:
+        references = [task.reference(t) for t in T]
+        failed = next((f for x, r in zip(X, references, strict=True) if (f := flight.failure(x, r))), None)
+        return np.array([np.linalg.norm(x[:3] - r[0]) for x, r in zip(X, references, strict=True)]), failed
+
+    def metrics(T: np.ndarray, X: np.ndarray, U: np.ndarray) -> dict[str, float]:
+        # The run is the episode: it succeeds if it never failed, however long it lasted.
+        _, failed = errors(T, X)
+        run = dataclasses.replace(task, duration_s=float(T[-1]) if len(T) else 0.0)
+        return flight.metrics(run, T, X[:, :3], failed)
+
+    def held(T: np.ndarray, X: np.ndarray, U: np.ndarray) -> tuple[bool, str]:
+        error, failed = errors(T, X)
+        settled = error[T >= task.settle_s]
+        worst = f", max error {100 * settled.max():.1f} cm after {task.settle_s:g} s" if len(settled) else ""
+        if failed:
+            return False, f"{task.name} lost: {failed}"
+        return True, f"{task.name} held for {T[-1]:.2f} s{worst}"
+
+    return Binding(
+        task=task.name,
+        observe=lambda values, past, t: flight.observation(values, task.reference(t), past),
+        to_command=lambda action, values: flight.rotor_command(action_level, action, values, params),
+        envelope=lambda values: outside(limits, values),
+        safe_command=safe.command,
+        action_size=ROTORS,
+        initial_action=flight.hover_action(action_level, params),
+        metrics=metrics,
+        held=held,
+        describe=describe,
+    )
+
+
+def describe(m: dict[str, float]) -> str:
+    """`position RMSE 0.23 cm, max 0.50 cm, success yes` of flight metrics."""
+    return (
+        f"position RMSE {m['rmse_cm']:.2f} cm, max {m['max_error_cm']:.2f} cm, "
+        f"success {'yes' if m['success'] else 'no'}"
+    )
