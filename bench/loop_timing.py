@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.apps.log import RunLog
+from hardware.backends.sim_device import SimDevice
 from hardware.clock import FakeClock, MonotonicClock
 from hardware.device import Command, Device, State
-from hardware.log import RunLog
 from hardware.loop import ControlLoop
 from hardware.safety import SafetyConfig
-from hardware.sim_device import SimDevice
 from policies import make_controller
 from sim.robots import get_robot
 from sim.simulated import PendulumSim

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.backends.serial_device import SerialDevice
 from hardware.clock import MonotonicClock
 from hardware.device import Command
-from hardware.emulator import EmulatorProcess
+from hardware.emulators.process import EmulatorProcess
 from hardware.loop import ControlLoop
-from hardware.serial_device import SerialDevice
 from policies.baselines import PendubotEnergyLQR
 from sim.robots import get_robot
 from sim.tasks import swingup_binding

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.log import read_log
+from hardware.apps.log import read_log
 from sim.imperfections import Imperfections
 from sim.plant import PHYSICS_DT, Plant
 from sim.robots import Robot

@@ -463,7 +463,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _deploy_options(args: argparse.Namespace, robot: str, policy):
-    from hardware.deploy import DeployOptions
+    from hardware.apps.deploy import DeployOptions
     from hardware.safety import SafetyConfig
 
     meta = getattr(policy, "meta", None)
@@ -534,7 +534,7 @@ def _loop_lines(result: dict[str, Any]) -> list[str]:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from hardware.deploy import deploy
+    from hardware.apps.deploy import deploy
     from policies import make_controller
 
     robot = _controller_robot(args, args.policy)
@@ -545,7 +545,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     summary = {"robot": robot, "policy": args.policy, "device": args.device, "mode": options.mode}
     lines = _loop_lines(result)
     if args.plot and len(records) > 1:
-        from hardware.deploy import trajectory_of
+        from hardware.apps.deploy import trajectory_of
 
         if robot not in ROBOTS:
             raise ValueError(f"--plot draws joints: the {robot}'s flight is in its --log (Foxglove's 3D panel)")
@@ -563,7 +563,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def _fault_plan(args: argparse.Namespace):
     import dataclasses
 
-    from hardware.emulator import FaultPlan
+    from hardware.emulators.faults import FaultPlan
 
     plan = FaultPlan.from_yaml(args.faults) if args.faults else FaultPlan()
     flags = {k: getattr(args, k) for k in ("latency_ms", "jitter_ms", "drop", "corrupt", "bitflip")}
@@ -576,7 +576,7 @@ def _fault_plan(args: argparse.Namespace):
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    from hardware.emulator import Emulator
+    from hardware.emulators.serial_emulator import Emulator
 
     common = {
         "params": args.params,
@@ -586,7 +586,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         "keep_state": args.keep_state,
     }
     if args.transport == "ros2":
-        from hardware.ros2_emulator import Ros2Emulator
+        from hardware.emulators.ros2_emulator import Ros2Emulator
 
         if args.faults or args.link or args.replug:
             raise ValueError("--faults, --link and --replug are for the serial transport")
@@ -606,7 +606,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
-    from hardware.hil import run_hil
+    from hardware.apps.hil import run_hil
     from policies import make_controller
 
     if args.device == "serial" and not args.emulate:
@@ -626,7 +626,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
 
 
 def cmd_log_info(args: argparse.Namespace) -> int:
-    from hardware.log import summarise_log
+    from hardware.apps.log import summarise_log
 
     info = summarise_log(args.file)
     if not info["topics"] and info["damage"]:
@@ -646,7 +646,7 @@ def cmd_log_info(args: argparse.Namespace) -> int:
 
 
 def cmd_log_plot(args: argparse.Namespace) -> int:
-    from hardware.log import ERROR, read_log
+    from hardware.apps.log import ERROR, read_log
 
     contents = read_log(args.file)
     if not contents.messages and contents.damage:
@@ -671,7 +671,7 @@ def cmd_log_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_log_export(args: argparse.Namespace) -> int:
-    from hardware.log import read_log
+    from hardware.apps.log import read_log
     from sim.tasks.realaigym import Trajectory, write_trajectory_csv
 
     out = args.out or args.file.with_suffix(".csv")

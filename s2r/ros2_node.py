@@ -2,7 +2,7 @@
 
 Reads the node's parameters the way every ROS 2 node gets them
 (`--ros-args -p name:=value` and `--params-file FILE`), builds the policy and
-the deploy options, and spins `hardware.ros2_node.DeployNode` until SIGINT or
+the deploy options, and spins `hardware.apps.ros2_node.DeployNode` until SIGINT or
 SIGTERM. Parameters: robot, policy, device (sim, serial, ros2), port
 (serial), rate (Hz, 0: the policy's), duration (s, 0: until disarmed), log
 (MCAP path, empty: none), params (parameter set), max_slew (units/s, 0: the robot's
@@ -81,7 +81,7 @@ def _set(params: dict[str, Any], name: str, value: Any, source: str) -> None:
 
 def deploy_options(params: dict[str, Any], policy):
     """The DeployOptions the parameters describe, for `policy` (its rate and action history)."""
-    from hardware.deploy import DeployOptions
+    from hardware.apps.deploy import DeployOptions
     from hardware.safety import SafetyConfig
 
     device = params["device"]
@@ -106,8 +106,8 @@ def deploy_options(params: dict[str, Any], policy):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hardware.ros2_node import DeployNode
-    from hardware.ros2_transport import RclpyTransport, make_transport
+    from hardware.apps.ros2_node import DeployNode
+    from hardware.links.ros2_transport import RclpyTransport, make_transport
     from policies import make_controller
 
     logging.basicConfig(level=logging.INFO, format=f"[{NODE_NAME}] %(levelname)s %(name)s: %(message)s")

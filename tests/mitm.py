@@ -19,8 +19,8 @@ import tty
 
 import numpy as np
 
-from hardware import protocol
-from hardware.protocol import Frame, Type
+from hardware.links import protocol
+from hardware.links.protocol import Frame, Type
 
 ATTACKS = (
     "none",

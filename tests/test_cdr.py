@@ -6,7 +6,7 @@ import pytest
 rosbags = pytest.importorskip("rosbags", reason="rosbags is the reference serialiser (dev extra)")
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
-from hardware import cdr  # noqa: E402
+from hardware.links import cdr  # noqa: E402
 
 STORE = get_typestore(Stores.ROS2_HUMBLE)
 T = STORE.types

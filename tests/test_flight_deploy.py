@@ -6,12 +6,12 @@ import math
 import numpy as np
 import pytest
 
+from hardware.apps.deploy import DeployOptions, binding_of, deploy
+from hardware.apps.log import read_log
+from hardware.backends.sim_device import SimDevice
 from hardware.clock import FakeClock
-from hardware.deploy import DeployOptions, binding_of, deploy
-from hardware.log import read_log
 from hardware.loop import ControlLoop
 from hardware.safety import Fault, SafetyConfig, max_steps
-from hardware.sim_device import SimDevice
 from policies.geometric import GeometricController
 from sim.robots import quadrotor
 from sim.simulated import QuadrotorSim
@@ -115,7 +115,7 @@ def test_deploy_refuses_a_task_the_robot_does_not_have_and_links_it_is_not_on_ye
         DeployOptions("crazyflie", 100.0, task="swingup")
     with pytest.raises(ValueError, match="the pendubot has no task 'hover'"):
         DeployOptions("pendubot", 100.0, task="hover")
-    from hardware.deploy import make_device
+    from hardware.apps.deploy import make_device
 
     with pytest.raises(ValueError, match="serial protocol carries joints"):
         make_device(DeployOptions("crazyflie", 100.0, device="serial:/dev/ttyACM0"))

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hardware import cdr, protocol
-from hardware import ros2_msgs as m
+from hardware.apps.log import RunLog, read_log
+from hardware.backends.serial_device import SerialDevice
 from hardware.device import DeviceError
-from hardware.log import RunLog, read_log
-from hardware.protocol import Type
-from hardware.serial_device import SerialDevice
+from hardware.links import cdr, protocol
+from hardware.links import ros2_msgs as m
+from hardware.links.protocol import Type
 from sim.robots import get_robot
 from sim.tasks.realaigym import TrajectoryError, load_trajectory_csv
 

@@ -15,8 +15,8 @@ import pytest
 from mcap.stream_reader import StreamReader
 from rosbags.typesys import Stores, get_typestore
 
+from hardware.apps.log import RunLog, read_log
 from hardware.device import State
-from hardware.log import RunLog, read_log
 from hardware.loop import TickRecord
 from hardware.safety import Fault
 from s2r.cli import main
@@ -111,7 +111,7 @@ WRITER = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, {tests!r})
     from test_log import PENDUBOT_SPEC, record
-    from hardware.log import RunLog
+    from hardware.apps.log import RunLog
     log = RunLog({path!r}, PENDUBOT_SPEC, {{"run": {{"robot": "pendubot"}}}})
     k = 0
     while True:

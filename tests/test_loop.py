@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
+from hardware.backends.sim_device import SimDevice
 from hardware.clock import FakeClock
 from hardware.device import Command, Device, DeviceError, Lifecycle, LifecycleError, SpecMismatchError, State
 from hardware.loop import ControlLoop
 from hardware.safety import EStop, Fault, SafetyConfig
-from hardware.sim_device import SimDevice
 from sim.env import SwingUpEnv
 from sim.robots import get_robot
 from sim.robots.spec import Channel
@@ -493,7 +493,7 @@ def test_deploy_collects_garbage_before_it_arms_the_device():
     between arming and the first command it would trip a firmware's 100 ms host timeout."""
     import gc
 
-    from hardware.deploy import DeployOptions, deploy
+    from hardware.apps.deploy import DeployOptions, deploy
     from policies.baselines import PendubotEnergyLQR
 
     class Recording(SimDevice):

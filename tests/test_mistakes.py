@@ -55,8 +55,8 @@ def _recording(tmp_path, scale):
 
 def _busy_port(tmp_path):
     """A port another program holds: the emulator's, with a host already on it."""
-    from hardware.emulator import Emulator
-    from hardware.serial_device import SerialDevice
+    from hardware.backends.serial_device import SerialDevice
+    from hardware.emulators.serial_emulator import Emulator
 
     emulator = Emulator("pendubot", params="model_1.1", imperfections=False)
     port = emulator.open()

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware import protocol
-from hardware.protocol import Capabilities, ChannelInfo, FaultCode, FrameDecoder, StateMessage, Type, encode_frame
+from hardware.links import protocol
+from hardware.links.protocol import Capabilities, ChannelInfo, FaultCode, FrameDecoder, StateMessage, Type, encode_frame
 
 CAPS = Capabilities(
     "pendubot",

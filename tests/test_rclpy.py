@@ -28,8 +28,8 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Empty, Float64MultiArray, MultiArrayDimension  # noqa: E402
 
-from hardware import ros2_msgs as m  # noqa: E402
-from hardware.dds import DdsTransport  # noqa: E402
+from hardware.links import ros2_msgs as m  # noqa: E402
+from hardware.links.dds import DdsTransport  # noqa: E402
 from sim.robots import get_robot  # noqa: E402
 
 DEFAULT_QOS = 10  # rclpy's default profile: reliable, volatile, keep last 10
@@ -163,7 +163,7 @@ def test_every_message_crosses_from_an_rclpy_publisher_to_s2r_with_either_qos():
 
 
 def test_a_default_qos_rclpy_node_reads_the_emulators_joint_states_and_moves_it():
-    from hardware.ros2_emulator import Ros2Emulator
+    from hardware.emulators.ros2_emulator import Ros2Emulator
 
     emulator = Ros2Emulator("pendubot", "model_1.1", False, domain_id=152, loopback=True, backend="cyclonedds")
     emulator.open()
@@ -195,9 +195,10 @@ class PlainRobot:
     at 500 Hz; zero effort when commands stop for 0.1 s. `start="up"`: balanced upright."""
 
     def __init__(self, node, start: str = "up"):
-        from hardware.emulator import plant_env
+        from sim.simulated import PendulumSim
 
-        self.env = plant_env("pendubot", "model_1.1", False, 0, start)
+        self.robot = PendulumSim("pendubot", start=start, params="model_1.1", imperfections=False)
+        self.robot.start(0)
         self.node, self.command, self.commanded_at, self.commands = node, np.zeros(2), 0.0, 0
         self.states = node.create_publisher(JointState, "/joint_states", DEFAULT_QOS)
         node.create_subscription(Float64MultiArray, "/effort_controller/commands", self._on_command, DEFAULT_QOS)
@@ -213,8 +214,8 @@ class PlainRobot:
         next_step = time.monotonic()
         while not self.stop.is_set():
             fresh = time.monotonic() - self.commanded_at < 0.1 and self.command.shape == (2,)
-            self.env.plant.step(self.command if fresh else np.zeros(2), 1, self.env.np_random)
-            x = self.env.plant.measure()
+            self.robot.advance(self.command if fresh else np.zeros(2), 1)
+            x = self.robot.measure()
             message = JointState(name=list(ROBOT.joints), position=x[:2].tolist(), velocity=x[2:].tolist())
             message.effort = self.command.tolist() if fresh else [0.0, 0.0]
             message.header.stamp = _stamp(self.node)
@@ -257,7 +258,7 @@ def test_s2r_deploy_holds_a_plain_rclpy_robot_up_with_either_backend(backend, tm
 @pytest.mark.hil
 def test_s2r_deploy_on_rclpy_holds_the_emulator_up():
     """The other way round: s2r's rclpy backend (Fast DDS) against the emulator on Cyclone DDS."""
-    from hardware.emulator import EmulatorProcess
+    from hardware.emulators.process import EmulatorProcess
 
     emulator = EmulatorProcess(
         transport="ros2", robot="pendubot", params="model_1.1", imperfections=False, start="up", domain_id=158,
@@ -330,7 +331,7 @@ def test_the_deploy_node_under_rclpy_is_armed_estopped_and_reset_by_plain_rclpy(
 
 
 def test_malformed_joint_states_from_rclpy_are_counted_and_rejected():
-    from hardware.ros2_device import Ros2Device
+    from hardware.backends.ros2_device import Ros2Device
 
     joints = list(ROBOT.joints)
     device = Ros2Device(joints, joints, domain_id=156, loopback=True, backend="cyclonedds", timeout_s=10.0)
@@ -387,7 +388,7 @@ def test_malformed_joint_states_from_rclpy_are_counted_and_rejected():
 
 
 def test_the_rclpy_transport_and_the_cyclone_dds_one_exchange_joint_states_and_commands():
-    from hardware.ros2_transport import RclpyTransport
+    from hardware.links.ros2_transport import RclpyTransport
 
     ros = RclpyTransport(domain_id=157)
     cyclone = DdsTransport(157, loopback=True)

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 from mitm import Attack, Relay
 
-from hardware import cdr
-from hardware import ros2_msgs as m
-from hardware.deploy import DeployOptions, deploy
+from hardware.apps.deploy import DeployOptions, deploy
+from hardware.apps.log import read_log
+from hardware.backends.serial_device import SerialDevice
 from hardware.device import DeviceError, SpecMismatchError
-from hardware.emulator import EmulatorProcess
-from hardware.log import read_log
+from hardware.emulators.process import EmulatorProcess
+from hardware.links import cdr
+from hardware.links import ros2_msgs as m
 from hardware.safety import SafetyConfig, blind_torque_ticks
-from hardware.serial_device import SerialDevice
 from policies.baselines import PendubotEnergyLQR
 from s2r.cli import main
 from sim.robots import get_robot
@@ -186,7 +186,7 @@ def _bad_joint_state(kind: str) -> m.JointState:
 
 
 def _attack_joint_states(domain_id: int, kind: str, ready, stop, sent) -> None:
-    from hardware.dds import DdsTransport
+    from hardware.links.dds import DdsTransport
 
     writer = DdsTransport(domain_id, loopback=True).publisher("/joint_states", m.JointState, reliable=False)
     ready.set()
@@ -197,7 +197,7 @@ def _attack_joint_states(domain_id: int, kind: str, ready, stop, sent) -> None:
 
 
 def _listen(domain_id: int, topic: str, seen: list, stop: threading.Event) -> None:
-    from hardware.dds import DdsTransport
+    from hardware.links.dds import DdsTransport
 
     reader = DdsTransport(domain_id, loopback=True).subscriber(topic, m.Float64MultiArray, reliable=True, depth=100)
     while not stop.is_set():
@@ -286,9 +286,9 @@ def test_a_ros2_robot_killed_mid_swing_gets_no_torque_from_its_last_reading(tmp_
 def test_a_device_in_fault_still_publishes_its_safe_state(tmp_path, red_team):
     """A read that fails (here: the transport itself raises) puts the device in FAULT; deactivate
     must still publish zeros, or the last command stays on the topic."""
-    from hardware.dds import DdsTransport
+    from hardware.backends.ros2_device import Ros2Device
     from hardware.device import Command, Lifecycle
-    from hardware.ros2_device import Ros2Device
+    from hardware.links.dds import DdsTransport
 
     domain_id = 89
     robot = DdsTransport(domain_id, loopback=True)

@@ -90,7 +90,7 @@ def _red(path) -> int:
 def test_deploy_and_log_plot_write_the_run_with_its_faults_marked(tmp_path, capsys):
     from test_log import PENDUBOT_SPEC, record
 
-    from hardware.log import RunLog
+    from hardware.apps.log import RunLog
     from hardware.safety import Fault
 
     deployed, log, faulty = tmp_path / "deploy.png", tmp_path / "run.mcap", tmp_path / "faulty.png"

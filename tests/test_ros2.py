@@ -11,8 +11,8 @@ import pytest
 from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
 from cyclonedds.qos import Policy
 
-from hardware import ros2_msgs as m
-from hardware.dds import DdsTransport, dds_topic
+from hardware.links import ros2_msgs as m
+from hardware.links.dds import DdsTransport, dds_topic
 from sim.robots import get_robot
 
 rosbags = pytest.importorskip("rosbags.typesys", reason="rosbags is the reference serialiser (dev extra)")
@@ -127,7 +127,7 @@ def test_other_domains_see_nothing():
 
 
 def _options(domain_id: int, duration: float, stale_timeout_s: float = 0.05):
-    from hardware.deploy import DeployOptions
+    from hardware.apps.deploy import DeployOptions
     from hardware.safety import SafetyConfig
 
     # 25 missed deadlines rather than 5: what is under test is the transport, not how long
@@ -146,7 +146,7 @@ def _options(domain_id: int, duration: float, stale_timeout_s: float = 0.05):
 
 
 def _emulator(domain_id: int):
-    from hardware.emulator import EmulatorProcess
+    from hardware.emulators.process import EmulatorProcess
 
     return EmulatorProcess(
         transport="ros2",
@@ -161,7 +161,7 @@ def _emulator(domain_id: int):
 
 @pytest.mark.hil
 def test_deploy_over_ros2_keeps_the_pendubot_up_for_10_s_at_250_hz():
-    from hardware.deploy import deploy
+    from hardware.apps.deploy import deploy
     from policies.baselines import PendubotEnergyLQR
 
     with _emulator(74) as emulator:
@@ -182,7 +182,7 @@ def test_deploy_over_ros2_keeps_the_pendubot_up_for_10_s_at_250_hz():
 def test_a_publisher_that_stops_trips_the_watchdog_into_the_safe_state():
     import threading
 
-    from hardware.deploy import deploy
+    from hardware.apps.deploy import deploy
     from policies.baselines import PendubotEnergyLQR
 
     with _emulator(75) as emulator:
@@ -197,8 +197,8 @@ def test_a_publisher_that_stops_trips_the_watchdog_into_the_safe_state():
 def test_back_to_back_runs_against_one_ros2_emulator_start_alike():
     """A new commander on the command topic starts a session: the plant restarts, so a second deploy
     starts where the first did, not past the stop where the first left it."""
-    from hardware.deploy import deploy
-    from hardware.emulator import EmulatorProcess
+    from hardware.apps.deploy import deploy
+    from hardware.emulators.process import EmulatorProcess
     from policies.baselines import PendubotEnergyLQR
 
     firsts, lasts = [], []
@@ -229,8 +229,8 @@ def _publish(domain_id: int, message, topic="/joint_states", count=40, ready=Non
 def test_joint_states_of_the_wrong_shape_are_rejected_with_a_clear_error():
     import threading
 
+    from hardware.backends.ros2_device import Ros2Device
     from hardware.device import DeviceError
-    from hardware.ros2_device import Ros2Device
 
     now = m.Header(m.Time.from_ns(time.time_ns()), "")
     bad = m.JointState(now, ["shoulder"], [0.1], [0.0], [0.0])  # the elbow is missing
@@ -245,8 +245,8 @@ def test_joint_states_of_the_wrong_shape_are_rejected_with_a_clear_error():
 
 
 def test_a_message_of_the_wrong_type_on_the_topic_is_named():
+    from hardware.backends.ros2_device import Ros2Device
     from hardware.device import DeviceError
-    from hardware.ros2_device import Ros2Device
 
     # Another node (its own process: one process holds one type per topic) publishes the wrong type.
     wrong = m.Float64MultiArray.vector([0.1, 0.2], "oops")
@@ -276,8 +276,8 @@ def _deploy_node(policy, domain_id: int):
     message holds `text`."""
     import threading
 
-    from hardware.deploy import DeployOptions
-    from hardware.ros2_node import DeployNode
+    from hardware.apps.deploy import DeployOptions
+    from hardware.apps.ros2_node import DeployNode
 
     options = DeployOptions("pendubot", 500.0, duration_s=None, params="model_1.1", action_history=0)
     node = DeployNode(policy, options, DdsTransport(domain_id, loopback=True))
@@ -360,7 +360,7 @@ def test_a_run_that_faulted_latches_until_reset():
 def test_the_backend_is_rclpy_where_ros2_is_installed_and_cyclone_dds_elsewhere(monkeypatch):
     from importlib.util import find_spec
 
-    from hardware.ros2_transport import choose_backend
+    from hardware.links.ros2_transport import choose_backend
 
     has_rclpy = find_spec("rclpy") is not None
     monkeypatch.delenv("S2R_ROS2_BACKEND", raising=False)

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import serial
 
-from hardware import protocol
-from hardware.deploy import DeployOptions
+from hardware.apps.deploy import DeployOptions
+from hardware.apps.hil import detection_bound, run_hil
+from hardware.apps.log import read_log, summarise_log
+from hardware.backends.serial_device import SerialDevice
 from hardware.device import Command, DeviceError, Lifecycle, SpecMismatchError
-from hardware.emulator import Emulator, FaultPlan
-from hardware.hil import detection_bound, run_hil
-from hardware.log import read_log, summarise_log
-from hardware.protocol import FaultCode, Type
+from hardware.emulators.faults import FaultPlan
+from hardware.emulators.serial_emulator import Emulator
+from hardware.links import protocol
+from hardware.links.protocol import FaultCode, Type
 from hardware.safety import SafetyConfig
-from hardware.serial_device import SerialDevice
 from policies.baselines import PendubotEnergyLQR
 from sim.config import ConfigError
 from sim.robots import get_robot
@@ -285,8 +286,8 @@ def test_hil_catches_a_frozen_sensor_and_a_brownout_within_the_stated_ticks(tmp_
 
 
 def test_the_verdict_credits_a_fault_caught_by_the_tick_running_at_the_injection():
+    from hardware.apps.hil import judge
     from hardware.device import State
-    from hardware.hil import judge
     from hardware.loop import TickRecord
     from hardware.safety import Fault
 
@@ -317,8 +318,8 @@ def test_the_verdict_credits_a_fault_caught_by_the_tick_running_at_the_injection
 def test_back_to_back_runs_against_one_emulator_start_alike_unless_it_keeps_its_state(keep_state):
     """A second deploy against a running emulator starts where the first did (a new session restarts
     the plant), or, with keep_state, where the first left it."""
-    from hardware.deploy import deploy
-    from hardware.emulator import EmulatorProcess
+    from hardware.apps.deploy import deploy
+    from hardware.emulators.process import EmulatorProcess
 
     options = DeployOptions("pendubot", 250.0, duration_s=1.5, device="serial", params="model_1.1", action_history=0)
     firsts, lasts = [], []

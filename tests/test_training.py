@@ -365,7 +365,7 @@ def copy_artifact(trained, tmp_path):
 
 @pytest.mark.parametrize("compensate", [False, True])
 def test_an_artifact_trained_with_friction_compensation_is_deployed_with_it(trained, tmp_path, compensate):
-    from hardware.log import read_log
+    from hardware.apps.log import read_log
     from s2r.cli import main
 
     meta = copy_artifact(trained, tmp_path)

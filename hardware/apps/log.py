@@ -40,7 +40,8 @@ from mcap.well_known import MessageEncoding, Profile, SchemaEncoding
 from mcap.writer import Writer
 from mcap_ros2.decoder import DecoderFactory
 
-from hardware import cdr, mcap_records
+from hardware.apps import mcap_records
+from hardware.links import cdr
 from sim.robots.spec import RobotSpec
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ import cyclonedds.idl as idl
 import cyclonedds.idl.annotations as annotate
 import cyclonedds.idl.types as types
 
-from hardware import cdr
+from hardware.links import cdr
 
 
 @dataclass
@@ -57,7 +57,7 @@ class JointState(idl.IdlStruct, typename="sensor_msgs::msg::dds_::JointState_"):
     ros_type = "sensor_msgs/msg/JointState"
     type_hash = "RIHS01_a13ee3a330e346c9d87b5aa18d24e11690752bd33a0350f11c5882bc9179260e"
 
-    # The loop's hot path: the hand-written CDR codec (hardware.cdr) is several times faster than
+    # The loop's hot path: the hand-written CDR codec (hardware.links.cdr) is several times faster than
     # the generic one, byte for byte the same.
     def serialize(self, *args, **kwargs) -> bytes:
         if args or kwargs or self.header.frame_id:

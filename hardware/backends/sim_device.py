@@ -4,9 +4,10 @@ Two modes:
 - lockstep: each write() holds the command for exactly one control period of
   physics; read() returns the measurement at the current simulated time. With
   the same seed it reproduces the env's episode step for step.
-- realtime: the plant runs at its physics rate in its own thread, paced by
-  the wall clock; write() sets the command it holds, read() returns the latest
-  measurement, so the loop meets real latency and jitter.
+- realtime: the plant runs at its physics rate in its own thread, served by
+  `sim.simulated.PlantServer` as the emulators serve theirs; write() sets the
+  command it holds, read() returns the latest measurement, so the loop meets
+  real latency and jitter.
 
 States and commands are in the robot spec's channel order (`sim.simulated`).
 """
@@ -19,7 +20,7 @@ import time
 import numpy as np
 
 from hardware.device import Command, Device, DeviceError, State
-from sim.simulated import PendulumSim, QuadrotorSim
+from sim.simulated import PlantServer, SimulatedRobot
 
 MODES = ("lockstep", "realtime")
 
@@ -27,13 +28,13 @@ MODES = ("lockstep", "realtime")
 class SimDevice(Device):
     """A simulated robot, started at `seed` as its task's episodes start."""
 
-    def __init__(self, plant: PendulumSim | QuadrotorSim, mode: str = "lockstep", seed: int = 0):
+    def __init__(self, plant: SimulatedRobot, mode: str = "lockstep", seed: int = 0):
         if mode not in MODES:
             raise ValueError(f"unknown SimDevice mode {mode!r}; expected one of {', '.join(MODES)}")
         super().__init__(plant.spec)
         self.plant = plant
         self.mode = mode
-        self.seed = seed
+        self.server = PlantServer(plant, seed)
         self._idle = np.zeros(len(plant.spec.command))
         self._lock = threading.Lock()
         self._command = self._idle.copy()
@@ -43,7 +44,7 @@ class SimDevice(Device):
         self._failure: BaseException | None = None
 
     def _on_activate(self) -> None:
-        self.plant.start(self.seed)
+        self.server.restart()
         self._command = self._idle.copy()
         self._publish()
         if self.mode == "realtime":
@@ -71,21 +72,19 @@ class SimDevice(Device):
         self._latest = State(stamp, self.plant.steps, self.plant.measure())
 
     def _run_physics(self) -> None:
-        period = int(self.plant.physics_dt * 1e9)
-        deadline = time.monotonic_ns()
+        server = self.server
+        server.next_step_ns = 0  # anchor the pace now
         try:
             while self._running.is_set():
+                now = time.monotonic_ns()
+                if not server.due(now):
+                    time.sleep((server.next_step_ns - now) / 1e9)
+                    continue
                 with self._lock:
                     command = self._command.copy()
-                self.plant.advance(command, 1)
+                server.step(command)
                 with self._lock:
                     self._publish()
-                deadline += period
-                remaining = deadline - time.monotonic_ns()
-                if remaining > 0:
-                    time.sleep(remaining / 1e9)
-                else:
-                    deadline = time.monotonic_ns()  # overran: re-anchor rather than race to catch up
         except Exception as exc:  # surfaced to the loop by the next read()
             self._failure = exc
 

@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from hardware import ros2_msgs as msgs
-from hardware.emulator import plant_env, restart
-from hardware.ros2_transport import make_transport
-from sim.plant import PHYSICS_DT
+from hardware.links import ros2_msgs as msgs
+from hardware.links.ros2_transport import make_transport
+from sim.simulated import PendulumSim, PlantServer
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +46,13 @@ class Ros2Emulator:
         command_timeout_s: float = 0.1,
         keep_state: bool = False,
     ):
-        self.env = plant_env(robot, params, imperfections, seed, start)
-        self.seed, self.start, self.keep_state = seed, start, keep_state
+        robot_sim = PendulumSim(robot, start=start, params=params, imperfections=imperfections)
+        self.server = PlantServer(robot_sim, seed)
+        self.keep_state = keep_state
         self.commanders = 0
-        self.plant, self.rng = self.env.plant, self.env.np_random
-        self.joints = list(self.env.robot.joints)
-        limits = self.env.robot.command_limits(self.env.nominal_params)
-        self.low, self.high = -limits, limits
+        self.joints = list(robot_sim.env.robot.joints)
+        self.low = np.array([c.low for c in robot_sim.spec.command])
+        self.high = np.array([c.high for c in robot_sim.spec.command])
         self.domain_id, self.loopback, self.backend = domain_id, loopback, backend
         self.state_topic, self.command_topic = state_topic, command_topic
         self.command_timeout_ns = int(command_timeout_s * 1e9)
@@ -82,8 +81,9 @@ class Ros2Emulator:
         self.transport = self.writer = self.reader = None
 
     def run(self, duration_s: float | None = None, should_stop=lambda: False) -> dict[str, Any]:
-        period = int(PHYSICS_DT * 1e9)
-        next_step = start = time.monotonic_ns()
+        server = self.server
+        start = time.monotonic_ns()
+        server.due(start)  # anchors the pace
         end = None if duration_s is None else start + int(duration_s * 1e9)
         steps = 0
         while end is None or time.monotonic_ns() < end:
@@ -91,17 +91,13 @@ class Ros2Emulator:
             if steps % 16 == 0 and should_stop():
                 break
             now = time.monotonic_ns()
-            if next_step > now:
-                time.sleep((next_step - now) / 1e9)
-            now = time.monotonic_ns()
+            if not server.due(now):
+                time.sleep((server.next_step_ns - now) / 1e9)
+                now = time.monotonic_ns()
             self._new_session()
             self._take_commands(now)
             fresh = now - self.last_command_ns <= self.command_timeout_ns
-            self.plant.step(self.command if fresh else np.zeros(len(self.joints)), 1, self.rng)
-            self._publish()
-            next_step += period
-            if now > next_step + 10 * period:  # far behind (the machine stalled): re-anchor
-                next_step = now + period
+            self._publish(server.step(self.command if fresh else np.zeros(len(self.joints))))
         return self.report
 
     def _new_session(self) -> None:
@@ -109,8 +105,7 @@ class Ros2Emulator:
         if commanders > self.commanders:
             self.report["sessions"] += 1
             if not self.keep_state:
-                restart(self.env, self.seed, self.start)
-                self.plant, self.rng = self.env.plant, self.env.np_random
+                self.server.restart()
             self.command, self.last_command_ns = np.zeros(len(self.joints)), 0
         self.commanders = commanders
 
@@ -132,9 +127,8 @@ class Ros2Emulator:
             self.report["commands_received"] += 1
             self.command, self.last_command_ns = values, now
 
-    def _publish(self) -> None:
+    def _publish(self, x: np.ndarray) -> None:
         n = len(self.joints)
-        x = self.plant.measure()
         header = msgs.Header(msgs.Time.from_ns(time.time_ns()), "")
         effort = self.command.tolist()
         self.writer.write(msgs.JointState(header, self.joints, x[:n].tolist(), x[n:].tolist(), effort))

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from hardware.apps.log import RunLog
+from hardware.backends.serial_device import SerialDevice
+from hardware.backends.sim_device import SimDevice
 from hardware.clock import FakeClock, MonotonicClock
 from hardware.device import Device
-from hardware.log import RunLog
 from hardware.loop import ControlLoop, Policy, TickRecord, apply_realtime_settings, probe_policy
 from hardware.safety import SafetyConfig
-from hardware.serial_device import SerialDevice
-from hardware.sim_device import SimDevice
 from sim import simulated
 from sim.robots import ROBOTS, default_params, get_robot, load_robot_params, robot_names, robot_spec
 from sim.tasks.binding import Binding, default_task, make_binding, tasks_of
@@ -110,7 +110,7 @@ def make_device(options: DeployOptions) -> Device:
     if options.device == "ros2":
         if options.robot not in ROBOTS:
             raise ValueError(f"the ros2 device speaks JointState: the {options.robot} is not on it yet")
-        from hardware.ros2_device import Ros2Device  # DDS only when asked for
+        from hardware.backends.ros2_device import Ros2Device  # DDS only when asked for
 
         joints = list(get_robot(options.robot).joints)
         return Ros2Device(

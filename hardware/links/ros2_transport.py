@@ -1,13 +1,13 @@
-"""ROS 2 transports: rclpy where ROS 2 is installed, Cyclone DDS (hardware.dds) everywhere else.
+"""ROS 2 transports: rclpy where ROS 2 is installed, Cyclone DDS (hardware.links.dds) everywhere else.
 
-Both offer the same calls, with the messages of `hardware.ros2_msgs`:
+Both offer the same calls, with the messages of `hardware.links.ros2_msgs`:
 `publisher(topic, type, reliable, depth).write(msg)`,
 `subscriber(topic, type, reliable, depth).take(n) -> [msg]`,
 `publisher_types(topic) -> {"pkg/msg/T", ...}`, `matched(endpoint) -> int`
 (how many endpoints on the other side a publisher or subscriber is matched
 with) and `close()`. The rclpy transport moves the messages as serialized CDR
 (a publisher publishes bytes, a subscription is raw), which is byte for byte
-what `hardware.ros2_msgs` reads and writes, so there is no per-type
+what `hardware.links.ros2_msgs` reads and writes, so there is no per-type
 conversion; it goes through whatever middleware ROS 2 is configured with
 (RMW_IMPLEMENTATION).
 
@@ -52,7 +52,7 @@ def make_transport(
         if loopback:
             raise ValueError("loopback is for the cyclonedds backend; with rclpy use ROS 2's own setting")
         return RclpyTransport(domain_id, node_name, args)
-    from hardware.dds import DdsTransport
+    from hardware.links.dds import DdsTransport
 
     return DdsTransport(domain_id, loopback=loopback)
 

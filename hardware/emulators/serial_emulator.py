@@ -18,14 +18,11 @@ saw each fault.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import errno
 import logging
 import math
-import multiprocessing
 import os
 import select
-import threading
 import time
 import tty
 from pathlib import Path
@@ -33,106 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from hardware import protocol
-from hardware.protocol import FaultCode, Type
-from sim.config import ConfigError, as_float, check_keys, load_yaml
-from sim.env import SwingUpEnv
-from sim.plant import PHYSICS_DT
+from hardware.emulators.faults import FaultPlan
+from hardware.links import protocol
+from hardware.links.protocol import FaultCode, Type
+from sim.simulated import PendulumSim, PlantServer
 
 log = logging.getLogger(__name__)
-
-EVENTS = ("frozen_sensor", "brownout", "unplug")
-STARTS = ("down", "up")
-"""Where the plant starts: hanging (the swing-up task) or balanced upright."""
-TRANSPORTS = ("serial", "ros2")
-
-
-def plant_env(robot: str, params: str | Path, imperfections: bool, seed: int, start: str) -> SwingUpEnv:
-    """The env whose plant an emulator runs (endless), at its start state (`restart`)."""
-    if start not in STARTS:
-        raise ValueError(f"unknown start {start!r}; expected one of {', '.join(STARTS)}")
-    env = SwingUpEnv(robot, params=params, imperfections=imperfections, t_final=math.inf)
-    restart(env, seed, start)
-    return env
-
-
-def restart(env: SwingUpEnv, seed: int, start: str) -> None:
-    """Put an emulator's plant in its start state, the same one each time for the same seed: hanging
-    (the swing-up task) or balanced upright (to test a stabiliser on its own)."""
-    env.reset(seed=seed)
-    if start == "up":
-        x0 = np.zeros(2 * env.n)
-        x0[0] = math.pi
-        env.plant.reset(x0, env.np_random, 60.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class Event:
-    """A timed fault: `kind` at `at_s` after the device is first armed, lasting `duration_s`."""
-
-    kind: str
-    at_s: float
-    duration_s: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
-class FaultPlan:
-    """What goes wrong, and when. Probabilities are per frame."""
-
-    latency_ms: float = 0.0
-    """Added to every device -> host frame, ms."""
-    jitter_ms: float = 0.0
-    """Uniform extra delay in [0, jitter_ms] per device -> host frame, ms."""
-    drop: float = 0.0
-    """Probability that a frame is lost, each direction."""
-    corrupt: float = 0.0
-    """Probability that one byte of a device -> host frame is replaced by another."""
-    bitflip: float = 0.0
-    """Probability that one bit of a device -> host frame flips."""
-    events: tuple[Event, ...] = ()
-    seed: int = 0
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> FaultPlan:
-        return cls.from_dict(load_yaml(path), path)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str | Path = "faults") -> FaultPlan:
-        """Validate a mapping with the fields above; events as a list of {kind, at_s, duration_s}."""
-        fields = [f.name for f in dataclasses.fields(cls)]
-        check_keys(data, fields, source)
-        values: dict[str, Any] = {}
-        for key in ("latency_ms", "jitter_ms"):
-            if key in data:
-                values[key] = as_float(data[key], source, key, 0.0, 1000.0)
-        for key in ("drop", "corrupt", "bitflip"):
-            if key in data:
-                values[key] = as_float(data[key], source, key, 0.0, 1.0)
-        if "seed" in data:
-            seed = data["seed"]
-            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-                raise ConfigError(source, "seed", f"expected an integer in [0, 2^32), got {seed!r}")
-            values["seed"] = data["seed"]
-        events = data.get("events") or []
-        if not isinstance(events, list):
-            raise ConfigError(source, "events", f"expected a list, got {type(events).__name__}")
-        parsed = []
-        for i, ev in enumerate(events):
-            key = f"events[{i}]"
-            if not isinstance(ev, dict):
-                raise ConfigError(source, key, f"expected a mapping, got {ev!r}")
-            check_keys(ev, ("kind", "at_s", "duration_s"), source, key + ".")
-            if ev.get("kind") not in EVENTS:
-                raise ConfigError(source, key + ".kind", f"expected one of {', '.join(EVENTS)}, got {ev.get('kind')!r}")
-            if "at_s" not in ev:
-                raise ConfigError(source, key + ".at_s", "missing: when the event happens, s after arming")
-            at = as_float(ev["at_s"], source, key + ".at_s", 0.0)
-            duration = as_float(ev.get("duration_s", 0.0), source, key + ".duration_s", 0.0)
-            if ev["kind"] == "brownout" and duration <= 0:
-                raise ConfigError(source, key + ".duration_s", "a brown-out needs a duration > 0 (the reboot time)")
-            parsed.append(Event(ev["kind"], at, duration))
-        values["events"] = tuple(sorted(parsed, key=lambda e: e.at_s))
-        return cls(**values)
 
 
 class Emulator:
@@ -150,16 +53,15 @@ class Emulator:
         start: str = "down",
         keep_state: bool = False,
     ):
-        self.env = plant_env(robot, params, imperfections, seed, start)
-        self.seed, self.start, self.keep_state = seed, start, keep_state
+        robot_sim = PendulumSim(robot, start=start, params=params, imperfections=imperfections)
+        self.server = PlantServer(robot_sim, seed)
+        self.keep_state = keep_state
         """A new session (a HELLO, then ARM) restarts the plant unless `keep_state`: back-to-back runs
         against one emulator then start alike."""
-        self.plant = self.env.plant
-        self.rng = self.env.np_random
-        spec = self.env.robot.spec(self.env.nominal_params)
+        spec = robot_sim.spec
         self.caps = protocol.Capabilities(
             spec.name,
-            int(round(1 / PHYSICS_DT)),
+            int(round(1 / robot_sim.physics_dt)),
             tuple(protocol.ChannelInfo(c.name, c.unit, c.low, c.high) for c in spec.state),
             tuple(protocol.ChannelInfo(c.name, c.unit, c.low, c.high) for c in spec.command),
         )
@@ -230,9 +132,9 @@ class Emulator:
     # Main loop ------------------------------------------------------------------------------------
     def run(self, duration_s: float | None = None, should_stop=lambda: False) -> dict[str, Any]:
         """Serve until `duration_s` has passed or should_stop() is true; returns the report."""
-        period = int(PHYSICS_DT * 1e9)
+        server = self.server
         start = time.monotonic_ns()
-        next_step = start
+        server.due(start)  # anchors the pace
         end = None if duration_s is None else start + int(duration_s * 1e9)
         checks = 0
         while end is None or time.monotonic_ns() < end:
@@ -240,6 +142,7 @@ class Emulator:
             if checks % 16 == 0 and should_stop():
                 break
             now = time.monotonic_ns()
+            next_step = server.next_step_ns
             wake = next_step if not self.outbox else min(next_step, self.outbox[0][0])
             if wake > now and self.master is not None:
                 select.select([self.master], [], [], (wake - now) / 1e9)
@@ -249,12 +152,9 @@ class Emulator:
                 self._receive()  # also when behind: the host timeout must see every command
             now = time.monotonic_ns()
             self._flush(now)
-            if now >= next_step:
+            if server.due(now):
                 self._events(now)
                 self._physics_step(now)
-                next_step += period
-                if now > next_step + 10 * period:  # far behind (the machine stalled): re-anchor
-                    next_step = now + period
         return self.report
 
     def _physics_step(self, now: int) -> None:
@@ -264,9 +164,9 @@ class Emulator:
             self._send_fault(FaultCode.HOST_TIMEOUT, "host silent: disarmed")
         browned_out = now < self.silent_until_ns
         torque = self.command if self.armed and not browned_out else np.zeros(len(self.low))
-        self.plant.step(torque, 1, self.rng)
+        measured = self.server.step(torque)
         if self.connected and not browned_out and self.master is not None:
-            values = self.plant.measure() if self.frozen_values is None else self.frozen_values
+            values = measured if self.frozen_values is None else self.frozen_values
             age = (now - self.last_command_ns) // 1000
             msg = protocol.StateMessage(now // 1000, self.last_command_seq, age, self.armed, tuple(values))
             self._send(Type.STATE, protocol.pack_state(msg), now)
@@ -305,8 +205,7 @@ class Emulator:
             if self.new_session:
                 self.report["sessions"] += 1
                 if not self.keep_state:
-                    restart(self.env, self.seed, self.start)
-                    self.rng = self.env.np_random
+                    self.server.restart()
             self.new_session = False
             self.armed = True
             self.command = np.zeros(len(self.low))
@@ -402,7 +301,7 @@ class Emulator:
             self.report["events"].append({"kind": event.kind, "at_ns": now, "duration_s": event.duration_s})
             log.info("injecting %s", event.kind)
             if event.kind == "frozen_sensor":
-                self.frozen_values = self.plant.measure()
+                self.frozen_values = self.server.robot.measure()
                 self.frozen_until_ns = now + (event.duration_s * 1e9 if event.duration_s else math.inf)
             elif event.kind == "brownout":
                 self._disarm()
@@ -430,74 +329,3 @@ class Emulator:
         self.decoder = protocol.FrameDecoder()
         self.open()
         self.report["events"].append({"kind": "replug", "at_ns": now, "duration_s": 0.0, "port": self.port})
-
-
-class EmulatorProcess:
-    """An emulator (serial, or ROS 2 topics) in a process of its own, as firmware runs on its own
-    processor: it never shares the loop's interpreter lock. `port` (for ROS 2, a description of
-    the topics) is ready when the constructor returns."""
-
-    def __init__(self, transport: str = "serial", **emulator_options: Any):
-        if transport not in TRANSPORTS:
-            raise ValueError(f"unknown emulator transport {transport!r}; expected one of {', '.join(TRANSPORTS)}")
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(
-            target=_serve, args=(transport, emulator_options, child), name="s2r-emulator", daemon=True
-        )
-        self._process.start()
-        if not self._conn.poll(120):
-            self._process.terminate()
-            raise RuntimeError("the device emulator did not start within 120 s")
-        kind, value = self._conn.recv()
-        if kind == "error":
-            self._process.join(timeout=5)
-            raise RuntimeError(f"the device emulator failed to start: {value}")
-        self.port: str = value
-        self.report: dict[str, Any] | None = None
-        self._stopping = threading.Lock()
-
-    def stop(self) -> dict[str, Any]:
-        """Stop serving; returns the emulator's report (what it received and injected, and when).
-        Safe to call more than once and from several threads (a test's timer, the context's exit)."""
-        with self._stopping:
-            if self.report is None:
-                self._conn.send("stop")
-                if not self._conn.poll(60):
-                    self._process.terminate()
-                    raise RuntimeError("the device emulator did not stop within 60 s")
-                kind, self.report = self._conn.recv()
-                self._process.join(timeout=10)
-                if kind == "error":
-                    raise RuntimeError(f"the device emulator failed: {self.report}")
-        return self.report
-
-    def __enter__(self) -> EmulatorProcess:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.report is None and self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout=5)
-
-
-def _serve(transport: str, options: dict[str, Any], conn) -> None:
-    try:
-        if transport == "ros2":
-            from hardware.ros2_emulator import Ros2Emulator
-
-            emulator = Ros2Emulator(**options)
-        else:
-            emulator = Emulator(**options)
-        conn.send(("port", emulator.open()))
-    except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    try:
-        report = emulator.run(should_stop=conn.poll)
-        conn.recv()
-        conn.send(("report", report))
-    except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        emulator.close()

@@ -22,9 +22,9 @@ import time
 
 import numpy as np
 
-from hardware import ros2_msgs as msgs
 from hardware.device import Command, Device, DeviceError, State
-from hardware.ros2_transport import make_transport
+from hardware.links import ros2_msgs as msgs
+from hardware.links.ros2_transport import make_transport
 from sim.robots.spec import Channel, RobotSpec
 
 log = logging.getLogger(__name__)

@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from hardware.deploy import DeployOptions, binding_of, deploy, trajectory_of
-from hardware.emulator import EmulatorProcess, FaultPlan
-from hardware.log import read_log
+from hardware.apps.deploy import DeployOptions, binding_of, deploy, trajectory_of
+from hardware.apps.log import read_log
+from hardware.backends.serial_device import SerialDevice
+from hardware.emulators.faults import FaultPlan
+from hardware.emulators.process import EmulatorProcess
 from hardware.loop import Policy, TickRecord
 from hardware.safety import blind_torque_ticks, max_steps
-from hardware.serial_device import SerialDevice
 from sim.robots import load_robot_params, robot_spec
 
 

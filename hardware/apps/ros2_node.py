@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from hardware import ros2_msgs as msgs
-from hardware.deploy import DeployOptions, deploy
+from hardware.apps.deploy import DeployOptions, deploy
 from hardware.device import DeviceError
+from hardware.links import ros2_msgs as msgs
 from hardware.loop import Policy
 
 CONTROL_TOPICS = ("arm", "disarm", "estop", "reset")
@@ -28,7 +28,7 @@ CONTROL_TOPICS = ("arm", "disarm", "estop", "reset")
 
 class DeployNode:
     """Wait for arm, run the loop until disarm / e-stop / duration, report, repeat. `transport` is a
-    ROS 2 transport (hardware.ros2_transport.make_transport)."""
+    ROS 2 transport (hardware.links.ros2_transport.make_transport)."""
 
     def __init__(
         self,

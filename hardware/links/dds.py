@@ -2,7 +2,7 @@
 
 A publisher or subscriber here is what a ROS 2 node on rmw_cyclonedds_cpp
 would create: topic `/x` is the DDS topic `rt/x`, the type is the message's
-DDS name (`hardware.ros2_msgs`), and the endpoint's USER_DATA carries
+DDS name (`hardware.links.ros2_msgs`), and the endpoint's USER_DATA carries
 `typehash=RIHS01_...;` as Iron and later write and expect. So real ROS 2
 nodes on the same domain exchange messages with s2r.
 

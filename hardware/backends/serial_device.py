@@ -29,9 +29,9 @@ import time
 import numpy as np
 import serial
 
-from hardware import protocol
 from hardware.device import Command, Device, DeviceError, State
-from hardware.protocol import Frame, Type
+from hardware.links import protocol
+from hardware.links.protocol import Frame, Type
 from sim.robots.spec import Channel, RobotSpec
 
 log = logging.getLogger(__name__)
