@@ -19,7 +19,7 @@ import numpy as np
 from calibration.gap import ModelUnderTest, analyse
 from calibration.predict import Prediction
 from calibration.recording import Recording
-from s2r import strict_json
+from sim import strict_json
 from sim.robots import Robot
 
 _STYLE = """

@@ -19,6 +19,7 @@ from policies import runtime
 from policies.train import ALGORITHMS, load_normalization, load_run_config
 from sim.robots import get_robot
 from sim.tasks import swingup
+from sim.tasks.binding import default_task
 
 
 class _Actor(torch.nn.Module):
@@ -87,6 +88,7 @@ def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
     meta: dict[str, Any] = {
         "format": runtime.FORMAT,
         "robot": cfg.robot,
+        "task": default_task(cfg.robot),
         "algo": cfg.algo,
         "control_rate_hz": float(cfg.env.get("control_rate_hz", 100.0)),
         "observation": {

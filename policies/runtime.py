@@ -101,6 +101,16 @@ def read_metadata(path: Path) -> dict[str, Any]:
     )
     if not (low < high).all():
         raise ArtifactError(f"{path}: action bounds must have low < high, got low {low.tolist()}, high {high.tolist()}")
+    robot, task = meta["robot"], meta.get("task")
+    if task is not None:
+        from sim.tasks.binding import tasks_of
+
+        try:
+            known = tasks_of(robot)
+        except ValueError as exc:
+            raise ArtifactError(f"{path}: {exc}") from None
+        if task not in known:
+            raise ArtifactError(f"{path}: the {robot} has no task {task!r} (its tasks: {', '.join(known)})")
     history = meta["observation"].get("action_history", 0)
     if isinstance(history, bool) or not isinstance(history, int) or not 0 <= history <= 64:
         raise ArtifactError(f"{path}: observation action_history must be an integer in [0, 64], got {history!r}")
@@ -136,6 +146,8 @@ class OnnxPolicy:
     def __init__(self, meta: dict[str, Any], graph: Path):
         self.meta = meta
         self.robot = meta["robot"]
+        self.task: str | None = meta.get("task")
+        """The task it was trained for; artifacts before tasks were named leave it out (the robot's only one)."""
         self.control_rate_hz = float(meta["control_rate_hz"])
         self.action_history = int(meta["observation"].get("action_history", 0))
         self.observe_winding = bool(meta["observation"].get("winding", False))

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from s2r import strict_json
+from sim import strict_json
 from sim.robots import ROBOTS
 from sim.tasks.flight import TASKS as FLIGHT_TASKS
 
@@ -463,25 +463,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _deploy_options(args: argparse.Namespace, robot: str, policy):
-    from hardware.apps.deploy import DeployOptions
+    from hardware.apps.deploy import options_for
     from hardware.safety import SafetyConfig
 
     meta = getattr(policy, "meta", None)
     policy_record = {"name": args.policy, "sha256": meta["graph"]["sha256"] if meta else "none (classical controller)"}
-    return DeployOptions(
-        robot=robot,
+    return options_for(
+        policy,
+        robot,
         task=getattr(args, "task", None),
-        rate_hz=args.rate or policy.control_rate_hz,
+        rate_hz=args.rate,
         duration_s=args.duration,
         device=args.device,
         mode="lockstep" if getattr(args, "lockstep", False) else "realtime",
         params=args.params,
         imperfections=not args.no_imperfections,
         seed=args.seed,
-        action_history=policy.action_history,
-        observe_winding=getattr(policy, "observe_winding", False),
-        friction_compensation=getattr(policy, "friction_compensation", False),
-        action_level=getattr(policy, "action_level", "rotors"),
         safety=SafetyConfig(max_slew_per_s=args.max_slew),
         rt_priority=args.rt_priority,
         log_path=args.log,
@@ -538,6 +535,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from policies import make_controller
 
     robot = _controller_robot(args, args.policy)
+    if args.plot and robot not in ROBOTS:
+        raise ValueError(f"--plot draws joints: the {robot}'s flight is in its --log (Foxglove's 3D panel)")
     policy = make_controller(args.policy, robot, args.rate)
     options = _deploy_options(args, robot, policy)
     records = []
@@ -547,8 +546,6 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.plot and len(records) > 1:
         from hardware.apps.deploy import trajectory_of
 
-        if robot not in ROBOTS:
-            raise ValueError(f"--plot draws joints: the {robot}'s flight is in its --log (Foxglove's 3D panel)")
         t0 = records[0].start_ns
         faults = [((r.start_ns - t0) / 1e9, r.fault.reason) for r in records if r.fault is not None]
         T, X, U = trajectory_of(records)

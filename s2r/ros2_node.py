@@ -80,8 +80,8 @@ def _set(params: dict[str, Any], name: str, value: Any, source: str) -> None:
 
 
 def deploy_options(params: dict[str, Any], policy):
-    """The DeployOptions the parameters describe, for `policy` (its rate and action history)."""
-    from hardware.apps.deploy import DeployOptions
+    """The DeployOptions the parameters describe, for `policy` (its task, rate and action history)."""
+    from hardware.apps.deploy import options_for
     from hardware.safety import SafetyConfig
 
     device = params["device"]
@@ -89,15 +89,13 @@ def deploy_options(params: dict[str, Any], policy):
         if not params["port"]:
             raise ValueError("device serial needs the port parameter (e.g. port:=/dev/ttyACM0)")
         device = f"serial:{params['port']}"
-    return DeployOptions(
-        robot=params["robot"],
-        rate_hz=params["rate"] or policy.control_rate_hz,
+    return options_for(
+        policy,
+        params["robot"],
+        rate_hz=params["rate"] or None,
         duration_s=params["duration"] or None,
         device=device,
         params=params["params"],
-        action_history=policy.action_history,
-        observe_winding=policy.observe_winding,
-        friction_compensation=policy.friction_compensation,
         safety=SafetyConfig(max_slew_per_s=params["max_slew"] or None),
         log_path=Path(params["log"]) if params["log"] else None,
         domain_id=int(os.environ.get("ROS_DOMAIN_ID", 0)),

@@ -110,6 +110,18 @@ def test_rate_limits_are_per_channel_and_a_safety_config_only_lowers_them():
     assert np.isinf(max_steps(SPEC, SafetyConfig(), 100.0)).all(), "rotor set-points step: the motors lag"
 
 
+def test_deploy_options_come_from_the_policy_unless_a_setting_says_otherwise():
+    from hardware.apps.deploy import options_for
+
+    class Policy:
+        control_rate_hz, action_history, task, action_level = 250.0, 3, "figure8", "rates"
+
+    o = options_for(Policy(), "crazyflie")
+    assert (o.task, o.rate_hz, o.action_history, o.action_level, o.params) == ("figure8", 250.0, 3, "rates", "l2f")
+    o = options_for(Policy(), "crazyflie", rate_hz=None, task="hover", duration_s=None, params="cf21")
+    assert (o.task, o.rate_hz, o.duration_s, o.params) == ("hover", 250.0, None, "cf21")
+
+
 def test_deploy_refuses_a_task_the_robot_does_not_have_and_links_it_is_not_on_yet():
     with pytest.raises(ValueError, match="the crazyflie has no task 'swingup'"):
         DeployOptions("crazyflie", 100.0, task="swingup")

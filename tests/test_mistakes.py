@@ -141,6 +141,26 @@ CASES = {
         "parameters.m1: unknown key; expected one of mass, inertia, thrust",
         None,
     ),
+    "a pendulum policy deployed on the quadrotor": (
+        lambda d: ["deploy", "--robot", "crazyflie", "--policy", "zoo:pendubot"],
+        "zoo:pendubot is for the pendubot, not the crazyflie",
+        None,
+    ),
+    "the quadrotor on a task it has not": (
+        lambda d: ["deploy", "--robot", "crazyflie", "--policy", "baseline", "--task", "swingup"],
+        "the crazyflie has no task 'swingup' (its tasks: hover, figure8)",
+        None,
+    ),
+    "the quadrotor on the pendulum's ROS 2 link": (
+        lambda d: ["deploy", "--robot", "crazyflie", "--policy", "baseline", "--device", "ros2"],
+        "the ros2 device speaks JointState: the crazyflie is not on it yet",
+        None,
+    ),
+    "a joint plot of a flight": (
+        lambda d: ["deploy", "--robot", "crazyflie", "--policy", "baseline", "--plot", str(d / "q.png")],
+        "--plot draws joints: the crazyflie's flight is in its --log (Foxglove's 3D panel)",
+        None,
+    ),
     "an unknown device": (
         lambda d: ["deploy", "--policy", "baseline", "--device", "can0"],
         "unknown device 'can0'",

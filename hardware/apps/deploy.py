@@ -96,6 +96,23 @@ class DeployOptions:
             raise ValueError("invalid deploy options: " + "; ".join(problems))
 
 
+def options_for(policy: Policy, robot: str, **settings: Any) -> DeployOptions:
+    """The DeployOptions of running `policy` on `robot`, the one place they are built (`s2r deploy`,
+    `s2r hil` and the ROS 2 node): the task, rate, action history and training conditions the policy
+    carries (an artifact's metadata, a baseline's attributes), unless `settings` (the command line's
+    or the node's) give them (None: as the policy says); the other settings as given."""
+    conditions = {
+        "task": getattr(policy, "task", None),
+        "rate_hz": policy.control_rate_hz,
+        "action_history": policy.action_history,
+        "observe_winding": getattr(policy, "observe_winding", False),
+        "friction_compensation": getattr(policy, "friction_compensation", False),
+        "action_level": getattr(policy, "action_level", "rotors"),
+    }
+    given = {k: v for k, v in settings.items() if not (k in conditions and v is None)}
+    return DeployOptions(robot=robot, **(conditions | given))
+
+
 def make_device(options: DeployOptions) -> Device:
     """The device `options.device` names (not yet configured)."""
     if options.device == "sim":
