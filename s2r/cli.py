@@ -136,6 +136,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from sim.env import SwingUpEnv
     from sim.tasks import realaigym
 
+    if args.robot_name:
+        if args.robot and args.robot != args.robot_name:
+            raise ValueError(f"two robots named: {args.robot_name} and --robot {args.robot}")
+        args.robot = args.robot_name
     if args.robot == QUADROTOR:
         return _rollout_flight(args)
     if args.task:
@@ -803,6 +807,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["sim", "real"], default="sim", help="v2 normalisation")
 
     p = command("rollout", "run one episode in simulation and print its task's metrics", cmd_rollout)
+    p.add_argument("robot_name", nargs="?", choices=[*ROBOTS, QUADROTOR], metavar="ROBOT", help="as --robot")
     p.add_argument("--robot", choices=[*ROBOTS, QUADROTOR], help="robot (default: the controller's robot)")
     p.add_argument("--task", choices=list(FLIGHT_TASKS), help=f"the {QUADROTOR}'s task (default: hover)")
     p.add_argument("--controller", default="baseline", help="baseline, zoo:NAME or an artifact path")

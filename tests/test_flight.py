@@ -185,7 +185,7 @@ def test_s2r_rollout_flies_the_crazyflie_and_prints_its_metrics(task, bound_cm, 
 
     from s2r.cli import main
 
-    args = ["rollout", "--robot", "crazyflie", "--task", task, "--controller", "baseline", "--imperfections"]
+    args = ["rollout", "crazyflie", "--task", task, "--controller", "baseline", "--imperfections"]
     assert main(args) == 0
     line = capsys.readouterr().out
     assert line.startswith(f"crazyflie {task}, baseline at 100 Hz, seed 0: position RMSE") and "success yes" in line

@@ -141,6 +141,11 @@ CASES = {
         "parameters.m1: unknown key; expected one of mass, inertia, thrust",
         None,
     ),
+    "two robots for one rollout": (
+        lambda d: ["rollout", "pendubot", "--robot", "acrobot"],
+        "two robots named: pendubot and --robot acrobot",
+        None,
+    ),
     "a pendulum policy deployed on the quadrotor": (
         lambda d: ["deploy", "--robot", "crazyflie", "--policy", "zoo:pendubot"],
         "zoo:pendubot is for the pendubot, not the crazyflie",
