@@ -45,7 +45,7 @@ class Plant:
             raise ValueError(f"{robot.xml} has timestep {self.model.opt.timestep} s, expected {PHYSICS_DT} s")
         self.data = mujoco.MjData(self.model)
         # Views into MjData, fetched once: the attribute lookups cost more than the copies.
-        self._data_qfrc, self._data_qvel = self.data.qfrc_applied, self.data.qvel
+        self._data_ctrl, self._data_qfrc, self._data_qvel = self.data.ctrl, self.data.qfrc_applied, self.data.qvel
         self.n = params.n
         self._actuated = np.array(robot.actuated, dtype=float)
         self.configure(params, imperfections or Imperfections())
@@ -60,7 +60,6 @@ class Plant:
         self._delay_steps = int(round(imp.delay_s / PHYSICS_DT))
         self._coulomb = [cf + imp.extra_coulomb for cf in params.cf]
         self._friction = any(self._coulomb)
-        self._km = params.km
         self._decay = np.zeros((0, 1))
         mujoco.mj_setConst(self.model, self.data)
 
@@ -69,7 +68,7 @@ class Plant:
         n = self.n
         self._X = np.zeros((0, 2 * n))
         self._U = np.zeros((0, n))
-        self._disturbance = np.zeros((0, n))
+        self._pulses = np.zeros((0, n))
         self._noise = np.zeros((0, n))
         self._velocity_noise = np.zeros((0, n))
         self._steps = 0
@@ -111,7 +110,7 @@ class Plant:
             last = self._noise[-1] if len(self._noise) else np.zeros(n)
             noise = scipy.signal.lfilter([k], [1.0, k - 1.0], raw, axis=0, zi=(1.0 - k) * last[None, :])[0]
         self._noise = np.concatenate([self._noise, noise])
-        self._disturbance = np.concatenate([self._disturbance, self._km * noise + pulses])
+        self._pulses = np.concatenate([self._pulses, pulses])
         velocity_noise = rng.normal(0.0, imp.velocity_noise_std, (steps, n))
         self._velocity_noise = np.concatenate([self._velocity_noise, velocity_noise])
 
@@ -142,21 +141,24 @@ class Plant:
             self._decay = (1.0 - self.imperfections.torque_response) ** np.arange(1.0, substeps + 1.0)[:, None]
         lagged = tau_cmd + self._decay * (self._lagged_cmd - tau_cmd)
         self._lagged_cmd = lagged[-1]
-        # Motor torque, pushes and friction enter as one generalised force per
-        # physics step; Python floats beat numpy on 1- and 2-element arrays here.
-        forces = (self._km * lagged + self._disturbance[j : j + substeps]).tolist()
-        qfrc, qvel, X = self._data_qfrc, self._data_qvel, self._X
+        # The motors take the lagged command and its noise (their gear is km); pushes and Coulomb
+        # friction are generalised forces. Python floats beat numpy on 1- and 2-element arrays here.
+        motor = (lagged + self._noise[j : j + substeps]).tolist()
+        pulses = self._pulses[j : j + substeps].tolist()
+        ctrl, qfrc, qvel, X = self._data_ctrl, self._data_qfrc, self._data_qvel, self._X
         if self._friction:
             coulomb = self._coulomb
-            for row in forces:
+            for command, push in zip(motor, pulses, strict=True):
+                ctrl[:] = command
                 # Coulomb friction cf atan(100 dq) as the spec models it, held over the step.
-                qfrc[:] = [f - c * math.atan(100.0 * v) for f, c, v in zip(row, coulomb, qvel.tolist(), strict=True)]
+                qfrc[:] = [f - c * math.atan(100.0 * v) for f, c, v in zip(push, coulomb, qvel.tolist(), strict=True)]
                 mujoco.mj_step(model, data)
                 j += 1
                 mujoco.mj_getState(model, data, X[j], _QPOS_QVEL)
         else:
-            for row in forces:
-                qfrc[:] = row
+            for command, push in zip(motor, pulses, strict=True):
+                ctrl[:] = command
+                qfrc[:] = push
                 mujoco.mj_step(model, data)
                 j += 1
                 mujoco.mj_getState(model, data, X[j], _QPOS_QVEL)

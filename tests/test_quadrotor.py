@@ -71,9 +71,13 @@ def test_the_sensors_read_the_body_state_in_its_frames():
     model, data = _mujoco(params, X0)
     mujoco.mj_forward(model, data)
     sensor = {model.sensor(i).name: data.sensor(i).data.copy() for i in range(model.nsensor)}
-    assert np.allclose(sensor["position"], X0[:3]) and np.allclose(sensor["orientation"], X0[3:7])
-    assert np.allclose(sensor["velocity"], X0[7:10])  # world frame
-    assert np.allclose(sensor["gyro"], X0[10:13])  # body frame
+    assert np.allclose(sensor["body.position"], X0[:3]) and np.allclose(sensor["body.orientation"], X0[3:7])
+    assert np.allclose(sensor["body.velocity"], X0[7:10])  # world frame
+    assert np.allclose(sensor["body.rates"], X0[10:13])  # body frame
+    # The spec's state channels are these sensors' values, in this order: the state x[:13].
+    names = [c.name for c in quadrotor.spec(params).state]
+    assert names[:4] == ["body.position.x", "body.position.y", "body.position.z", "body.orientation.w"]
+    assert names[-1] == "body.rates.z" and len(names) == 13
 
 
 def test_mujoco_matches_the_closed_form_rigid_body_with_the_rotors_held():

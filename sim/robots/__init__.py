@@ -15,8 +15,9 @@ import mujoco
 import numpy as np
 
 from sim.config import ConfigError
+from sim.robots import channels
 from sim.robots.params import PendulumParams
-from sim.robots.spec import Channel, RobotSpec
+from sim.robots.spec import RobotSpec
 
 _HERE = Path(__file__).parent
 
@@ -83,18 +84,16 @@ class Robot:
         return model
 
     def spec(self, params: PendulumParams) -> RobotSpec:
-        state = [
-            Channel(f"{j}.position", "rad", -POSITION_LIMIT, POSITION_LIMIT, "joint.position") for j in self.joints
-        ]
-        state += [
-            Channel(f"{j}.velocity", "rad/s", -VELOCITY_LIMIT, VELOCITY_LIMIT, "joint.velocity") for j in self.joints
-        ]
-        limits = self.command_limits(params)
-        command = [
-            Channel(f"{j}.effort", "N m", -t, t, "joint.effort", TORQUE_SLEW_LIMIT)
-            for j, t in zip(self.joints, limits, strict=True)
-        ]
-        return RobotSpec(self.name, tuple(state), tuple(command), control_rate_hz=100.0, max_control_rate_hz=500.0)
+        """Its channels, as its MJCF declares them (`sim.robots.channels`): joint positions and
+        velocities within the hardware's stops, joint torques within `command_limits`."""
+        model = channels.compiled(self.xml)
+        stops = {
+            "joint.position": (-POSITION_LIMIT, POSITION_LIMIT),
+            "joint.velocity": (-VELOCITY_LIMIT, VELOCITY_LIMIT),
+        }
+        limits = [(-t, t) for t in self.command_limits(params)]
+        command = channels.command_channels(model, ".effort", "N m", "joint.effort", limits, TORQUE_SLEW_LIMIT)
+        return RobotSpec(self.name, channels.state_channels(model, stops), command, 100.0, 500.0)
 
     def action_matrix(self, params: PendulumParams) -> np.ndarray:
         """(n, m): maps an action in [-1, 1]^m, one entry per actuated joint, to joint torques in N m."""
@@ -170,6 +169,7 @@ def apply_params(model: mujoco.MjModel, params: PendulumParams) -> None:
             model.body_pos[model.body(f"link{i + 2}").id] = (0.0, 0.0, -params.l[i])
     model.site_pos[model.site("tip").id] = (0.0, 0.0, -params.l[-1])
     model.dof_damping[:] = params.b
+    model.actuator_gear[:, 0] = params.km
     reflected = params.gr**2 * params.Ir
     model.dof_armature[:] = reflected
     if n == 2:

@@ -25,7 +25,8 @@ import mujoco
 import numpy as np
 
 from sim.config import ConfigError, as_float, as_floats, check_keys, load_yaml
-from sim.robots.spec import Channel, RobotSpec
+from sim.robots import channels
+from sim.robots.spec import RobotSpec
 
 _DIR = Path(__file__).parent / "crazyflie"
 XML = _DIR / "crazyflie.xml"
@@ -166,16 +167,20 @@ RATE_RANGE = 50.0
 
 
 def spec(params: QuadrotorParams) -> RobotSpec:
-    """The quadrotor's channels: state (13,) = [position x, y, z (m, world), orientation w, x, y, z,
-    linear velocity x, y, z (m/s, world), angular velocity x, y, z (rad/s, body)], a state estimate
-    as the vehicle reports it; commands (4,) = rotor speed set-points in [0, 1], rotors 1..4."""
-    axes = ("x", "y", "z")
-    state = [Channel(f"body.{a}", "m", -POSITION_RANGE, POSITION_RANGE, "body.position") for a in axes]
-    state += [Channel(f"body.q{a}", "1", -1.0, 1.0, "body.orientation") for a in ("w", *axes)]
-    state += [Channel(f"body.v{a}", "m/s", -VELOCITY_RANGE, VELOCITY_RANGE, "body.linear_velocity") for a in axes]
-    state += [Channel(f"body.w{a}", "rad/s", -RATE_RANGE, RATE_RANGE, "body.angular_velocity") for a in axes]
-    command = [Channel(f"rotor{i + 1}.speed", "1", 0.0, 1.0, "rotor.speed") for i in range(ROTORS)]
-    return RobotSpec("crazyflie", tuple(state), tuple(command), control_rate_hz=100.0, max_control_rate_hz=500.0)
+    """The quadrotor's channels, as its MJCF declares them (`sim.robots.channels`): state (13,) =
+    [body.position.x/y/z (m, world), body.orientation.w/x/y/z, body.velocity.x/y/z (m/s, world),
+    body.rates.x/y/z (rad/s, body)], a state estimate as the vehicle reports it; commands (4,) =
+    rotor speed set-points in [0, 1] (rotor1.speed .. rotor4.speed), which the rotor model turns
+    into the actuators' thrusts. No rate limit: the motors' own lag is the physics."""
+    model = channels.compiled(XML)
+    ranges = {
+        "body.position": (-POSITION_RANGE, POSITION_RANGE),
+        "body.orientation": (-1.0, 1.0),
+        "body.linear_velocity": (-VELOCITY_RANGE, VELOCITY_RANGE),
+        "body.angular_velocity": (-RATE_RANGE, RATE_RANGE),
+    }
+    command = channels.command_channels(model, ".speed", "1", "rotor.speed", [(0.0, 1.0)] * ROTORS, math.inf)
+    return RobotSpec("crazyflie", channels.state_channels(model, ranges), command, 100.0, 500.0)
 
 
 def apply_params(model: mujoco.MjModel, params: QuadrotorParams) -> None:
