@@ -119,6 +119,8 @@ class ControlLoop:
         self.missed_total = 0
         self._previous = None
         self._safe_since_ns: int | None = None
+        self.ending = False
+        """Set by `settle`: the run is over and the robot is brought to rest by its safe behaviour."""
         self._outside: str | None = None  # a reason from on_tick, faulted at the next tick
         self._counters: dict[str, float] = {}
         self._t0_ns: int | None = None  # the first tick's deadline: the task's time starts there
@@ -170,7 +172,7 @@ class ControlLoop:
             faults.append(self._fault(k, reason))
         action = np.zeros(self.binding.action_size)
         target = None
-        if not self.estop.tripped:
+        if not (self.estop.tripped or self.ending):
             try:
                 obs = self.binding.observe(state.values, self.past, (deadline_ns - self._t0_ns) / 1e9)
                 raw = np.asarray(self.policy.act(obs), dtype=float)
@@ -186,7 +188,7 @@ class ControlLoop:
             elif len(self.past):
                 self.past[:-1] = self.past[1:]
                 self.past[-1] = action
-        if self.estop.tripped:
+        if self.estop.tripped or self.ending:
             if self._safe_since_ns is None:
                 self._safe_since_ns = start
             target = self.binding.safe_command(state.values if trusted else None, (start - self._safe_since_ns) / 1e9)
@@ -279,6 +281,18 @@ class ControlLoop:
             self.missed_total += missed
             k = nxt
         return self.stats()
+
+    def settle(self) -> bool:
+        """End a run: the safe behaviour (the binding's, as after a fault, but no fault) until it
+        commands the robot's rest (all zero: motors off after the quadrotor has landed), for at most
+        the binding's `settle_s`. Returns whether the robot came to rest. The pendulum's rest is
+        immediate (settle_s 0): the device's deactivation is its safe state."""
+        if self.binding.settle_s <= 0:
+            return True
+        self.ending = True
+        at_rest = lambda: self._previous is not None and not self._previous.any()  # noqa: E731
+        self.run(duration_s=self.binding.settle_s, should_stop=at_rest)
+        return at_rest()
 
     def timing_ns(self) -> np.ndarray:
         """Per tick deadline, start and compute time (ns), shape (ticks, 3)."""

@@ -525,6 +525,8 @@ def _loop_lines(result: dict[str, Any]) -> list[str]:
         lines.append("link " + ", ".join(f"{k} {v:g}" for k, v in result["link"].items()))
     if result["summary"] is not None:
         lines.append(f"{result['task']}: {result['summary']}")
+    if not result["settled"]:
+        lines.append("the robot was not at rest when the device was disarmed (see the faults)")
     log = result["log"]
     if log is not None:
         why = log["error"] or f"{log['dropped']} ticks dropped"

@@ -20,30 +20,51 @@ from sim.tasks.flight_safety import tilt
 SPEC = quadrotor.spec(quadrotor.load_params("l2f"))
 
 
-def test_the_baseline_hovers_through_the_loop_and_the_log_holds_a_pose_a_viewer_shows(tmp_path):
+def test_the_baseline_hovers_through_the_loop_lands_at_the_end_and_the_log_holds_a_pose_a_viewer_shows(tmp_path):
     options = DeployOptions("crazyflie", 100.0, duration_s=5.0, mode="lockstep", log_path=tmp_path / "q.mcap")
     assert options.task == "hover" and options.params == "l2f"
     result = deploy(GeometricController(), options)
     assert not result["loop"]["faults"] and result["task"] == "hover"
     assert result["metrics"]["success"] == 1.0 and result["metrics"]["rmse_cm"] <= 2.0, result["metrics"]
     assert result["summary"].startswith("position RMSE")
+    # The run over, the vehicle lands (about 3.3 s from 1 m) before its motors are disarmed.
+    assert result["settled"] and 800 < result["loop"]["ticks"] < 900
     contents = read_log(tmp_path / "q.mcap")
     assert contents.complete and not contents.damage
+    ticks = result["loop"]["ticks"]
     for topic in ("/pose", "/odom", "/imu", "/state", "/command"):
-        assert len(contents.messages[topic]) == 500, topic
+        assert len(contents.messages[topic]) == ticks, topic
+    assert contents.messages["/pose"][-1][1].pose.position.z < 0.06
+    assert not any(contents.messages["/command"][-1][1].data), "motors off"
     assert "/joint_states" not in contents.messages
-    _, pose = contents.messages["/pose"][-1]
-    _, state = contents.messages["/state"][-1]
+    _, pose = contents.messages["/pose"][400]
+    _, state = contents.messages["/state"][400]
     assert pose.header.frame_id == "world"
     p, q = pose.pose.position, pose.pose.orientation
     np.testing.assert_allclose([p.x, p.y, p.z, q.w, q.x, q.y, q.z], state.data[:7])  # ROS's x, y, z, w order
-    _, odom = contents.messages["/odom"][-1]
+    _, odom = contents.messages["/odom"][400]
     assert odom.child_frame_id == "base_link"
     np.testing.assert_allclose(
         [odom.twist.twist.angular.x, odom.twist.twist.angular.z], [state.data[10], state.data[12]]
     )
-    _, imu = contents.messages["/imu"][-1]
+    _, imu = contents.messages["/imu"][400]
     assert imu.linear_acceleration_covariance[0] == -1.0
+
+
+def test_a_stop_request_mid_flight_lands_the_vehicle_before_its_motors_are_disarmed():
+    asked = []
+    records = []
+
+    def stop() -> bool:  # Ctrl-C, or the ROS 2 node's disarm, after 2 s
+        asked.append(1)
+        return len(asked) > 200
+
+    options = DeployOptions("crazyflie", 100.0, duration_s=None, mode="lockstep")
+    result = deploy(GeometricController(), options, records=records, should_stop=stop)
+    assert result["interrupted"] and result["settled"] and not result["loop"]["faults"]
+    heights = np.array([r.state.values[2] for r in records])
+    assert heights[199] > 0.9 and heights[-1] < 0.06 and not records[-1].command.any()
+    assert result["metrics"]["success"] == 1.0, "judged on the flight, not the landing"
 
 
 def test_the_figure_eight_is_tracked_through_the_loop_at_500_hz():

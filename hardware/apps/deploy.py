@@ -192,8 +192,9 @@ def deploy(
         records.append(record)
         return None if run_log is None else run_log.on_tick(record)
 
-    interrupted = False
+    interrupted = settled = False
     loop = None
+    flown = 0
     try:
         with device:
             device.configure(spec)
@@ -215,17 +216,24 @@ def deploy(
                 on_tick=on_tick,
             )
             try:
-                loop.run(duration_s=options.duration_s, should_stop=should_stop or (lambda: False))
-                interrupted = should_stop is not None and should_stop()
-            except KeyboardInterrupt:
-                interrupted = True
+                try:
+                    loop.run(duration_s=options.duration_s, should_stop=should_stop or (lambda: False))
+                    interrupted = should_stop is not None and should_stop()
+                except KeyboardInterrupt:
+                    interrupted = True
+                flown = len(records)
+                # A flying robot lands before its motors are disarmed; Ctrl-C lands it too (a second
+                # KeyboardInterrupt disarms at once).
+                settled = loop.settle()
             finally:
                 link = device.counters()  # what the run saw, before the disarm's own traffic
                 device.deactivate()  # the safe state: zero command, actuators off
     finally:
         if run_log is not None:
             run_log.close({"loop": loop.stats() if loop else None, "link": device.counters()})
-    metrics = binding.metrics(*trajectory_of(records)) if len(records) > 1 else None
+    # The task's metrics are of the run, not of the landing after it.
+    flown = flown or len(records)
+    metrics = binding.metrics(*trajectory_of(records[:flown])) if flown > 1 else None
     log_info = None
     if run_log is not None:
         log_info = {
@@ -238,6 +246,7 @@ def deploy(
     return {
         "loop": loop.stats(),
         "link": link,
+        "settled": settled,
         "task": binding.task,
         "metrics": metrics,
         "summary": binding.describe(metrics) if metrics else None,

@@ -41,6 +41,10 @@ class Binding:
     done well up to its end, and one line saying how."""
     describe: Callable[[dict[str, float]], str]
     """metrics -> one line for a person."""
+    settle_s: float = 0.0
+    """How long the safe behaviour may take to bring the robot to rest (all-zero command) when a run
+    ends, s: 0 when the device's own safe state is safe at once (zero torque on a pendulum); a
+    flying robot lands first."""
 
 
 DEFAULT_TASK = {"pendubot": "swingup", "acrobot": "swingup", "double_pendulum": "swingup", "pendulum": "swingup"}

@@ -92,6 +92,8 @@ def binding(
         metrics=metrics,
         held=held,
         describe=describe,
+        # Down from the geofence's ceiling at the landing rate, and 2 s to spare.
+        settle_s=limits.geofence_high[2] / limits.land_rate + 2.0,
     )
 
 
