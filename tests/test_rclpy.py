@@ -197,8 +197,8 @@ class PlainRobot:
     def __init__(self, node, start: str = "up"):
         from sim.simulated import PendulumSim
 
-        self.robot = PendulumSim("pendubot", start=start, params="model_1.1", imperfections=False)
-        self.robot.start(0)
+        self.sim = PendulumSim("pendubot", start=start, params="model_1.1", imperfections=False)
+        self.sim.start(0)
         self.node, self.command, self.commanded_at, self.commands = node, np.zeros(2), 0.0, 0
         self.states = node.create_publisher(JointState, "/joint_states", DEFAULT_QOS)
         node.create_subscription(Float64MultiArray, "/effort_controller/commands", self._on_command, DEFAULT_QOS)
@@ -214,8 +214,8 @@ class PlainRobot:
         next_step = time.monotonic()
         while not self.stop.is_set():
             fresh = time.monotonic() - self.commanded_at < 0.1 and self.command.shape == (2,)
-            self.robot.advance(self.command if fresh else np.zeros(2), 1)
-            x = self.robot.measure()
+            self.sim.advance(self.command if fresh else np.zeros(2), 1)
+            x = self.sim.measure()
             message = JointState(name=list(ROBOT.joints), position=x[:2].tolist(), velocity=x[2:].tolist())
             message.effort = self.command.tolist() if fresh else [0.0, 0.0]
             message.header.stamp = _stamp(self.node)
@@ -252,7 +252,7 @@ def test_s2r_deploy_holds_a_plain_rclpy_robot_up_with_either_backend(backend, tm
     assert result.returncode == 0, result.stdout + result.stderr
     assert "faults 0" in result.stdout, result.stdout
     assert robot.commands >= 200, f"the robot node got {robot.commands} commands in 3 s at 100 Hz"
-    assert abs(robot.env.plant.measure()[0] - np.pi) < 0.5, "still up"
+    assert abs(robot.sim.measure()[0] - np.pi) < 0.5, "still up"
 
 
 @pytest.mark.hil
