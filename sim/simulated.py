@@ -123,7 +123,9 @@ def make(
     imperfections: bool,
 ) -> SimulatedRobot:
     """The simulated `robot` on `task` with parameter set `params`, with or without its imperfections."""
-    if robot == "crazyflie":
+    from sim.robots import QUADROTORS
+
+    if robot in QUADROTORS:
         return QuadrotorSim(task, control_rate_hz, params=params, imperfections=imperfections)
     return PendulumSim(robot, control_rate_hz, params=params, imperfections=imperfections)
 

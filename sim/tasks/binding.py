@@ -47,19 +47,18 @@ class Binding:
     flying robot lands first."""
 
 
-DEFAULT_TASK = {"pendubot": "swingup", "acrobot": "swingup", "double_pendulum": "swingup", "pendulum": "swingup"}
-"""Each robot's task when none is named; the quadrotor's are `sim.tasks.flight.TASKS`."""
-
-
 def tasks_of(robot: str) -> tuple[str, ...]:
-    """The tasks `robot` can run."""
-    from sim.tasks import flight
+    """The tasks `robot` can run, its default first: the pendulum family's swing-up, the
+    quadrotor's flight tasks (`sim.tasks.flight.TASKS`)."""
+    from sim.robots import QUADROTORS, ROBOTS, robot_names
 
-    if robot == "crazyflie":
+    if robot in QUADROTORS:
+        from sim.tasks import flight
+
         return tuple(flight.TASKS)
-    if robot in DEFAULT_TASK:
-        return (DEFAULT_TASK[robot],)
-    raise ValueError(f"unknown robot {robot!r}; expected one of {', '.join([*DEFAULT_TASK, 'crazyflie'])}")
+    if robot in ROBOTS:
+        return ("swingup",)
+    raise ValueError(f"unknown robot {robot!r}; expected one of {', '.join(robot_names())}")
 
 
 def default_task(robot: str) -> str:
@@ -75,7 +74,7 @@ def make_binding(
     damping, N m s/rad."""
     if task not in tasks_of(robot):
         raise ValueError(f"{robot} has no task {task!r}; its tasks: {', '.join(tasks_of(robot))}")
-    if robot == "crazyflie":
+    if task != "swingup":
         from sim.tasks import flight_binding
 
         return flight_binding.binding(task, params, rate_hz, conditions.get("action_level", "rotors"))
