@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from policies.baselines import PendubotEnergyLQR
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.tasks import swingup
 
 TRAINING_SEEDS = range(100, 160)
@@ -34,7 +34,7 @@ ACTION_NOISE = 0.3
 """Standard deviation of the noise added to the LQR's actions while collecting, in action units."""
 
 
-def rollout(env: SwingUpEnv, act, seed: int, teacher=None, noise: float = 0.0, rng=None) -> tuple[list, list, bool]:
+def rollout(env: RobotEnv, act, seed: int, teacher=None, noise: float = 0.0, rng=None) -> tuple[list, list, bool]:
     """One upright start: (observations, the teacher's actions on them, held for the whole episode)."""
     obs, _ = env.reset(seed=seed)
     observations, labels = [], []
@@ -47,7 +47,7 @@ def rollout(env: SwingUpEnv, act, seed: int, teacher=None, noise: float = 0.0, r
         if noise:
             action = action + rng.normal(0.0, noise, action.shape)
         obs, _, terminated, truncated, info = env.step(np.clip(action, -1.0, 1.0))
-    held = not terminated and info["score"]["uptime"] >= 0.99 * swingup.T_FINAL
+    held = not terminated and info["metrics"]["uptime"] >= 0.99 * swingup.T_FINAL
     return observations, labels, held
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     lqr = PendubotEnergyLQR(catch_cost=math.inf)  # never hands over to the swing-up
-    env = SwingUpEnv(
+    env = RobotEnv(
         "pendubot", params="model_1.1", imperfections=False, control_rate_hz=100, action_history=1, upright_starts=1.0
     )
     start = time.perf_counter()

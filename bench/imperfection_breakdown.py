@@ -25,7 +25,7 @@ from pathlib import Path
 from policies import make_controller
 from policies.evaluate import METRICS, run_episode, summarise
 from policies.runtime import load_policy
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.imperfections import Imperfections
 from sim.robots import POSITION_LIMIT, VELOCITY_LIMIT
 
@@ -45,14 +45,17 @@ def conditions() -> dict[str, dict | bool]:
     return result
 
 
-def ending(env: SwingUpEnv, info: dict) -> str:
+def ending(env: RobotEnv, info: dict) -> str:
     """How an episode ended: "up" (a success, also when a stop came after the last 1% of t_final
     the score allows), "not up" or "<position|velocity> stop: <joints>"."""
     if info["success"] or "failure" not in info:
         return "up" if info["success"] else "not up"
     x = env.plant.state()
-    for kind, values, limit in (("position", x[: env.n], POSITION_LIMIT), ("velocity", x[env.n :], VELOCITY_LIMIT)):
-        joints = [j for j, v in zip(env.robot.joints, values, strict=True) if abs(v) > limit]
+    for kind, values, limit in (
+        ("position", x[: env.task.n], POSITION_LIMIT),
+        ("velocity", x[env.task.n :], VELOCITY_LIMIT),
+    ):
+        joints = [j for j, v in zip(env.task.robot.joints, values, strict=True) if abs(v) > limit]
         if joints:
             return f"{kind} stop: {', '.join(joints)}"
     raise AssertionError(f"terminated inside the envelope: {info['failure']}")
@@ -75,13 +78,13 @@ def main() -> None:
         base, robot = policy.meta["env"], policy.robot
     rows = {}
     for name, imperfections in conditions().items():
-        env = SwingUpEnv(robot, **{**base, "params": args.params, "imperfections": imperfections})
+        env = RobotEnv(robot, **{**base, "params": args.params, "imperfections": imperfections})
         episodes, ends = [], {}
         for seed in range(args.seed, args.seed + args.episodes):
             if hasattr(policy, "reset"):
                 policy.reset()
             info = run_episode(policy.act, env, seed)
-            episodes.append({k: float(info["score"][k]) for k in METRICS})
+            episodes.append({k: float(info["metrics"][k]) for k in METRICS})
             end = ending(env, info)
             ends[end] = ends.get(end, 0) + 1
         summary = summarise(episodes)

@@ -36,7 +36,7 @@ from hardware.loop import ControlLoop
 from hardware.safety import SafetyConfig
 from policies import make_controller
 from sim.robots import get_robot
-from sim.simulated import PendulumSim
+from sim.simulated import SimulatedRobot
 from sim.tasks import swingup_binding
 
 
@@ -71,7 +71,7 @@ def overhead(robot_name: str, policy_name: str, ticks: int, device_kind: str, wo
     if device_kind.startswith("echo"):
         device: Device = EchoDevice(robot.spec(params))
     else:
-        device = SimDevice(PendulumSim(robot_name, policy.control_rate_hz, params="model_1.0"), mode="lockstep")
+        device = SimDevice(SimulatedRobot(robot_name, policy.control_rate_hz, params="model_1.0"), mode="lockstep")
     log = None if device_kind == "echo_no_log" else RunLog(workdir / f"{device_kind}.mcap", robot.spec(params), {})
     device.configure(robot.spec(params))
     device.activate()

@@ -112,7 +112,7 @@ def agreement(peer: L2F, episodes: int, rng: np.random.Generator) -> dict[str, f
     for _ in range(episodes):
         peer.reset()
         x = peer.x()
-        plant.reset(x, rng)
+        plant.reset(x, rng, 5.0)
         commands = np.repeat(np.clip(hover + rng.normal(0.0, 0.1, (20, 4)), -1, 1), 5, axis=0)
         for action in commands:
             peer.step(action)

@@ -22,7 +22,7 @@ import numpy as np
 
 from policies.evaluate import run_episode
 from policies.runtime import load_policy
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 
 
 def breakdown(drawn: list[dict[str, float]], success: np.ndarray, bins: int) -> dict[str, dict]:
@@ -57,7 +57,7 @@ def main() -> None:
     if not 1 <= args.bins <= args.episodes:
         parser.error(f"--bins must be between 1 and --episodes ({args.episodes}), got {args.bins}")
     policy = load_policy(args.policy)
-    env = SwingUpEnv(policy.robot, **policy.meta["env"])
+    env = RobotEnv(policy.robot, **policy.meta["env"])
     if env.randomization is None:
         parser.error(f"{args.policy} was trained without randomisation: nothing to break down")
     drawn, success = [], []

@@ -30,7 +30,7 @@ import numpy as np
 
 from policies import make_controller
 from policies.baselines import PendubotEnergyLQR
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.tasks import swingup
 
 CONDITIONS = {
@@ -44,7 +44,7 @@ def hold(controller, robot: str, rate: float, env_kwargs: dict, episodes: int) -
     """Fraction of `episodes` seeded upright starts held for the whole episode, and the time
     up (s) in each."""
     env_kwargs = {"friction_compensation": controller.friction_compensation, **env_kwargs}
-    env = SwingUpEnv(
+    env = RobotEnv(
         robot,
         control_rate_hz=rate,
         action_history=controller.action_history,
@@ -60,8 +60,8 @@ def hold(controller, robot: str, rate: float, env_kwargs: dict, episodes: int) -
         terminated = truncated = False
         while not (terminated or truncated):
             obs, _, terminated, truncated, info = env.step(controller.act(obs))
-        held += not terminated and info["score"]["uptime"] >= 0.99 * swingup.T_FINAL
-        uptimes.append(float(info["score"]["uptime"]))
+        held += not terminated and info["metrics"]["uptime"] >= 0.99 * swingup.T_FINAL
+        uptimes.append(float(info["metrics"]["uptime"]))
     return held / episodes, uptimes
 
 

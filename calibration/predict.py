@@ -101,7 +101,7 @@ class Predictor:
             # One plant.step per run of equal torques: one per sample period of a slow controller.
             edges = np.concatenate([[0], np.flatnonzero(np.any(np.diff(torques, axis=0) != 0, axis=1)) + 1, [steps]])
             for a, b in zip(edges[:-1], edges[1:], strict=False):
-                plant.step(torques[a], int(b - a), self._rng)
+                plant.step(torques[a], int(b - a))
             X = plant.trajectory()[1]
             s = offsets / PHYSICS_DT
             lo = np.minimum(np.floor(s).astype(int), steps - 1)

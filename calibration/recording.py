@@ -122,7 +122,7 @@ def simulated_recording(
     for k, t in enumerate(T):
         X[k] = plant.measure()
         U[k] = command(float(t))
-        plant.step(U[k], substeps, rng)
+        plant.step(U[k], substeps)
     return Recording("simulated", T, X, U, U)
 
 

@@ -7,7 +7,7 @@
     n_envs: 1                 # vectorised envs
     normalize: false          # observation normalisation; its statistics travel with the policy
     seed: 0
-    env:                      # options of sim.env.SwingUpEnv
+    env:                      # options of sim.env.RobotEnv
       params: model_1.0
       control_rate_hz: 20
       imperfections: true     # or a mapping of sim.imperfections.Imperfections fields
@@ -63,7 +63,7 @@ ENV_KEYS = (
 TOP_KEYS = ("algo", "n_timesteps", "policy", "n_envs", "normalize", "seed", "env", "curriculum", "eval", "hyperparams")
 
 TRAINING_EPISODE_OPTIONS = ("upright_starts", "ideal_episodes", "imperfections")
-"""`curriculum:` keys passed to the training envs' SwingUpEnv, never to the evaluation envs."""
+"""`curriculum:` keys passed to the training envs' RobotEnv, never to the evaluation envs."""
 
 
 @dataclasses.dataclass

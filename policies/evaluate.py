@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.tasks import realaigym
 from sim.tasks.realaigym import Trajectory
 
@@ -19,8 +19,8 @@ SIM_CONDITIONS = {"params": "model_1.1", "imperfections": False, "randomization"
 else, and no hardware stops (their simulator has none)."""
 
 
-def run_episode(act: Callable[[np.ndarray], np.ndarray], env: SwingUpEnv, seed: int) -> dict[str, Any]:
-    """One seeded episode; returns the final step's info (v2 score and criteria in info["score"])."""
+def run_episode(act: Callable[[np.ndarray], np.ndarray], env: RobotEnv, seed: int) -> dict[str, Any]:
+    """One seeded episode; returns the final step's info (the task's metrics in info["metrics"])."""
     obs, info = env.reset(seed=seed)
     done = False
     while not done:
@@ -38,8 +38,8 @@ def run_episodes(
 ) -> list[dict[str, float]]:
     """Run `episodes` episodes with seeds seed, seed+1, ...; the v2 simulation score and
     criteria of each. `act` maps an observation to an action."""
-    env = SwingUpEnv(robot, **env_kwargs)
-    scores = (run_episode(act, env, seed + i)["score"] for i in range(episodes))
+    env = RobotEnv(robot, **env_kwargs)
+    scores = (run_episode(act, env, seed + i)["metrics"] for i in range(episodes))
     return [{k: float(score[k]) for k in METRICS} for score in scores]
 
 
@@ -70,7 +70,7 @@ def score_gap(
 ) -> dict[str, float]:
     """A policy's recorded runs (on the robot) beside its mean over seeded episodes in simulation:
     v2 score (simulation normalisation for both, so they compare) and success rate."""
-    lengths = SwingUpEnv(robot, **env_kwargs).nominal_params.l
+    lengths = RobotEnv(robot, **env_kwargs).params.l
     real = [realaigym.score(run, "v2", "sim", lengths) for run in runs]
     sim = run_episodes(act, robot, env_kwargs, episodes)
     gap = {

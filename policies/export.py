@@ -19,7 +19,7 @@ from policies import runtime
 from policies.train import ALGORITHMS, load_normalization, load_run_config
 from sim.robots import get_robot
 from sim.tasks import swingup
-from sim.tasks.binding import default_task
+from sim.tasks.task import default_task
 
 
 class _Actor(torch.nn.Module):

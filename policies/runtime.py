@@ -103,7 +103,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: action bounds must have low < high, got low {low.tolist()}, high {high.tolist()}")
     robot, task = meta["robot"], meta.get("task")
     if task is not None:
-        from sim.tasks.binding import tasks_of
+        from sim.tasks.task import tasks_of
 
         try:
             known = tasks_of(robot)

@@ -42,7 +42,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from policies.config import TRAINING_EPISODE_OPTIONS, TrainConfig, config_from_dict
 from policies.evaluate import SIM_CONDITIONS, run_episodes
 from sim.config import ConfigError
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.robots import get_robot
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def make_env(cfg: TrainConfig, rank: int):
     training_only = {k: v for k, v in (cfg.curriculum or {}).items() if k in TRAINING_EPISODE_OPTIONS}
 
     def thunk():
-        env = Monitor(SwingUpEnv(cfg.robot, **{**cfg.env, **training_only}))
+        env = Monitor(RobotEnv(cfg.robot, **{**cfg.env, **training_only}))
         env.reset(seed=cfg.seed * 1000 + rank)
         return env
 

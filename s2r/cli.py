@@ -133,7 +133,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_rollout(args: argparse.Namespace) -> int:
     from policies import make_controller
     from policies.evaluate import run_episode
-    from sim.env import SwingUpEnv
+    from sim.env import RobotEnv
     from sim.tasks import realaigym
 
     if args.robot_name:
@@ -148,9 +148,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     robot = _controller_robot(args, args.controller)
     controller = make_controller(args.controller, robot)
     rate = args.rate or controller.control_rate_hz
-    env = SwingUpEnv(
+    env = RobotEnv(
         robot,
-        params=args.params or "model_1.1",
+        params=args.params,
         control_rate_hz=rate,
         imperfections=args.imperfections,
         randomization=args.randomization,
@@ -168,7 +168,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         write_video(frames, args.video, fps)
     else:
         info = run_episode(controller.act, env, args.seed)
-    lines = [f"{robot}, {args.controller} at {rate:g} Hz, seed {args.seed}: {_score_line(info['score'])}"]
+    lines = [f"{robot}, {args.controller} at {rate:g} Hz, seed {args.seed}: {_score_line(info['metrics'])}"]
     trajectory = realaigym.Trajectory(*env.plant.trajectory())
     if args.out:
         realaigym.write_trajectory_csv(args.out, trajectory)
@@ -187,7 +187,7 @@ def _rollout_flight(args: argparse.Namespace) -> int:
     the task's evaluation start distribution, and its metrics."""
     from policies.evaluate import run_episode
     from policies.geometric import GeometricController
-    from sim.flight_env import QuadrotorEnv
+    from sim.env import RobotEnv
     from sim.tasks import flight
 
     if args.controller != "baseline":
@@ -197,20 +197,21 @@ def _rollout_flight(args: argparse.Namespace) -> int:
             raise ValueError(f"--{flag} is not there for the {QUADROTOR} yet")
     task = args.task or "hover"
     rate = args.rate or 100.0
-    env = QuadrotorEnv(
+    env = RobotEnv(
+        QUADROTOR,
         task,
-        params=args.params or "l2f",
+        params=args.params,
         control_rate_hz=rate,
         imperfections=args.imperfections,
         randomization=args.randomization,
         action_history=0,
-        init_spread=flight.get_task(task).eval_spread,
+        init_spread=flight.get_route(task).eval_spread,
     )
     info = run_episode(GeometricController(env.params, rate).act, env, args.seed)
     m = info["metrics"]
     line = (
         f"{QUADROTOR} {task}, baseline at {rate:g} Hz, seed {args.seed}: position RMSE {m['rmse_cm']:.2f} cm, "
-        f"max {m['max_error_cm']:.2f} cm after {env.task.settle_s:g} s, success {_yes(m['success'])}"
+        f"max {m['max_error_cm']:.2f} cm after {env.task.route.settle_s:g} s, success {_yes(m['success'])}"
     )
     lines = [line] + ([f"failed: {info['failure']}"] if "failure" in info else [])
     record = {"robot": QUADROTOR, "task": task, "controller": "baseline", "control_rate_hz": rate, **info}

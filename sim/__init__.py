@@ -25,11 +25,11 @@ ENV_IDS = {
     "s2r/DoublePendulum-v0": "double_pendulum",
 }
 
-for _id, _robot in ENV_IDS.items():
-    if _id not in gym.registry:
-        gym.register(id=_id, entry_point="sim.env:SwingUpEnv", kwargs={"robot": _robot})
 FLIGHT_ENV_IDS = {"s2r/CrazyflieHover-v0": "hover", "s2r/CrazyflieFigure8-v0": "figure8"}
 
+for _id, _robot in ENV_IDS.items():
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point="sim.env:RobotEnv", kwargs={"robot": _robot})
 for _id, _task in FLIGHT_ENV_IDS.items():
     if _id not in gym.registry:
-        gym.register(id=_id, entry_point="sim.flight_env:QuadrotorEnv", kwargs={"task": _task})
+        gym.register(id=_id, entry_point="sim.env:RobotEnv", kwargs={"robot": "crazyflie", "task": _task})

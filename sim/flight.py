@@ -103,7 +103,7 @@ class QuadrotorPlant:
             raise ValueError(f"{quadrotor.XML} has timestep {self.model.opt.timestep} s, expected {PHYSICS_DT} s")
         self.data = mujoco.MjData(self.model)
         self.configure(params, imperfections or FlightImperfections())
-        self.reset(self.hover_state(np.zeros(3)), np.random.default_rng(0))
+        self.reset(self.hover_state(np.zeros(3)), np.random.default_rng(0), horizon_s=0.0)
 
     def hover_state(self, position: np.ndarray) -> np.ndarray:
         """At rest and level at `position` (3,) m, the rotors at hover speed: x (17,)."""
@@ -119,8 +119,10 @@ class QuadrotorPlant:
         self._sensor_delay = round(imperfections.sensor_delay_s / PHYSICS_DT)
         self._motor_delay = round(imperfections.motor_delay_s / PHYSICS_DT)
 
-    def reset(self, x0: np.ndarray, rng: np.random.Generator) -> None:
-        """Start at state x0 (17,); draw the episode's disturbance."""
+    def reset(self, x0: np.ndarray, rng: np.random.Generator, horizon_s: float) -> None:
+        """Start at state x0 (17,) at t = 0, drawing the episode's disturbance and its measurement noise
+        from `rng`; the trajectory's buffers are sized for horizon_s (s) and grow as needed."""
+        self._rng = rng
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[:7], self.data.qvel[:6] = x0[:7], x0[7:13]
         mujoco.mj_forward(self.model, self.data)
@@ -130,7 +132,16 @@ class QuadrotorPlant:
         self.torque = rng.normal(0.0, sigma * LEVER_ARM_M, 3) if sigma else np.zeros(3)
         self._commands = deque([x0[13:].copy()] * self._motor_delay, maxlen=self._motor_delay + 1)
         self._states = deque([self.state()[:13]] * (self._sensor_delay + 1), maxlen=self._sensor_delay + 1)
-        self.time = 0.0
+        self._steps = 0
+        self._X = np.zeros((int(round(horizon_s / PHYSICS_DT)) + 1, 17))
+        self._U = np.zeros((len(self._X), 4))
+        self._X[0] = self.state()
+        self._measured = self._draw_measurement()
+
+    @property
+    def time(self) -> float:
+        """Simulated time since reset, s."""
+        return self._steps * PHYSICS_DT
 
     def state(self) -> np.ndarray:
         """The true state x (17,)."""
@@ -139,6 +150,12 @@ class QuadrotorPlant:
     def step(self, command: np.ndarray, substeps: int) -> None:
         """Hold rotor set-points `command` (4,) in [0, 1] for `substeps` physics steps."""
         command = np.clip(np.asarray(command, dtype=float), 0.0, 1.0)
+        if self._steps + substeps >= len(self._X):
+            grow = max(len(self._X), substeps + 1)
+            self._X, self._U = (
+                np.concatenate([self._X, np.zeros((grow, 17))]),
+                np.concatenate([self._U, np.zeros((grow, 4))]),
+            )
         rotation = np.zeros(9)
         for _ in range(substeps):
             self._commands.append(command)
@@ -148,13 +165,27 @@ class QuadrotorPlant:
             self.data.xfrc_applied[1, :3] = self.force
             self.data.xfrc_applied[1, 3:] = rotation.reshape(3, 3) @ self.torque
             mujoco.mj_step(self.model, self.data)
-            self._states.append(self.state()[:13])
-            self.time += PHYSICS_DT
+            self._U[self._steps] = command
+            self._steps += 1
+            self._X[self._steps] = x = self.state()
+            self._states.append(x[:13])
+        self._U[self._steps] = command  # U[k] acts from T[k] on, as the pendulum plant records it
+        # One noise draw per step, not per read: a reading read twice is the same reading.
+        self._measured = self._draw_measurement()
 
-    def measure(self, rng: np.random.Generator) -> np.ndarray:
-        """What the vehicle's state estimate reads: the state's first 13 entries, delayed, noisy."""
+    def trajectory(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(T (N,), X (N, 17), U (N, 4)) at the physics rate since reset; U is the rotor set-point."""
+        n = self._steps + 1
+        return np.arange(n) * PHYSICS_DT, self._X[:n].copy(), self._U[:n].copy()
+
+    def measure(self) -> np.ndarray:
+        """What the vehicle's state estimate reads (13,): the state's first 13 entries, delayed, with
+        noise drawn once per `step`."""
+        return self._measured.copy()
+
+    def _draw_measurement(self) -> np.ndarray:
         x = self._states[0].copy()
-        imp = self.imperfections
+        imp, rng = self.imperfections, self._rng
         if imp.position_noise_std:
             x[:3] += rng.normal(0.0, imp.position_noise_std, 3)
         if imp.attitude_noise_std:
@@ -185,11 +216,11 @@ class FlightRandomization:
         return cls(parameters)
 
     def sample(
-        self, rng: np.random.Generator, params: QuadrotorParams, intensity: float
-    ) -> tuple[QuadrotorParams, dict[str, float]]:
-        """One episode's parameter set, and the drawn multipliers by name. The thrust curve is then
-        scaled, if it must, to keep thrust-to-weight within THRUST_TO_WEIGHT and the rotors within
-        MAX_ROTOR_THRUST."""
+        self, rng: np.random.Generator, params: QuadrotorParams, imperfections: FlightImperfections, intensity: float
+    ) -> tuple[QuadrotorParams, FlightImperfections, dict[str, float]]:
+        """One episode's parameter set and imperfections (these as given), and the drawn multipliers
+        by name. The thrust curve is then scaled, if it must, to keep thrust-to-weight within
+        THRUST_TO_WEIGHT and the rotors within MAX_ROTOR_THRUST."""
         if not 0.0 <= intensity <= 1.0:
             raise ValueError(f"randomisation intensity must be in [0, 1], got {intensity}")
         drawn = {name: d.sample(rng, intensity) for name, d in self.parameters.items()}
@@ -208,4 +239,4 @@ class FlightRandomization:
             motor_time_constant=tuple(t * scale["motor_time_constant"] for t in params.motor_time_constant),
             yaw_torque_constant=params.yaw_torque_constant * scale["yaw_torque_constant"],
         )
-        return randomized, drawn
+        return randomized, imperfections, drawn

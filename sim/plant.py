@@ -64,8 +64,10 @@ class Plant:
         mujoco.mj_setConst(self.model, self.data)
 
     def reset(self, x0: np.ndarray, rng: np.random.Generator, horizon_s: float) -> None:
-        """Start from state x0 = [q, dq] at t = 0; buffers are sized for horizon_s (s)."""
+        """Start from state x0 = [q, dq] at t = 0, drawing the episode's noise and pushes from `rng`;
+        buffers are sized for horizon_s (s) and grow as needed."""
         n = self.n
+        self._rng = rng
         self._X = np.zeros((0, 2 * n))
         self._U = np.zeros((0, n))
         self._pulses = np.zeros((0, n))
@@ -73,7 +75,7 @@ class Plant:
         self._velocity_noise = np.zeros((0, n))
         self._steps = 0
         self._lagged_cmd = np.zeros(n)
-        self._grow(int(round(horizon_s / PHYSICS_DT)) + 1, rng)
+        self._grow(int(round(horizon_s / PHYSICS_DT)) + 1)
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[:] = x0[:n]
         self.data.qvel[:] = x0[n:]
@@ -81,9 +83,9 @@ class Plant:
         self._X[0, :n] = self.data.qpos
         self._X[0, n:] = self.data.qvel
 
-    def _grow(self, steps: int, rng: np.random.Generator) -> None:
+    def _grow(self, steps: int) -> None:
         """Extend the buffers by `steps` physics steps, drawing their pulses and torque noise."""
-        imp, n = self.imperfections, self.n
+        imp, n, rng = self.imperfections, self.n, self._rng
         start = len(self._X)
         self._X = np.concatenate([self._X, np.zeros((steps, 2 * n))])
         self._U = np.concatenate([self._U, np.zeros((steps, n))])
@@ -129,12 +131,12 @@ class Plant:
         x[self.n :] += self._velocity_noise[self._steps]
         return x
 
-    def step(self, tau_cmd: np.ndarray, substeps: int, rng: np.random.Generator) -> None:
+    def step(self, tau_cmd: np.ndarray, substeps: int) -> None:
         """Hold the commanded joint torques (n,), N m, for `substeps` physics steps."""
         model, data = self.model, self.data
         j = self._steps
         if j + substeps >= len(self._X):
-            self._grow(max(len(self._X), substeps + 1), rng)
+            self._grow(max(len(self._X), substeps + 1))
         # Torque lag per physics step, in closed form for a held command:
         # c_i = cmd + (1 - k)^i (c_0 - cmd).
         if len(self._decay) != substeps:

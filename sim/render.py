@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 
 FORMATS = (".gif", ".mp4")
 
 
 def record_episode(
-    act: Callable[[np.ndarray], np.ndarray], env: SwingUpEnv, seed: int, fps: float = 25.0
+    act: Callable[[np.ndarray], np.ndarray], env: RobotEnv, seed: int, fps: float = 25.0
 ) -> tuple[list[np.ndarray], float, dict[str, Any]]:
     """Run one seeded episode of `env` (made with render_mode="rgb_array") under `act`, keeping a
     frame every 1/fps s or so. Returns the frames ((height, width, 3) uint8), the frame rate they

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.imperfections import Imperfections
 from sim.robots import get_robot
 from sim.robots.params import PendulumParams
@@ -116,7 +116,7 @@ def jobs(nominal: PendulumParams) -> list[Job]:
 def run_episode(robot: str, controller: Controller, job: Job) -> bool:
     """Run one episode at the controller's rate; success = final true state within
     SUCCESS_TOLERANCE of the goal."""
-    env = SwingUpEnv(
+    env = RobotEnv(
         robot,
         params=job.params,
         control_rate_hz=controller.control_rate_hz,

@@ -21,32 +21,45 @@ STARTS = ("down", "up")
 test a stabiliser on its own)."""
 
 
-class PendulumSim:
-    """A pendulum-family robot on the swing-up task: state [q, dq], commands joint torques (N m)."""
+class SimulatedRobot:
+    """`robot` on `task` (None: its first) as a device serves it, with the env's options
+    (`sim.env.RobotEnv`: params, imperfections, randomization; the task's own). Episodes never
+    end: a pendulum's swing-up runs without its time limit. A pendulum may start upright
+    (`start="up"`); a flight task starts from its evaluation spread unless `init_spread` is given."""
 
-    def __init__(self, robot: str, control_rate_hz: float = 100.0, start: str = "down", **env_options):
-        from sim.env import SwingUpEnv
-        from sim.plant import PHYSICS_DT
+    def __init__(
+        self, robot: str, control_rate_hz: float = 100.0, task: str | None = None, start: str = "down", **env_options
+    ):
+        from sim.env import RobotEnv
+        from sim.robots import QUADROTORS
+        from sim.tasks import flight
+        from sim.tasks.task import default_task
 
         if start not in STARTS:
             raise ValueError(f"unknown start {start!r}; expected one of {', '.join(STARTS)}")
-        env_options.setdefault("t_final", math.inf)
-        self.env = SwingUpEnv(robot, control_rate_hz=control_rate_hz, **env_options)
-        self.spec: RobotSpec = self.env.robot.spec(self.env.nominal_params)
-        self.physics_dt, self.substeps = PHYSICS_DT, self.env.substeps
+        if start == "up" and robot in QUADROTORS:
+            raise ValueError("start='up' is a pendulum's: a quadrotor starts as its task's episodes do")
+        task = task or default_task(robot)
+        if robot in QUADROTORS:
+            env_options.setdefault("init_spread", flight.get_route(task).eval_spread)
+        else:
+            env_options.setdefault("t_final", math.inf)
+        self.env = RobotEnv(robot, task, control_rate_hz=control_rate_hz, **env_options)
+        self.spec: RobotSpec = self.env.spec
+        self.physics_dt, self.substeps = self.env.plant.model.opt.timestep, self.env.substeps
         self.upright = start == "up"
 
     def start(self, seed: int) -> None:
         """Start again, the same way each time for the same seed."""
         self.env.reset(seed=seed)
         if self.upright:
-            x0 = np.zeros(2 * self.env.n)
+            x0 = np.zeros(len(self.env.plant.state()))
             x0[0] = math.pi
             self.env.plant.reset(x0, self.env.np_random, 60.0)
 
     def advance(self, command: np.ndarray, physics_steps: int) -> None:
         """Hold `command` (spec order) for `physics_steps` physics steps."""
-        self.env.plant.step(command, physics_steps, self.env.np_random)
+        self.env.plant.step(command, physics_steps)
 
     def measure(self) -> np.ndarray:
         return self.env.plant.measure()
@@ -62,59 +75,6 @@ class PendulumSim:
         return self.env.plant._steps
 
 
-class QuadrotorSim:
-    """The quadrotor on a flight task: state its estimate (13,), commands rotor speeds (4,) in [0, 1]."""
-
-    def __init__(
-        self,
-        task: str,
-        control_rate_hz: float,
-        params: str | Path = "l2f",
-        imperfections: bool = True,
-        randomization: str | Path | None = None,
-    ):
-        from sim.flight import PHYSICS_DT
-        from sim.flight_env import QuadrotorEnv
-        from sim.robots import quadrotor
-        from sim.tasks import flight
-
-        self.env = QuadrotorEnv(
-            task,
-            params=params,
-            control_rate_hz=control_rate_hz,
-            imperfections=imperfections,
-            randomization=randomization,
-            action_history=0,
-            init_spread=flight.get_task(task).eval_spread,
-        )
-        self.spec = quadrotor.spec(self.env.params)
-        self.physics_dt, self.substeps = PHYSICS_DT, self.env.substeps
-        self._measured = np.zeros(13)
-
-    def start(self, seed: int) -> None:
-        self.env.reset(seed=seed)
-        self._measured = self.env.plant.measure(self.env.np_random)
-
-    def advance(self, command: np.ndarray, physics_steps: int) -> None:
-        self.env.plant.step(command, physics_steps)
-        self._measured = self.env.plant.measure(self.env.np_random)
-
-    def measure(self) -> np.ndarray:
-        # One noise draw per step, not per read: a reading read twice is the same reading.
-        return self._measured.copy()
-
-    @property
-    def time(self) -> float:
-        return self.env.plant.time
-
-    @property
-    def steps(self) -> int:
-        return round(self.env.plant.time / self.physics_dt)
-
-
-SimulatedRobot = PendulumSim | QuadrotorSim
-
-
 def make(
     robot: str,
     task: str,
@@ -123,11 +83,7 @@ def make(
     imperfections: bool,
 ) -> SimulatedRobot:
     """The simulated `robot` on `task` with parameter set `params`, with or without its imperfections."""
-    from sim.robots import QUADROTORS
-
-    if robot in QUADROTORS:
-        return QuadrotorSim(task, control_rate_hz, params=params, imperfections=imperfections)
-    return PendulumSim(robot, control_rate_hz, params=params, imperfections=imperfections)
+    return SimulatedRobot(robot, control_rate_hz, task, params=params, imperfections=imperfections)
 
 
 class PlantServer:

@@ -20,11 +20,11 @@ def test_baseline_swings_up_and_holds_the_pendubot(tmp_path, capsys):
     assert main(["rollout", "--robot", "pendubot", "--controller", "baseline", "--out", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["success"] is True and result["control_rate_hz"] == 500.0
-    assert result["score"]["swingup_time"] < 3.0
-    assert result["score"]["score"] > 0.25  # measured 0.278 (v2, simulation normalisation)
+    assert result["metrics"]["swingup_time"] < 3.0
+    assert result["metrics"]["score"] > 0.25  # measured 0.278 (v2, simulation normalisation)
     # The written trajectory scores the same through the CSV path.
     again = realaigym.score(realaigym.load_trajectory_csv(out), "v2", "sim")
-    assert again["score"] == pytest.approx(result["score"]["score"], abs=1e-12)
+    assert again["score"] == pytest.approx(result["metrics"]["score"], abs=1e-12)
 
 
 def test_baseline_lqr_holds_the_top_against_a_small_offset():

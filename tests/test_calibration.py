@@ -22,7 +22,7 @@ from calibration.recording import Recording, load_recording, simulated_recording
 from calibration.sets import load_delay, write_param_set
 from s2r.cli import main
 from sim.config import ConfigError
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.robots import get_robot
 from sim.tasks.realaigym import Trajectory, TrajectoryError, write_trajectory_csv
 
@@ -254,8 +254,8 @@ def test_a_calibrated_set_feeds_envs_deploy_and_training(tmp_path, capsys):
     write_param_set(cal, path)
     assert ROBOT.load_params(path).m[1] == pytest.approx(cal.params.m[1])
     assert load_delay(path) == pytest.approx(cal.delay_s)
-    env = SwingUpEnv("pendubot", params=path)
-    assert env.nominal_params.m[1] == pytest.approx(cal.params.m[1])
+    env = RobotEnv("pendubot", params=path)
+    assert env.params.m[1] == pytest.approx(cal.params.m[1])
     args = [
         "deploy",
         "--robot",

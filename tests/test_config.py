@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from sim.config import ConfigError
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.imperfections import Imperfections
 from sim.randomization import DomainRandomization
 from sim.robots import ROBOTS, get_robot
@@ -138,10 +138,10 @@ def test_intensity_scales_every_range_and_zero_changes_nothing():
 
 
 def test_drawn_values_are_in_info_and_reach_the_physics():
-    env = SwingUpEnv("pendubot", params="model_1.0", imperfections=True, randomization="double_pendulum")
+    env = RobotEnv("pendubot", params="model_1.0", imperfections=True, randomization="double_pendulum")
     _, info = env.reset(seed=3)
     drawn = info["randomization"]
-    assert env.plant.params.m[1] == drawn["m2"] != env.nominal_params.m[1]
+    assert env.plant.params.m[1] == drawn["m2"] != env.params.m[1]
     assert env.plant.imperfections.delay_s == drawn["delay"]
     link2 = env.plant.model.body("link2").id
     assert env.plant.model.body_mass[link2] == drawn["m2"]
@@ -151,7 +151,7 @@ def test_drawn_values_are_in_info_and_reach_the_physics():
 
 def test_env_refuses_intensity_outside_unit_interval():
     with pytest.raises(ValueError, match="intensity"):
-        SwingUpEnv("pendubot", randomization="double_pendulum", randomization_intensity=2.0)
+        RobotEnv("pendubot", randomization="double_pendulum", randomization_intensity=2.0)
 
 
 def test_params_round_trip_through_a_mapping():

@@ -6,7 +6,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import sim
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.plant import PHYSICS_DT
 from sim.robots import get_robot
 from sim.tasks import swingup
@@ -45,7 +45,7 @@ def test_same_seed_gives_the_identical_trajectory(env_id):
 
 
 def test_observation_is_the_task_function_of_the_measured_state():
-    env = SwingUpEnv("pendubot", action_history=2)
+    env = RobotEnv("pendubot", action_history=2)
     obs, _ = env.reset(seed=0)
     actions = [np.array([0.5]), np.array([-0.25])]
     for a in actions:
@@ -58,7 +58,7 @@ def test_observation_is_the_task_function_of_the_measured_state():
 
 def test_the_winding_tells_how_many_turns_the_joints_have_made():
     # cos and sin are the same after a full turn; the stops at +-540 degrees are not.
-    env = SwingUpEnv("pendubot", action_history=1, observe_winding=True, upright_starts=1.0)
+    env = RobotEnv("pendubot", action_history=1, observe_winding=True, upright_starts=1.0)
     obs, _ = env.reset(seed=0)
     x = env.plant.state()
     np.testing.assert_allclose(obs[-2:], x[:2] / (3 * np.pi), rtol=1e-6)
@@ -69,7 +69,7 @@ def test_the_winding_tells_how_many_turns_the_joints_have_made():
 
 
 def test_policy_rate_sets_the_physics_substeps_and_episode_length():
-    env = SwingUpEnv("pendulum", control_rate_hz=500.0, t_final=0.1)
+    env = RobotEnv("pendulum", control_rate_hz=500.0, t_final=0.1)
     env.reset(seed=0)
     steps = 0
     while True:
@@ -85,25 +85,25 @@ def test_policy_rate_sets_the_physics_substeps_and_episode_length():
 @pytest.mark.parametrize("rate", [0.0, 300.0, 1000.0])
 def test_rate_that_is_not_a_multiple_of_the_physics_step_is_refused(rate):
     with pytest.raises(ValueError, match="Hz"):
-        SwingUpEnv("pendubot", control_rate_hz=rate)
+        RobotEnv("pendubot", control_rate_hz=rate)
 
 
 def test_nan_action_is_refused():
-    env = SwingUpEnv("pendubot")
+    env = RobotEnv("pendubot")
     env.reset(seed=0)
     with pytest.raises(ValueError, match="NaN"):
         env.step(np.array([np.nan]))
 
 
 def test_wrong_action_shape_is_refused():
-    env = SwingUpEnv("pendubot")
+    env = RobotEnv("pendubot")
     env.reset(seed=0)
     with pytest.raises(ValueError):
         env.step(np.zeros(2))
 
 
 def test_actions_are_clipped_to_the_torque_limit():
-    env = SwingUpEnv("pendubot")
+    env = RobotEnv("pendubot")
     env.reset(seed=0)
     env.step(np.array([5.0]))
     _, _, U = env.plant.trajectory()
@@ -111,17 +111,17 @@ def test_actions_are_clipped_to_the_torque_limit():
 
 
 def test_leaving_the_safety_envelope_ends_the_episode_as_a_failure():
-    env = SwingUpEnv("pendulum", params="model_1.1")
+    env = RobotEnv("pendulum", params="model_1.1")
     env.reset(seed=0)
     env.plant.reset(np.array([0.0, 25.0]), np.random.default_rng(0), 10.0)  # spinning at 25 rad/s
     _, reward, terminated, truncated, info = env.step(np.zeros(1))
     assert terminated and not truncated
     assert "20" in info["failure"] and reward < -swingup.FAILURE_PENALTY + 2
-    assert info["success"] is False and info["score"]["score"] == 0.0
+    assert info["success"] is False and info["metrics"]["score"] == 0.0
 
 
 def test_without_safety_stops_the_episode_runs_past_the_envelope_to_t_final():
-    env = SwingUpEnv("pendulum", params="model_1.1", control_rate_hz=50, safety_stops=False)
+    env = RobotEnv("pendulum", params="model_1.1", control_rate_hz=50, safety_stops=False)
     env.reset(seed=0)
     env.plant.reset(np.array([0.0, 25.0]), np.random.default_rng(0), 10.0)  # spinning at 25 rad/s
     steps, terminated, truncated = 0, False, False
@@ -133,14 +133,14 @@ def test_without_safety_stops_the_episode_runs_past_the_envelope_to_t_final():
 
 
 def test_doing_nothing_scores_zero_and_says_so_at_the_end():
-    env = SwingUpEnv("pendubot")
+    env = RobotEnv("pendubot")
     env.reset(seed=0)
     done, info = False, {}
     while not done:
         _, _, terminated, truncated, info = env.step(np.zeros(1))
         done = terminated or truncated
     assert truncated and info["time"] == pytest.approx(10.0)
-    assert info["success"] is False and info["score"]["swingup_time"] == 10.0
+    assert info["success"] is False and info["metrics"]["swingup_time"] == 10.0
 
 
 def test_reward_prefers_up_and_still_to_down():
@@ -157,7 +157,7 @@ def test_reward_prefers_up_and_still_to_down():
 
 
 def test_friction_compensation_drives_the_passive_joint_within_its_allowance():
-    env = SwingUpEnv("pendubot", params="model_1.0", friction_compensation=True)
+    env = RobotEnv("pendubot", params="model_1.0", friction_compensation=True)
     env.reset(seed=0)
     env.plant.reset(np.array([0.0, 0.0, 0.0, 3.0]), np.random.default_rng(0), 10.0)
     env._measured = env.plant.measure()
@@ -167,7 +167,7 @@ def test_friction_compensation_drives_the_passive_joint_within_its_allowance():
 
 
 def test_friction_compensation_is_off_in_ideal_episodes_which_have_no_friction():
-    env = SwingUpEnv("pendubot", params="model_1.0", friction_compensation=True, ideal_episodes=1.0)
+    env = RobotEnv("pendubot", params="model_1.0", friction_compensation=True, ideal_episodes=1.0)
     env.reset(seed=0)
     env.plant.reset(np.array([0.0, 0.0, 0.0, 3.0]), np.random.default_rng(0), 10.0)
     env._measured = env.plant.measure()
@@ -177,39 +177,39 @@ def test_friction_compensation_is_off_in_ideal_episodes_which_have_no_friction()
 
 
 def test_upright_starts_begin_near_the_top_and_leave_hanging_episodes_as_they_were():
-    up = SwingUpEnv("pendubot", upright_starts=1.0)
+    up = RobotEnv("pendubot", upright_starts=1.0)
     for seed in range(5):
         obs, _ = up.reset(seed=seed)
         q, dq = np.split(up.plant.state(), 2)
         assert abs(q[0] - np.pi) <= swingup.UPRIGHT_POSITION_NOISE and abs(q[1]) <= swingup.UPRIGHT_POSITION_NOISE
         assert np.abs(dq).max() <= swingup.UPRIGHT_VELOCITY_NOISE
         assert swingup.tip_height(up.plant.params.l, q) > swingup.UP_FRACTION * up.plant.params.reach
-    some = SwingUpEnv("pendubot", upright_starts=0.5)
+    some = RobotEnv("pendubot", upright_starts=0.5)
     starts = [some.reset(seed=s)[0][0] for s in range(40)]  # cos q1: -1 upright, +1 hanging
     assert 5 < sum(c < 0 for c in starts) < 35
     with pytest.raises(ValueError, match="upright_starts"):
-        SwingUpEnv("pendubot", upright_starts=1.5)
+        RobotEnv("pendubot", upright_starts=1.5)
 
 
 def test_ideal_episodes_drop_friction_rotor_inertia_and_imperfections_and_nothing_else():
     options = dict(params="model_1.0", imperfections=True, randomization="double_pendulum")
-    ideal = SwingUpEnv("pendubot", **options, ideal_episodes=1.0)
+    ideal = RobotEnv("pendubot", **options, ideal_episodes=1.0)
     ideal.reset(seed=0)
     p = ideal.plant.params
     assert p.Ir == 0.0 and max(p.b) <= 0.01 and max(p.cf) <= 0.1  # randomisation's offsets on top of none
     imp = ideal.plant.imperfections
     assert imp.velocity_noise_std == imp.torque_noise_std == imp.extra_coulomb == imp.pulses_per_joint == 0
-    exact = SwingUpEnv("pendubot", params="model_1.0", ideal_episodes=1.0)
+    exact = RobotEnv("pendubot", params="model_1.0", ideal_episodes=1.0)
     exact.reset(seed=0)
-    assert exact.plant.params == SwingUpEnv("pendubot", params="model_1.1").nominal_params
+    assert exact.plant.params == RobotEnv("pendubot", params="model_1.1").params
     # Without ideal episodes the seeded episodes are those of before.
-    plain, zero = SwingUpEnv("pendubot", **options), SwingUpEnv("pendubot", **options, ideal_episodes=0.0)
+    plain, zero = RobotEnv("pendubot", **options), RobotEnv("pendubot", **options, ideal_episodes=0.0)
     assert plain.reset(seed=3)[1]["randomization"] == zero.reset(seed=3)[1]["randomization"]
-    some = SwingUpEnv("pendubot", **options, ideal_episodes=0.5)
+    some = RobotEnv("pendubot", **options, ideal_episodes=0.5)
     ideal_count = 0
     for seed in range(40):
         some.reset(seed=seed)
         ideal_count += some.plant.imperfections.extra_coulomb == 0.0
     assert 5 < ideal_count < 35
     with pytest.raises(ValueError, match="ideal_episodes"):
-        SwingUpEnv("pendubot", ideal_episodes=-0.1)
+        RobotEnv("pendubot", ideal_episodes=-0.1)

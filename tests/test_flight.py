@@ -1,4 +1,4 @@
-"""The quadrotor's env and tasks (sim.flight_env, sim.tasks.flight, sim.flight) and its classical
+"""The quadrotor's env and tasks (sim.env on the crazyflie, sim.tasks.flight, sim.flight) and its classical
 baseline (policies.geometric), on real MuJoCo physics."""
 
 import gymnasium as gym
@@ -9,8 +9,8 @@ from gymnasium.utils.env_checker import check_env
 import sim
 from policies.geometric import GeometricController
 from sim.config import ConfigError
+from sim.env import RobotEnv
 from sim.flight import FlightImperfections
-from sim.flight_env import QuadrotorEnv
 from sim.tasks import flight
 
 
@@ -35,28 +35,28 @@ def _rollout(env, seed, steps=60):
 
 
 def test_a_seed_gives_the_same_episode_and_another_seed_another():
-    env = QuadrotorEnv("hover", imperfections=True)
+    env = RobotEnv("crazyflie", "hover", imperfections=True)
     first, again, other = _rollout(env, 3), _rollout(env, 3), _rollout(env, 4)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0], other[0])
 
 
 def test_the_observation_is_the_pure_function_of_what_is_measured():
-    env = QuadrotorEnv("figure8", imperfections=True, action_history=4)
+    env = RobotEnv("crazyflie", "figure8", imperfections=True, action_history=4)
     env.reset(seed=0)
     action = np.array([0.3, 0.3, 0.35, 0.3])
     obs, *_ = env.step(action)
     past = np.tile(flight.hover_action("rotors", env.params), (4, 1))
     past[-1] = action
-    expected = flight.observation(env._measured, env.task.reference(env.plant.time), past)
+    expected = flight.observation(env._measured, env.task.route.reference(env.plant.time), past)
     assert np.array_equal(obs, expected)
 
 
 def test_the_reward_is_highest_on_the_reference_at_hover():
-    env = QuadrotorEnv("hover")
+    env = RobotEnv("crazyflie", "hover")
     hover = flight.hover_action("rotors", env.params)
     x = env.plant.hover_state(flight.START)
-    reference = env.task.reference(0.0)
+    reference = env.task.route.reference(0.0)
     weights = flight.RewardWeights()
     assert flight.reward(x, reference, hover, hover, weights) == pytest.approx(2.0)
     off = x.copy()
@@ -66,7 +66,7 @@ def test_the_reward_is_highest_on_the_reference_at_hover():
 
 
 def test_an_episode_ends_failed_beyond_the_error_bound_with_its_metrics():
-    env = QuadrotorEnv("hover")
+    env = RobotEnv("crazyflie", "hover")
     env.reset(seed=0)
     for _ in range(500):
         *_, terminated, truncated, info = env.step(np.full(4, -1.0))  # rotors off: it falls
@@ -77,7 +77,7 @@ def test_an_episode_ends_failed_beyond_the_error_bound_with_its_metrics():
 
 
 def test_the_rate_level_holds_a_level_vehicle_with_the_hover_action():
-    env = QuadrotorEnv("hover", action_level="rates", init_spread=0.0)
+    env = RobotEnv("crazyflie", "hover", action_level="rates", init_spread=0.0)
     env.reset(seed=0)
     hover = flight.hover_action("rates", env.params)
     for _ in range(100):
@@ -89,7 +89,7 @@ def test_the_imperfections_are_named_and_drawn_per_episode():
     assert FlightImperfections.resolve({"motor_delay_s": 0.01}).motor_delay_s == 0.01
     with pytest.raises(ConfigError, match="unknown key"):
         FlightImperfections.resolve({"wind": 1.0})
-    env = QuadrotorEnv("hover", imperfections=True)
+    env = RobotEnv("crazyflie", "hover", imperfections=True)
     env.reset(seed=0)
     first = env.plant.force.copy()
     env.reset(seed=1)
@@ -99,7 +99,7 @@ def test_the_imperfections_are_named_and_drawn_per_episode():
 
 def test_a_motor_delay_delays_the_response_by_its_steps():
     def climb(delay_s):
-        env = QuadrotorEnv("hover", init_spread=0.0, imperfections={"motor_delay_s": delay_s} | _NONE)
+        env = RobotEnv("crazyflie", "hover", init_spread=0.0, imperfections={"motor_delay_s": delay_s} | _NONE)
         env.reset(seed=0)
         heights = []
         for _ in range(10):
@@ -119,7 +119,9 @@ _NONE = {f: 0.0 for f in ("position_noise_std", "attitude_noise_std", "velocity_
 
 
 def _fly(task: str, seeds: range) -> list[dict]:
-    env = QuadrotorEnv(task, imperfections=True, action_history=0, init_spread=flight.get_task(task).eval_spread)
+    env = RobotEnv(
+        "crazyflie", task, imperfections=True, action_history=0, init_spread=flight.get_route(task).eval_spread
+    )
     results = []
     for seed in seeds:
         controller = GeometricController(env.params, env.control_rate_hz)
@@ -154,12 +156,12 @@ def test_the_randomisation_file_is_validated_and_keeps_the_vehicle_flyable(tmp_p
     randomization = FlightRandomization.load("crazyflie")
     params = quadrotor.load_params("l2f")
     rng = np.random.default_rng(0)
-    draws = [randomization.sample(rng, params, 1.0)[0] for _ in range(300)]
+    draws = [randomization.sample(rng, params, None, 1.0)[0] for _ in range(300)]
     ratios = [d.thrust_to_weight for d in draws]
     assert THRUST_TO_WEIGHT[0] - 1e-9 <= min(ratios) and max(ratios) <= THRUST_TO_WEIGHT[1] + 1e-9
     assert max(d.max_thrust for d in draws) <= quadrotor.MAX_ROTOR_THRUST + 1e-12
     assert len({d.mass for d in draws}) == 300
-    assert randomization.sample(rng, params, 0.0)[0] == params  # intensity 0: the nominal vehicle
+    assert randomization.sample(rng, params, None, 0.0)[0] == params  # intensity 0: the nominal vehicle
     bad = tmp_path / "bad.yaml"
     bad.write_text("parameters:\n  mass: {offset: [0.0, 0.01]}\n")
     with pytest.raises(ConfigError, match="parameters.mass: the quadrotor's parameters take scale ranges only"):
@@ -170,7 +172,7 @@ def test_the_randomisation_file_is_validated_and_keeps_the_vehicle_flyable(tmp_p
 
 
 def test_a_randomised_episode_is_drawn_from_its_seed():
-    env = QuadrotorEnv("hover", randomization="crazyflie")
+    env = RobotEnv("crazyflie", "hover", randomization="crazyflie")
     _, info = env.reset(seed=5)
     first = env.plant.params
     _, again = env.reset(seed=5)

@@ -14,7 +14,7 @@ from hardware.loop import ControlLoop
 from hardware.safety import Fault, SafetyConfig, max_steps
 from policies.geometric import GeometricController
 from sim.robots import quadrotor
-from sim.simulated import QuadrotorSim
+from sim.simulated import SimulatedRobot
 from sim.tasks.flight_safety import tilt
 
 SPEC = quadrotor.spec(quadrotor.load_params("l2f"))
@@ -75,7 +75,7 @@ def test_the_figure_eight_is_tracked_through_the_loop_at_500_hz():
 
 def _flying_loop(seed: int = 0) -> ControlLoop:
     options = DeployOptions("crazyflie", 100.0, mode="lockstep", seed=seed)
-    device = SimDevice(QuadrotorSim("hover", 100.0), mode="lockstep", seed=seed)
+    device = SimDevice(SimulatedRobot("crazyflie", 100.0, "hover", imperfections=True), mode="lockstep", seed=seed)
     device.configure(SPEC)
     device.activate()
     return ControlLoop(device, GeometricController(), binding_of(options), 100.0, FakeClock(), SafetyConfig())

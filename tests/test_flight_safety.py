@@ -82,13 +82,13 @@ def test_a_vehicle_whose_commands_stop_lands_in_mujoco_and_switches_off():
     params = quadrotor.load_params("l2f")
     plant = QuadrotorPlant(params, FlightImperfections.defaults())
     rng = np.random.default_rng(0)
-    plant.reset(plant.hover_state(flight.START), rng)
+    plant.reset(plant.hover_state(flight.START), rng, 10.0)
     policy, lander = GeometricController(params), GeometricController(params)
     supervisor = FlightSupervisor()
     hover = (flight.START, np.zeros(3))
     heights, modes, command_time = [], [], 0.0
     for _ in range(1000):  # 10 s at 100 Hz
-        now, measured = plant.time, plant.measure(rng)
+        now, measured = plant.time, plant.measure()
         if now < 2.0:  # the policy flies for 2 s, then falls silent
             command, command_time = policy.act(flight.observation(measured, hover, np.zeros((0, 4)))), now
         mode = supervisor.update(now, measured, now, command_time)

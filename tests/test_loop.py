@@ -13,11 +13,11 @@ from hardware.clock import FakeClock
 from hardware.device import Command, Device, DeviceError, Lifecycle, LifecycleError, SpecMismatchError, State
 from hardware.loop import ControlLoop
 from hardware.safety import EStop, Fault, SafetyConfig
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.robots import get_robot
 from sim.robots.spec import Channel
-from sim.simulated import PendulumSim
-from sim.tasks import swingup_binding
+from sim.simulated import SimulatedRobot
+from sim.tasks.swingup import SwingUp
 
 ROBOT = get_robot("pendubot")
 PARAMS = ROBOT.load_params("model_1.1")
@@ -65,7 +65,7 @@ def make_loop(device, policy=None, clock=None, **safety):
     return ControlLoop(
         device,
         policy or ConstantPolicy([0.0]),
-        swingup_binding.binding(ROBOT, PARAMS, damping=0.5),
+        SwingUp(ROBOT, PARAMS).binding(100.0, damping=0.5),
         rate_hz=100.0,
         clock=clock or device.clock,
         safety=SafetyConfig(**safety),
@@ -363,7 +363,7 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensatio
     from policies.baselines import PendubotEnergyLQR
 
     options = dict(params="model_1.0", imperfections=True, randomization="double_pendulum", t_final=10.0)
-    env = SwingUpEnv(
+    env = RobotEnv(
         "pendubot",
         control_rate_hz=500,
         action_history=0,
@@ -379,13 +379,15 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensatio
         env_obs.append(obs)
     _, env_X, env_U = env.plant.trajectory()
 
-    device = SimDevice(PendulumSim("pendubot", 500, **options), mode="lockstep", seed=5)
+    device = SimDevice(SimulatedRobot("pendubot", 500, **options), mode="lockstep", seed=5)
     # The env has no rate limit: the robot's (600 N m/s) would clip the swing-up's torque steps.
     unlimited = tuple(dataclasses.replace(c, max_rate=math.inf) for c in SPEC.command)
     device.configure(dataclasses.replace(SPEC, command=unlimited))
     device.activate()
     loop_obs = []
-    binding = swingup_binding.binding(ROBOT, ROBOT.load_params("model_1.0"), 0.5, friction_compensation, winding)
+    binding = SwingUp(
+        ROBOT, ROBOT.load_params("model_1.0"), friction_compensation=friction_compensation, observe_winding=winding
+    ).binding(500.0, 0.5)
     original = binding.observe
 
     def observe(values, past, t):
@@ -414,16 +416,14 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensatio
 
 def test_friction_compensation_cancels_the_modelled_friction_within_the_passive_allowance():
     params = ROBOT.load_params("model_1.0")
-    binding = swingup_binding.binding(ROBOT, params, 0.5, friction_compensation=True)
+    binding = SwingUp(ROBOT, params, friction_compensation=True).binding(100.0, 0.5)
     slow = np.array([np.pi, 0.0, 0.0, 0.5])
     # cf2 atan(50) + b2 0.5 on the elbow; the shoulder keeps the action's torque
     np.testing.assert_allclose(binding.to_command(np.array([0.5]), slow), [3.0, 0.12 * np.arctan(50.0) + 0.0005])
-    sticky = swingup_binding.binding(
-        ROBOT, dataclasses.replace(params, cf=(0.16, 0.8)), 0.5, friction_compensation=True
-    )
+    sticky = SwingUp(ROBOT, dataclasses.replace(params, cf=(0.16, 0.8)), friction_compensation=True).binding(100.0, 0.5)
     assert sticky.to_command(np.zeros(1), -slow)[1] == -0.5  # never beyond the passive motor's allowance
     assert ROBOT.spec(params).command[1].high == 0.5
-    without = swingup_binding.binding(ROBOT, params, 0.5)
+    without = SwingUp(ROBOT, params).binding(100.0, 0.5)
     assert without.to_command(np.array([0.5]), slow)[1] == 0.0
 
 
@@ -502,7 +502,7 @@ def test_deploy_collects_garbage_before_it_arms_the_device():
             super()._on_activate()
 
     gc.unfreeze()
-    device = Recording(PendulumSim("pendubot", 500, params="model_1.1"), mode="lockstep")
+    device = Recording(SimulatedRobot("pendubot", 500, params="model_1.1"), mode="lockstep")
     options = DeployOptions("pendubot", 500.0, duration_s=0.1, mode="lockstep", params="model_1.1", action_history=0)
     try:
         deploy(PendubotEnergyLQR(), options, device=device)

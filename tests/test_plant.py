@@ -21,19 +21,17 @@ def plant(imperfections: Imperfections = OFF, params: str = "model_1.1", robot: 
 
 def test_measurement_delay_returns_the_state_of_delay_seconds_ago():
     p = plant(dataclasses.replace(OFF, delay_s=0.02))
-    rng = np.random.default_rng(0)
     for _ in range(20):
-        p.step(np.zeros(2), 5, rng)
+        p.step(np.zeros(2), 5)
     _, X, _ = p.trajectory()
     np.testing.assert_array_equal(p.measure(), X[-1 - 10])  # 0.02 s = 10 physics steps
 
 
 def test_velocity_noise_has_the_configured_spread_and_leaves_positions_alone():
     p = plant(dataclasses.replace(OFF, velocity_noise_std=0.3))
-    rng = np.random.default_rng(0)
     errors = []
     for _ in range(400):
-        p.step(np.zeros(2), 1, rng)
+        p.step(np.zeros(2), 1)
         m, x = p.measure(), p.state()
         np.testing.assert_array_equal(m[:2], x[:2])
         errors.append(m[2:] - x[2:])
@@ -56,9 +54,8 @@ def equivalent_torque(p: Plant, steps: int) -> np.ndarray:
 def test_torque_response_lag_follows_its_recursion():
     k = 0.3
     p = plant(dataclasses.replace(OFF, torque_response=k))
-    rng = np.random.default_rng(0)
     for _ in range(2):
-        p.step(np.array([2.0, 0.0]), 5, rng)
+        p.step(np.array([2.0, 0.0]), 5)
     felt = equivalent_torque(p, 10)[:, 0]
     expected, tau = [], 0.0
     for _ in range(10):
@@ -69,9 +66,8 @@ def test_torque_response_lag_follows_its_recursion():
 
 def test_torque_noise_reaches_actuated_joints_only():
     p = plant(dataclasses.replace(OFF, torque_noise_std=0.5))
-    rng = np.random.default_rng(0)
     for _ in range(100):
-        p.step(np.zeros(2), 5, rng)
+        p.step(np.zeros(2), 5)
     felt = equivalent_torque(p, 500)
     assert np.std(felt[:, 0]) == pytest.approx(0.5, rel=0.15)
     assert np.std(felt[:, 1]) < 0.05
@@ -80,9 +76,8 @@ def test_torque_noise_reaches_actuated_joints_only():
 def test_pulses_push_every_joint():
     imp = dataclasses.replace(OFF, pulses_per_joint=2, pulse_amplitude=(2.0, 2.0), pulse_width_s=(0.05, 0.05))
     p = plant(imp)
-    rng = np.random.default_rng(0)
     for _ in range(200):
-        p.step(np.zeros(2), 5, rng)
+        p.step(np.zeros(2), 5)
     felt = equivalent_torque(p, 1000)
     assert np.all(np.abs(felt).max(axis=0) > 1.9) and np.all(np.abs(felt).max(axis=0) < 4.1)
 
@@ -98,11 +93,10 @@ def test_pulses_leave_time_to_recover_between_them_and_before_the_end(start, end
 
 
 def test_extra_friction_slows_a_free_swing():
-    rng = np.random.default_rng(0)
     free, rough = plant(), plant(dataclasses.replace(OFF, extra_viscous=0.01, extra_coulomb=0.1))
     for p in (free, rough):
         for _ in range(100):
-            p.step(np.zeros(2), 5, rng)
+            p.step(np.zeros(2), 5)
     from sim.dynamics import pendulum
 
     e = [pendulum.energy(p.params, p.state()[:2], p.state()[2:]) for p in (free, rough)]
@@ -111,8 +105,7 @@ def test_extra_friction_slows_a_free_swing():
 
 def test_buffers_grow_past_the_horizon():
     p = plant()
-    rng = np.random.default_rng(0)
     for _ in range(300):  # 3 s against a 2 s horizon
-        p.step(np.zeros(2), 5, rng)
+        p.step(np.zeros(2), 5)
     T, X, _ = p.trajectory()
     assert len(T) == 1501 and T[-1] == pytest.approx(3.0) and np.all(np.isfinite(X))

@@ -195,9 +195,9 @@ class PlainRobot:
     at 500 Hz; zero effort when commands stop for 0.1 s. `start="up"`: balanced upright."""
 
     def __init__(self, node, start: str = "up"):
-        from sim.simulated import PendulumSim
+        from sim.simulated import SimulatedRobot
 
-        self.sim = PendulumSim("pendubot", start=start, params="model_1.1", imperfections=False)
+        self.sim = SimulatedRobot("pendubot", start=start, params="model_1.1", imperfections=False)
         self.sim.start(0)
         self.node, self.command, self.commanded_at, self.commands = node, np.zeros(2), 0.0, 0
         self.states = node.create_publisher(JointState, "/joint_states", DEFAULT_QOS)

@@ -48,10 +48,10 @@ def test_the_env_renders_what_its_plant_does(offscreen):
     plain = gym.make("s2r/Pendubot-v0")
     plain.reset(seed=0)
     assert plain.render() is None  # no render mode: nothing drawn
-    from sim.env import SwingUpEnv
+    from sim.env import RobotEnv
 
     with pytest.raises(ValueError, match="render_mode 'ansi'"):
-        SwingUpEnv("pendubot", render_mode="ansi")
+        RobotEnv("pendubot", render_mode="ansi")
 
 
 def test_the_envs_are_made_without_importing_sim_first():

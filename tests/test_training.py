@@ -23,7 +23,7 @@ from policies.evaluate import SIM_CONDITIONS, run_episodes
 from policies.export import export
 from policies.train import ALGORITHMS, EVAL_SEED, load_normalization, make_env, normalize, save_checkpoint, train
 from sim.config import ConfigError
-from sim.env import SwingUpEnv
+from sim.env import RobotEnv
 from sim.imperfections import Imperfections
 from sim.robots import get_robot
 
@@ -293,10 +293,10 @@ def test_each_evaluation_episode_runs_once():
 def test_curriculum_imperfections_replace_the_envs_in_training_episodes_only(tmp_path):
     cfg = tiny_config(tmp_path, "ppo")  # env.imperfections: true
     cfg.curriculum = {"imperfections": {"pulses_per_joint": 3, "pulse_amplitude": [1.0, 3.0]}}
-    training = make_env(cfg, 0)().unwrapped.nominal_imperfections
+    training = make_env(cfg, 0)().unwrapped.imperfections
     assert training.pulses_per_joint == 3 and training.pulse_amplitude == (1.0, 3.0)
     assert training.delay_s == Imperfections.defaults().delay_s  # the other fields keep their defaults
-    evaluation = SwingUpEnv(cfg.robot, **cfg.env).nominal_imperfections
+    evaluation = RobotEnv(cfg.robot, **cfg.env).imperfections
     assert evaluation == Imperfections.defaults()
 
 

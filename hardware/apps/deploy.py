@@ -25,7 +25,8 @@ from hardware.loop import ControlLoop, Policy, TickRecord, apply_realtime_settin
 from hardware.safety import SafetyConfig
 from sim import simulated
 from sim.robots import ROBOTS, default_params, get_robot, load_robot_params, robot_names, robot_spec
-from sim.tasks.binding import Binding, default_task, make_binding, tasks_of
+from sim.tasks.binding import Binding, make_binding
+from sim.tasks.task import default_task, tasks_of
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class DeployOptions:
     robot: str
     rate_hz: float
     task: str | None = None
-    """The task the policy does (None: the robot's first, `sim.tasks.binding.tasks_of`)."""
+    """The task the policy does (None: the robot's first, `sim.tasks.task.tasks_of`)."""
     duration_s: float | None = 10.0
     """Run length, s; None runs until Ctrl-C or `should_stop`."""
     device: str = "sim"

@@ -23,7 +23,8 @@ import numpy as np
 
 from hardware.links import ros2_msgs as msgs
 from hardware.links.ros2_transport import make_transport
-from sim.simulated import PendulumSim, PlantServer
+from sim.robots import get_robot
+from sim.simulated import PlantServer, SimulatedRobot
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,11 @@ class Ros2Emulator:
         command_timeout_s: float = 0.1,
         keep_state: bool = False,
     ):
-        robot_sim = PendulumSim(robot, start=start, params=params, imperfections=imperfections)
+        robot_sim = SimulatedRobot(robot, start=start, params=params, imperfections=imperfections)
         self.server = PlantServer(robot_sim, seed)
         self.keep_state = keep_state
         self.commanders = 0
-        self.joints = list(robot_sim.env.robot.joints)
+        self.joints = list(get_robot(robot).joints)
         self.low = np.array([c.low for c in robot_sim.spec.command])
         self.high = np.array([c.high for c in robot_sim.spec.command])
         self.domain_id, self.loopback, self.backend = domain_id, loopback, backend

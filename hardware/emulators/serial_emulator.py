@@ -33,7 +33,7 @@ import numpy as np
 from hardware.emulators.faults import FaultPlan
 from hardware.links import protocol
 from hardware.links.protocol import FaultCode, Type
-from sim.simulated import PendulumSim, PlantServer
+from sim.simulated import PlantServer, SimulatedRobot
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Emulator:
         start: str = "down",
         keep_state: bool = False,
     ):
-        robot_sim = PendulumSim(robot, start=start, params=params, imperfections=imperfections)
+        robot_sim = SimulatedRobot(robot, start=start, params=params, imperfections=imperfections)
         self.server = PlantServer(robot_sim, seed)
         self.keep_state = keep_state
         """A new session (a HELLO, then ARM) restarts the plant unless `keep_state`: back-to-back runs

@@ -191,6 +191,12 @@ def default_params(robot: str) -> str:
     return "l2f" if robot in QUADROTORS else "model_1.0"
 
 
+def env_params(robot: str) -> str:
+    """The parameter set an env uses when none is named: the simulation leaderboards' (model 1.1, no
+    friction) for the pendulum family; the quadrotor's is its real one."""
+    return "l2f" if robot in QUADROTORS else "model_1.1"
+
+
 def load_robot_params(robot: str, name_or_path: str | Path):
     """`robot`'s parameter set by name or path: PendulumParams or QuadrotorParams."""
     if robot in QUADROTORS:

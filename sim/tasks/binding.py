@@ -3,8 +3,9 @@
 The loop (`hardware.loop`) knows channels, limits and faults; everything that
 depends on what the robot is and what it is asked to do comes from here, the
 same code the task's env uses, so that a policy meets on the robot exactly the
-observation and commands it was trained on. `make_binding` builds the binding
-of a robot and task by name.
+observation and commands it was trained on: a task's binding is built from
+the task itself (`sim.tasks.task.Task.binding`); `make_binding` builds it by
+robot and task name.
 """
 
 from __future__ import annotations
@@ -47,44 +48,16 @@ class Binding:
     flying robot lands first."""
 
 
-def tasks_of(robot: str) -> tuple[str, ...]:
-    """The tasks `robot` can run, its default first: the pendulum family's swing-up, the
-    quadrotor's flight tasks (`sim.tasks.flight.TASKS`)."""
-    from sim.robots import QUADROTORS, ROBOTS, robot_names
-
-    if robot in QUADROTORS:
-        from sim.tasks import flight
-
-        return tuple(flight.TASKS)
-    if robot in ROBOTS:
-        return ("swingup",)
-    raise ValueError(f"unknown robot {robot!r}; expected one of {', '.join(robot_names())}")
-
-
-def default_task(robot: str) -> str:
-    return tasks_of(robot)[0]
-
-
 def make_binding(
     robot: str, task: str, params: Any, rate_hz: float, conditions: Mapping[str, Any], damping: float
 ) -> Binding:
     """The binding of `task` on `robot` with its parameter set `params` (loaded), at `rate_hz`, and
-    the policy's training conditions (`conditions`: the artifact's observation and env settings:
-    observe_winding, friction_compensation, action_level). `damping` is the pendulum's safe-state
-    damping, N m s/rad."""
-    if task not in tasks_of(robot):
-        raise ValueError(f"{robot} has no task {task!r}; its tasks: {', '.join(tasks_of(robot))}")
-    if task != "swingup":
-        from sim.tasks import flight_binding
+    the policy's training conditions (`conditions`: task options its observation and commands depend
+    on, `sim.tasks.task.make_task`'s; those this task does not take are not its policy's, e.g. an
+    action level for a pendulum). `damping` is the pendulum's safe-state damping, N m s/rad."""
+    from sim.tasks.task import make_task, task_options
 
-        return flight_binding.binding(task, params, rate_hz, conditions.get("action_level", "rotors"))
-    from sim.robots import get_robot
-    from sim.tasks import swingup_binding
-
-    return swingup_binding.binding(
-        get_robot(robot),
-        params,
-        damping,
-        bool(conditions.get("friction_compensation", False)),
-        bool(conditions.get("observe_winding", False)),
+    taken = task_options(robot, task)
+    return make_task(robot, task, params, **{k: v for k, v in conditions.items() if k in taken}).binding(
+        rate_hz, damping
     )

@@ -1,4 +1,4 @@
-"""The quadrotor's tasks: hover (Learning to Fly's) and the figure-eight.
+"""The quadrotor's tasks (`Flight`): hover (Learning to Fly's) and the figure-eight, each a `Route`.
 
 Everything a policy sees or sends goes through the pure functions here
 (`observation`, `rotor_command`), of what the vehicle measures and the actions
@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sim.dynamics.quadrotor import rotation
 from sim.robots.quadrotor import ROTORS, QuadrotorParams
+from sim.tasks.task import Task
+
+if TYPE_CHECKING:
+    from sim.tasks.binding import Binding
 
 POSITION_CLIP = 0.5
 """Position error enters the observation clipped to +-this, m (Learning to Fly's deployment)."""
@@ -37,7 +42,7 @@ START = np.array([0.0, 0.0, 1.0])
 
 
 @dataclasses.dataclass(frozen=True)
-class FlightTask:
+class Route:
     """A reference to follow and the episode around it."""
 
     name: str
@@ -81,13 +86,13 @@ class FlightTask:
 
 
 TASKS = {
-    "hover": FlightTask("hover", duration_s=5.0, settle_s=2.0),
+    "hover": Route("hover", duration_s=5.0, settle_s=2.0),
     # Learning to Fly's figure-eight: 2 m x 1 m, 5.5 s a lap, two laps.
-    "figure8": FlightTask("figure8", duration_s=11.0, settle_s=1.0, size=(2.0, 1.0), period_s=5.5),
+    "figure8": Route("figure8", duration_s=11.0, settle_s=1.0, size=(2.0, 1.0), period_s=5.5),
 }
 
 
-def get_task(name: str) -> FlightTask:
+def get_route(name: str) -> Route:
     try:
         return TASKS[name]
     except KeyError:
@@ -192,15 +197,88 @@ def failure(x: np.ndarray, reference: tuple[np.ndarray, np.ndarray]) -> str | No
     return None
 
 
-def metrics(task: FlightTask, times: np.ndarray, positions: np.ndarray, failed: str | None) -> dict[str, float]:
+def metrics(route: Route, times: np.ndarray, positions: np.ndarray, failed: str | None) -> dict[str, float]:
     """Position error after the settling time over a trajectory (times (N,) s, positions (N, 3) m):
     RMSE and max in cm, and success (1: stayed within MAX_ERROR, never crashed, lasted the episode)."""
-    references = np.array([task.reference(t)[0] for t in times])
+    references = np.array([route.reference(t)[0] for t in times])
     error = np.linalg.norm(positions - references, axis=1)
-    settled = error[times >= task.settle_s]
-    lasted = len(times) > 0 and times[-1] >= task.duration_s - 1e-9
+    settled = error[times >= route.settle_s]
+    lasted = len(times) > 0 and times[-1] >= route.duration_s - 1e-9
     return {
         "rmse_cm": float(np.sqrt(np.mean(settled**2)) * 100) if len(settled) else math.nan,
         "max_error_cm": float(settled.max() * 100) if len(settled) else math.nan,
         "success": float(failed is None and lasted),
     }
+
+
+class Flight(Task):
+    """Fly the quadrotor along a route (`TASKS`) from Learning to Fly's start distribution at
+    `init_spread` (1: training's, the route's `eval_spread`: evaluation's).
+
+    Observation: `observation` of the measured state, the reference and the last `action_history`
+    actions. Action (4,) in [-1, 1] at `action_level`: `rotors` (rotor speeds) or `rates`
+    (collective thrust and body rates, `rotor_command`); the rate controller and the hover action
+    use the nominal vehicle. Reward: `reward` on the true state with `weights` at `curriculum_steps`
+    (set it as training goes). An episode fails beyond MAX_ERROR from the reference or on the
+    floor. Metrics: `metrics` (position RMSE and max error after the route's settling time, success).
+    """
+
+    def __init__(
+        self,
+        route: str,
+        params: QuadrotorParams,
+        action_level: str = "rotors",
+        action_history: int = 32,
+        init_spread: float = 1.0,
+    ):
+        if action_level not in ACTION_LEVELS:
+            raise ValueError(f"unknown action level {action_level!r}; expected one of {', '.join(ACTION_LEVELS)}")
+        if not 0 <= action_history <= 64:
+            raise ValueError(f"action_history must be in [0, 64], got {action_history}")
+        if not 0.0 <= init_spread <= 1.0:
+            raise ValueError(f"init_spread must be in [0, 1], got {init_spread}")
+        self.route = get_route(route)
+        self.name, self.duration_s = self.route.name, self.route.duration_s
+        self.params, self.action_level = params, action_level
+        self.action_history, self.init_spread = action_history, float(init_spread)
+        self.action_size = ROTORS
+        self.weights, self.curriculum_steps = RewardWeights(), 0
+        self.observation_high = np.concatenate(
+            [
+                np.full(3, POSITION_CLIP),
+                np.ones(9),
+                np.full(3, VELOCITY_CLIP),
+                np.full(3, RATE_CLIP),
+                np.ones(ROTORS * action_history),
+            ]
+        )
+        self._hover = hover_action(action_level, params)
+
+    def initial_action(self) -> np.ndarray:
+        return self._hover.copy()
+
+    def initial_state(self, plant: Any, rng: np.random.Generator) -> np.ndarray:
+        return self.route.initial_state(plant.hover_state(START), rng, self.init_spread)
+
+    def observe(self, measured: np.ndarray, past: np.ndarray, t: float) -> np.ndarray:
+        return observation(measured, self.route.reference(t), past)
+
+    def to_command(self, action: np.ndarray, measured: np.ndarray, params: QuadrotorParams) -> np.ndarray:
+        """Rotor-speed set-points (4,) in [0, 1]."""
+        return rotor_command(self.action_level, action, measured, params)
+
+    def reward(self, x: np.ndarray, action: np.ndarray, previous: np.ndarray, t: float, params: Any) -> float:
+        return reward(x, self.route.reference(t), action, self._hover, self.weights.at(self.curriculum_steps))
+
+    def failure(self, x: np.ndarray, t: float) -> str | None:
+        return failure(x, self.route.reference(t))
+
+    def metrics(
+        self, T: np.ndarray, X: np.ndarray, U: np.ndarray, params: Any, failure: str | None
+    ) -> dict[str, float]:
+        return metrics(self.route, T, X[:, :3], failure)
+
+    def binding(self, rate_hz: float, damping: float) -> Binding:
+        from sim.tasks import flight_binding
+
+        return flight_binding.binding(self, rate_hz)

@@ -46,49 +46,41 @@ class SafeFlight:
         return (action + 1.0) / 2.0
 
 
-def binding(
-    task_name: str,
-    params: QuadrotorParams,
-    rate_hz: float,
-    action_level: str = "rotors",
-    limits: FlightLimits | None = None,
-) -> Binding:
-    """The flight task `task_name` (`sim.tasks.flight.TASKS`) for a policy acting at `action_level`
-    at `rate_hz`, with the vehicle's parameter set `params` (the rate controller's and the
-    landing's model). Time runs from the loop's first tick, as the reference does from reset."""
-    task = flight.get_task(task_name)
-    if action_level not in flight.ACTION_LEVELS:
-        raise ValueError(f"unknown action level {action_level!r}; expected one of {', '.join(flight.ACTION_LEVELS)}")
+def binding(task: flight.Flight, rate_hz: float, limits: FlightLimits | None = None) -> Binding:
+    """The flight `task` on the vehicle at `rate_hz`, its nominal parameter set the rate
+    controller's and the landing's model. Time runs from the loop's first tick, as the reference
+    does from reset."""
+    route, params = task.route, task.params
     limits = limits or FlightLimits()
     safe = SafeFlight(params, rate_hz, limits)
 
     def errors(T: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, str | None]:
-        references = [task.reference(t) for t in T]
+        references = [route.reference(t) for t in T]
         failed = next((f for x, r in zip(X, references, strict=True) if (f := flight.failure(x, r))), None)
         return np.array([np.linalg.norm(x[:3] - r[0]) for x, r in zip(X, references, strict=True)]), failed
 
     def metrics(T: np.ndarray, X: np.ndarray, U: np.ndarray) -> dict[str, float]:
         # The run is the episode: it succeeds if it never failed, however long it lasted.
         _, failed = errors(T, X)
-        run = dataclasses.replace(task, duration_s=float(T[-1]) if len(T) else 0.0)
+        run = dataclasses.replace(route, duration_s=float(T[-1]) if len(T) else 0.0)
         return flight.metrics(run, T, X[:, :3], failed)
 
     def held(T: np.ndarray, X: np.ndarray, U: np.ndarray) -> tuple[bool, str]:
         error, failed = errors(T, X)
-        settled = error[T >= task.settle_s]
-        worst = f", max error {100 * settled.max():.1f} cm after {task.settle_s:g} s" if len(settled) else ""
+        settled = error[T >= route.settle_s]
+        worst = f", max error {100 * settled.max():.1f} cm after {route.settle_s:g} s" if len(settled) else ""
         if failed:
-            return False, f"{task.name} lost: {failed}"
-        return True, f"{task.name} held for {T[-1]:.2f} s{worst}"
+            return False, f"{route.name} lost: {failed}"
+        return True, f"{route.name} held for {T[-1]:.2f} s{worst}"
 
     return Binding(
         task=task.name,
-        observe=lambda values, past, t: flight.observation(values, task.reference(t), past),
-        to_command=lambda action, values: flight.rotor_command(action_level, action, values, params),
+        observe=task.observe,
+        to_command=lambda action, values: task.to_command(action, values, params),
         envelope=lambda values: outside(limits, values),
         safe_command=safe.command,
-        action_size=ROTORS,
-        initial_action=flight.hover_action(action_level, params),
+        action_size=task.action_size,
+        initial_action=task.initial_action(),
         metrics=metrics,
         held=held,
         describe=describe,

@@ -16,7 +16,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sim.tasks.swingup import T_FINAL, UP_FRACTION
+T_FINAL = 10.0
+"""Length of a swing-up run, s."""
+UP_FRACTION = 0.9
+"""The tip is "up" above this fraction of the reach (the scorer's height method)."""
 
 # (weight, normalisation) of v1, in the spec's order.
 V1 = {

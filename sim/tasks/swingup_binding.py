@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.robots import Robot
-from sim.robots.params import PendulumParams
-from sim.tasks import realaigym, swingup
+from sim.tasks import realaigym
 from sim.tasks.binding import Binding
+from sim.tasks.swingup import SwingUp, outside_envelope
 
 
-def binding(
-    robot: Robot,
-    params: PendulumParams,
-    damping: float,
-    friction_compensation: bool = False,
-    observe_winding: bool = False,
-) -> Binding:
-    """`observe_winding` as the policy was trained (its observation holds the joints' winding).
-    With `friction_compensation` the passive joints' motors cancel the friction `params` models at
-    the measured velocities (`Robot.friction_compensation`), as the policy met it in training;
-    without it they get 0. The safe state damps the actuated joints by `damping` N m s/rad while
-    the state is trusted; blind, it is zero torque. Metrics: the RealAIGym v2 score (simulation
-    normalisation) of what the loop measured and sent."""
-    n = len(robot.joints)
-    matrix = robot.action_matrix(params)
+def binding(task: SwingUp, damping: float) -> Binding:
+    """The swing-up `task` on the robot, with its nominal parameter set as the robot's model (the
+    friction compensation's, when the task has it). The safe state damps the actuated joints by
+    `damping` N m s/rad while the state is trusted; blind, it is zero torque. Metrics: the
+    RealAIGym v2 score (simulation normalisation) of what the loop measured and sent."""
+    robot, params, n = task.robot, task.params, task.n
     limits = robot.command_limits(params)
     actuated = np.array(robot.actuated, dtype=float)
 
@@ -34,29 +24,20 @@ def binding(
             return np.zeros(n)
         return np.clip(-damping * values[n:] * actuated, -limits, limits)
 
-    def command(action: np.ndarray, values: np.ndarray) -> np.ndarray:
-        torques = matrix @ action
-        if friction_compensation:
-            torques = torques + robot.friction_compensation(params, values[n:])
-        return torques
-
-    def metrics(T: np.ndarray, X: np.ndarray, U: np.ndarray) -> dict[str, float]:
-        return realaigym.score(realaigym.Trajectory(T, X[:, : 2 * n], U), "v2", "sim", lengths=params.l)
-
     def held(T: np.ndarray, X: np.ndarray, U: np.ndarray) -> tuple[bool, str]:
         t_up = realaigym.swingup_time(T, X[:, : 2 * n], params.l, t_final=T[-1])
         word = "held" if t_up < T[-1] else "not held"
         return t_up < T[-1], f"swing-up {word} for {T[-1]:.2f} s (swing-up time {t_up:.2f} s)"
 
     return Binding(
-        task="swingup",
-        observe=lambda values, past, t: swingup.observation(values[:n], values[n:], past, observe_winding),
-        to_command=command,
-        envelope=lambda values: swingup.outside_envelope(values[:n].tolist(), values[n:].tolist()),
+        task=task.name,
+        observe=task.observe,
+        to_command=lambda action, values: task.to_command(action, values, params),
+        envelope=lambda values: outside_envelope(values[:n].tolist(), values[n:].tolist()),
         safe_command=safe,
-        action_size=matrix.shape[1],
-        initial_action=np.zeros(matrix.shape[1]),
-        metrics=metrics,
+        action_size=task.action_size,
+        initial_action=task.initial_action(),
+        metrics=lambda T, X, U: task.metrics(T, X, U, params, None),
         held=held,
         describe=describe,
     )

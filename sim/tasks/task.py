@@ -1,0 +1,128 @@
+"""The Task contract: what an episode is on a robot and how it is judged.
+
+A task owns its start distribution, its observation (the pure `observe` over
+what the robot measures and the actions sent, the same code in simulation and
+on the robot), how an action becomes the robot's command, its reward, its
+termination and its metrics. `sim.env.RobotEnv` runs any task on its robot's
+simulated plant; `Task.binding` gives the real-time loop the same functions
+with the robot's safe behaviour (`sim.tasks.binding.Binding`). `make_task`
+builds one by robot and task name.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sim.tasks.binding import Binding
+
+
+class Task(abc.ABC):
+    """One task on one robot with its nominal parameter set. Arrays are in the robot spec's channel
+    order: measured values (S,), true state x of the plant, actions (m,) in [-1, 1]."""
+
+    name: str
+    duration_s: float = math.inf
+    """Episode length, s (inf: the episode ends only on failure)."""
+    action_size: int
+    action_history: int
+    """How many past actions the observation holds."""
+    observation_high: np.ndarray
+    """(O,): the observation lies within +-this."""
+    failure_penalty: float = 0.0
+    """Taken off the reward of the step that fails."""
+
+    @abc.abstractmethod
+    def initial_action(self) -> np.ndarray:
+        """(m,): the action history before the first step."""
+
+    @abc.abstractmethod
+    def initial_state(self, plant: Any, rng: np.random.Generator) -> np.ndarray:
+        """An episode's start state of `plant` (its `reset` takes it), drawn from the task's distribution."""
+
+    @abc.abstractmethod
+    def observe(self, measured: np.ndarray, past: np.ndarray, t: float) -> np.ndarray:
+        """Policy input, float32 (O,), of the measured values, the past actions (k, m) oldest first,
+        and the time since the episode began, s."""
+
+    @abc.abstractmethod
+    def to_command(self, action: np.ndarray, measured: np.ndarray, params: Any) -> np.ndarray:
+        """The robot's command values of `action`, with `params` the parameter set the robot
+        believes it has (its controllers' model)."""
+
+    @abc.abstractmethod
+    def reward(self, x: np.ndarray, action: np.ndarray, previous: np.ndarray, t: float, params: Any) -> float:
+        """Reward of one control step ending at true state x (time t s), with the episode's true
+        parameter set `params`."""
+
+    @abc.abstractmethod
+    def failure(self, x: np.ndarray, t: float) -> str | None:
+        """Why the episode ends failed at true state x, time t s, or None."""
+
+    @abc.abstractmethod
+    def metrics(
+        self, T: np.ndarray, X: np.ndarray, U: np.ndarray, params: Any, failure: str | None
+    ) -> dict[str, float]:
+        """The task's metrics of a trajectory (times (N,) s, states (N, S), commands (N, C)) that
+        ended with `failure` (or None), `success` (0 or 1) among them."""
+
+    @abc.abstractmethod
+    def binding(self, rate_hz: float, damping: float) -> Binding:
+        """The task as the real-time loop runs it at `rate_hz`; `damping` is a pendulum's safe-state
+        damping, N m s/rad."""
+
+
+def tasks_of(robot: str) -> tuple[str, ...]:
+    """The tasks `robot` can run, its default first: the pendulum family's swing-up, the
+    quadrotor's flight tasks (`sim.tasks.flight.TASKS`)."""
+    from sim.robots import QUADROTORS, ROBOTS, robot_names
+
+    if robot in QUADROTORS:
+        from sim.tasks import flight
+
+        return tuple(flight.TASKS)
+    if robot in ROBOTS:
+        return ("swingup",)
+    raise ValueError(f"unknown robot {robot!r}; expected one of {', '.join(robot_names())}")
+
+
+def default_task(robot: str) -> str:
+    return tasks_of(robot)[0]
+
+
+def _task_class(robot: str, task: str) -> type[Task]:
+    if task not in tasks_of(robot):
+        raise ValueError(f"{robot} has no task {task!r}; its tasks: {', '.join(tasks_of(robot))}")
+    if task == "swingup":
+        from sim.tasks.swingup import SwingUp
+
+        return SwingUp
+    from sim.tasks.flight import Flight
+
+    return Flight
+
+
+def task_options(robot: str, task: str) -> tuple[str, ...]:
+    """The options `make_task` takes for `task` on `robot`."""
+    return tuple(inspect.signature(_task_class(robot, task)).parameters)[2:]
+
+
+def make_task(robot: str, task: str, params: Any, **options: Any) -> Task:
+    """Task `task` on `robot` with its nominal parameter set `params` (loaded) and the task's own
+    options (`task_options`: `sim.tasks.swingup.SwingUp`'s, `sim.tasks.flight.Flight`'s)."""
+    cls = _task_class(robot, task)
+    unknown = sorted(set(options) - set(task_options(robot, task)))
+    if unknown:
+        raise ValueError(
+            f"the {task} task has no option {', '.join(unknown)}; its options: {', '.join(task_options(robot, task))}"
+        )
+    if task == "swingup":
+        from sim.robots import get_robot
+
+        return cls(get_robot(robot), params, **options)
+    return cls(task, params, **options)
