@@ -1,6 +1,6 @@
 """Calibration wall time against the number of samples fitted, and the cost of its rollouts.
 
-Part 1: `calibration.identify.calibrate` fits m2, b1, cf1 and the delay to
+Part 1: `calibration.identify.calibrate` fits elbow.m, shoulder.b, shoulder.cf and the delay to
 simulated pendubot recordings (100 Hz, known truth) of growing length; wall
 time, rollout batches and time per batch against samples.
 
@@ -50,7 +50,7 @@ def fit_times(seconds: list[float]) -> list[dict]:
     rows = []
     for s in seconds:
         rec = simulated_recording(ROBOT, truth, excitation, s, delay_s=0.02, velocity_noise=0.05)
-        cal = calibrate(ROBOT, NOMINAL, [rec], ["m2", "b1", "cf1", "delay"], start_delay_s=0.005)
+        cal = calibrate(ROBOT, NOMINAL, [rec], ["elbow.m", "shoulder.b", "shoulder.cf", "delay"], start_delay_s=0.005)
         rows.append(
             {
                 "samples": len(rec.T),

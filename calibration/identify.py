@@ -48,14 +48,14 @@ def _sysid() -> Any:
 
 
 def fittable(robot: Robot) -> list[str]:
-    """Names `calibrate` accepts for this robot: per-link m, r, I, b, cf (m1, m2, ...), Ir, km and delay."""
-    links = range(1, len(robot.joints) + 1)
-    return [f"{k}{i}" for k in ("m", "r", "I", "b", "cf") for i in links] + ["Ir", "km", "delay"]
+    """Names `calibrate` accepts for this robot: its parameters (`Robot.parameter_names`: per joint
+    `JOINT.m`, `.r`, `.I`, `.b`, `.cf`; `Ir`, `km`) and `delay`."""
+    return robot.parameter_names() + ["delay"]
 
 
 def _bounds(name: str, nominal: float) -> tuple[float, float]:
     """Search range of a parameter around its starting value."""
-    kind = name.rstrip("0123456789")
+    kind = name.rpartition(".")[2]
     if kind in ("m", "r", "I"):
         return 0.5 * nominal, 1.5 * nominal
     if kind == "b":
@@ -69,34 +69,19 @@ def _bounds(name: str, nominal: float) -> tuple[float, float]:
     return 0.0, MAX_DELAY_S  # delay
 
 
-def _value(params: PendulumParams, delay_s: float, name: str) -> float:
-    if name == "delay":
-        return delay_s
-    if name in ("Ir", "km"):
-        return float(getattr(params, name))
-    kind, link = name.rstrip("0123456789"), int(name[len(name.rstrip("0123456789")) :]) - 1
-    return float(getattr(params, kind)[link])
+def _value(robot: Robot, params: PendulumParams, delay_s: float, name: str) -> float:
+    return delay_s if name == "delay" else robot.parameter(params, name)
 
 
-def with_values(params: PendulumParams, values: dict[str, float]) -> tuple[PendulumParams, float]:
+def with_values(robot: Robot, params: PendulumParams, values: dict[str, float]) -> tuple[PendulumParams, float]:
     """`params` with the named values changed, and the delay (s) among them (0 if not named).
 
     A link's inertia about its joint is kept at least m r^2 (+0.1 %), so that
     every candidate is a physical body.
     """
-    fields: dict[str, Any] = {k: list(v) for k, v in params.as_dict().items() if isinstance(v, list)}
-    scalars: dict[str, float] = {}
-    for name, value in values.items():
-        if name == "delay":
-            continue
-        if name in ("Ir", "km"):
-            scalars[name] = value
-        else:
-            kind = name.rstrip("0123456789")
-            fields[kind][int(name[len(kind) :]) - 1] = value
-    for i in range(params.n):
-        fields["I"][i] = max(fields["I"][i], 1.001 * fields["m"][i] * fields["r"][i] ** 2)
-    return params.replace(**{k: tuple(v) for k, v in fields.items()}, **scalars), values.get("delay", 0.0)
+    changed = robot.with_parameters(params, {k: v for k, v in values.items() if k != "delay"})
+    inertia = tuple(max(i, 1.001 * m * r**2) for i, m, r in zip(changed.I, changed.m, changed.r, strict=True))
+    return changed.replace(I=inertia), values.get("delay", 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +162,7 @@ def calibrate(
 
     pdict = sysid.ParameterDict()
     for name in fit:
-        value = _value(start, start_delay_s, name)
+        value = _value(robot, start, start_delay_s, name)
         low, high = _bounds(name, value)
         pdict.add(sysid.Parameter(name, nominal=value, min_value=low, max_value=high))
 
@@ -185,7 +170,7 @@ def calibrate(
 
     def residual_at(x: np.ndarray) -> np.ndarray:
         nonlocal evaluations
-        params, delay = with_values(start, dict(zip(fit, x.tolist(), strict=True)))
+        params, delay = with_values(robot, start, dict(zip(fit, x.tolist(), strict=True)))
         parts = [(predictor.predict(rec, params, starts, k, delay).error / scale).ravel() for rec, starts, k in plan]
         r = np.concatenate(parts)
         # A candidate that blew the simulation up is a bad fit, not a crash.
@@ -220,13 +205,13 @@ def calibrate(
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero Jacobian column gives nan: unidentifiable
         _, ci = sysid.calculate_intervals([r], np.asarray(result.jac))
     low, high = pdict.get_bounds()
-    params, delay = with_values(start, dict(zip(fit, x.tolist(), strict=True)))
+    params, delay = with_values(robot, start, dict(zip(fit, x.tolist(), strict=True)))
     estimates = []
     for i, name in enumerate(fit):
         half = float(ci[i]) if len(ci) else math.inf
         span = high[i] - low[i]
         at_bound = min(x[i] - low[i], high[i] - x[i]) <= 1e-3 * span
-        used = _value(params, delay, name)
+        used = _value(robot, params, delay, name)
         if used != x[i]:
             note = f"held at {used:.6g} = m r^2 (+0.1 %): the fitted m and r leave no room for less"
         elif not math.isfinite(half):

@@ -183,7 +183,7 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     if "imperfections" in env:
         Imperfections.resolve(env["imperfections"], f"{source}: env.imperfections")
     if env.get("randomization") is not None:
-        DomainRandomization.load(env["randomization"], len(robot_spec.joints))
+        DomainRandomization.load(env["randomization"], robot_spec)
     if "randomization_intensity" in env:
         as_float(env["randomization_intensity"], source, "env.randomization_intensity", 0.0, 1.0)
     if "action_history" in env:

@@ -957,7 +957,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("calibrate", "fit model parameters and delay to recorded runs (mujoco.sysid)", cmd_calibrate)
     p.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="s2r MCAP logs or RealAIGym trajectory CSVs")
     _robot_argument(p, inferred="the recordings' robot")
-    p.add_argument("--fit", required=True, help="comma-separated: m1,m2,r1,r2,I1,I2,b1,b2,cf1,cf2,Ir,km,delay")
+    p.add_argument(
+        "--fit",
+        required=True,
+        help="comma-separated: JOINT.m, .r, .I, .b, .cf (e.g. elbow.m, shoulder.cf), Ir, km, delay",
+    )
     p.add_argument("--params", default="model_1.0", help="starting parameter set (name or YAML path)")
     p.add_argument("--horizon", type=SECONDS, default=0.3, help="length of each fitted prediction window, s")
     p.add_argument("--stride", type=SECONDS, default=0.15, help="time between window starts, s")

@@ -29,7 +29,7 @@ def ideal(params: Any) -> Any:
     return dataclasses.replace(params, b=zeros, cf=zeros, Ir=0.0)
 
 
-def _simulation(robot: str, params: Any) -> tuple[Any, Any, Any]:
+def _simulation(robot: str) -> tuple[Any, Any, Any]:
     """`robot`'s plant (a callable of parameter set and imperfections), its imperfections' type and
     its randomisation loader (a callable of a path)."""
     if robot in QUADROTORS:
@@ -44,7 +44,7 @@ def _simulation(robot: str, params: Any) -> tuple[Any, Any, Any]:
     return (
         lambda p, imp: Plant(body, p, imp),
         Imperfections,
-        lambda path: DomainRandomization.load(path, params.n),
+        lambda path: DomainRandomization.load(path, body),
     )
 
 
@@ -99,7 +99,7 @@ class RobotEnv(gym.Env):
         self.params = params
         self.spec = robot_spec(robot, params)
         self.task: Task = make_task(robot, task or default_task(robot), params, **task_options)
-        plant, imperfection_type, load_randomization = _simulation(robot, params)
+        plant, imperfection_type, load_randomization = _simulation(robot)
         self.imperfections = imperfection_type.resolve(imperfections)
         self._no_imperfections = imperfection_type()
         self.randomization = load_randomization(randomization) if randomization is not None else None

@@ -1,6 +1,6 @@
 """What a real robot does to a controller, as configuration.
 
-These are the conditions of the RealAIGym robustness benchmark (../specs):
+These are the conditions of the RealAIGym robustness benchmark:
 velocity measurement noise, torque noise, measurement delay, torque response
 lag tau = tau_prev + k (tau_des - tau_prev) per 0.002 s physics step,
 Gaussian torque pulses, and friction the model does not know about. They are

@@ -3,15 +3,16 @@
 A YAML file maps parameter names to distributions:
 
     parameters:
-      m2:    {scale: [0.9, 1.1]}                     # multiply by U(0.9, 1.1)
-      I2:    {scale: [0.8, 1.25], dist: loguniform}  # multiply, log-uniform
-      cf1:   {offset: [-0.05, 0.05]}                 # add U(-0.05, 0.05)
-      delay: {offset: [0.0, 0.01]}                   # measurement delay, s
+      elbow.m:     {scale: [0.9, 1.1]}                     # multiply by U(0.9, 1.1)
+      elbow.I:     {scale: [0.8, 1.25], dist: loguniform}  # multiply, log-uniform
+      shoulder.cf: {offset: [-0.05, 0.05]}                 # add U(-0.05, 0.05)
+      delay:       {offset: [0.0, 0.01]}                   # measurement delay, s
 
-Names: m, r, I, b, cf with the joint index (m1, m2, ...), Ir, km (torque
-constant scale), delay (measurement delay, s) and torque_response. An
-intensity in [0, 1] shrinks every range towards "no change" (scale 1,
-offset 0); curricula raise it. Ranges are drawn at every reset.
+Names: the robot's parameters (`sim.robots.Robot.parameter_names`: per joint
+JOINT.m, .r, .I, .b, .cf of the link it carries; Ir, km), and of its
+imperfections delay (measurement delay, s) and torque_response. An intensity
+in [0, 1] shrinks every range towards "no change" (scale 1, offset 0);
+curricula raise it. Ranges are drawn at every reset.
 """
 
 from __future__ import annotations
@@ -25,19 +26,17 @@ import numpy as np
 
 from sim.config import ConfigError, as_range, check_keys, load_yaml
 from sim.imperfections import Imperfections
+from sim.robots import Robot
 from sim.robots.params import PendulumParams
 
-PER_LINK = ("m", "r", "I", "b", "cf")
-SCALARS = ("Ir", "km")
 IMPERFECTIONS = {"delay": "delay_s", "torque_response": "torque_response"}
 DISTRIBUTIONS = ("uniform", "loguniform")
 _DIR = Path(__file__).parent / "randomization"
 
 
-def parameter_names(n_links: int) -> list[str]:
-    """Every name a randomisation file may use for a chain of n_links."""
-    per_link = [f"{k}{i + 1}" for k in PER_LINK for i in range(n_links)]
-    return per_link + list(SCALARS) + list(IMPERFECTIONS)
+def parameter_names(robot: Robot) -> list[str]:
+    """Every name a randomisation file may use for `robot`."""
+    return robot.parameter_names() + list(IMPERFECTIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,23 +61,24 @@ class Distribution:
 class DomainRandomization:
     """A validated randomisation file."""
 
+    robot: Robot
     parameters: dict[str, Distribution]
     source: str = "<randomization>"
 
     @classmethod
-    def load(cls, path: str | Path, n_links: int) -> DomainRandomization:
-        """Read and validate a file for a chain of n_links; shipped files by name
-        (`double_pendulum`, `pendulum`)."""
+    def load(cls, path: str | Path, robot: Robot) -> DomainRandomization:
+        """Read and validate a file for `robot`; shipped files by name (`double_pendulum`,
+        `pendulum`)."""
         path = Path(path)
         if path.suffix not in (".yaml", ".yml"):
             path = _DIR / f"{path}.yaml"
-        return cls.from_dict(load_yaml(path), n_links, path)
+        return cls.from_dict(load_yaml(path), robot, path)
 
     @classmethod
     def from_dict(
-        cls, data: dict[str, Any], n_links: int, source: str | Path = "<randomization>"
+        cls, data: dict[str, Any], robot: Robot, source: str | Path = "<randomization>"
     ) -> DomainRandomization:
-        return cls(parse(data, parameter_names(n_links), source), str(source))
+        return cls(robot, parse(data, parameter_names(robot), source), str(source))
 
     def sample(
         self, rng: np.random.Generator, params: PendulumParams, imperfections: Imperfections, intensity: float
@@ -87,7 +87,7 @@ class DomainRandomization:
         imperfections and the drawn values by name (in the parameter's units)."""
         if not 0.0 <= intensity <= 1.0:
             raise ValueError(f"randomisation intensity must be in [0, 1], got {intensity}")
-        values = params.as_dict()
+        values: dict[str, float] = {}
         imp: dict[str, float] = {}
         drawn: dict[str, float] = {}
         for name, d in self.parameters.items():
@@ -101,15 +101,10 @@ class DomainRandomization:
                 imp[field] = drawn[name] = value
             # Every physical parameter is non-negative: an offset that reaches below zero (friction
             # down to none on a frictionless set) stops there.
-            elif name in SCALARS:
-                old = values[name]
-                values[name] = drawn[name] = max(old * draw if d.kind == "scale" else old + draw, 0.0)
             else:
-                key, i = name[:-1], int(name[-1]) - 1
-                old = values[key][i]
-                values[key][i] = drawn[name] = max(old * draw if d.kind == "scale" else old + draw, 0.0)
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return PendulumParams(**values), dataclasses.replace(imperfections, **imp), drawn
+                old = self.robot.parameter(params, name)
+                values[name] = drawn[name] = max(old * draw if d.kind == "scale" else old + draw, 0.0)
+        return self.robot.with_parameters(params, values), dataclasses.replace(imperfections, **imp), drawn
 
 
 def parse(data: dict[str, Any], names: list[str], source: str | Path = "<randomization>") -> dict[str, Distribution]:

@@ -1,4 +1,4 @@
-"""The RealAIGym v2 robustness benchmark (simulation), as ../specs defines it.
+"""The RealAIGym v2 robustness benchmark (simulation), as the competition defines it.
 
 Six criteria, each swept over 21 levels; a criterion's score is the fraction of
 levels at which the controller still succeeds (final true state within

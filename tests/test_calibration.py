@@ -183,11 +183,11 @@ def test_calibration_recovers_known_parameters_and_delay():
     """Known truth: a recording simulated with perturbed mass, friction and delay, and velocity noise."""
     truth = NOMINAL.replace(m=(NOMINAL.m[0], NOMINAL.m[1] * 1.1), b=(0.05, NOMINAL.b[1]), cf=(0.25, NOMINAL.cf[1]))
     rec = simulate(truth, delay_s=0.02, noise=0.05)
-    cal = calibrate(ROBOT, NOMINAL, [rec], ["m2", "b1", "cf1", "delay"], start_delay_s=0.005)
+    cal = calibrate(ROBOT, NOMINAL, [rec], ["elbow.m", "shoulder.b", "shoulder.cf", "delay"], start_delay_s=0.005)
     got = {e.name: e for e in cal.estimates}
-    assert got["m2"].value == pytest.approx(truth.m[1], rel=0.02)
-    assert got["b1"].value == pytest.approx(0.05, abs=0.01)
-    assert got["cf1"].value == pytest.approx(0.25, abs=0.03)
+    assert got["elbow.m"].value == pytest.approx(truth.m[1], rel=0.02)
+    assert got["shoulder.b"].value == pytest.approx(0.05, abs=0.01)
+    assert got["shoulder.cf"].value == pytest.approx(0.25, abs=0.03)
     assert got["delay"].value == pytest.approx(0.02, abs=0.002)
     assert cal.delay_s == got["delay"].value
     assert cal.error_after < 0.2 * cal.error_before
@@ -198,7 +198,7 @@ def test_calibration_recovers_known_parameters_and_delay():
 def test_parameters_the_data_cannot_show_are_flagged(tmp_path):
     # Hanging still with no torque, the elbow's rotor inertia and friction do nothing.
     rec = simulate(NOMINAL, seconds=2.0, command=lambda t: np.zeros(2))
-    cal = calibrate(ROBOT, NOMINAL, [rec], ["Ir", "b2"], max_iters=3)
+    cal = calibrate(ROBOT, NOMINAL, [rec], ["Ir", "elbow.b"], max_iters=3)
     assert not any(e.identified for e in cal.estimates)
     assert all(e.note for e in cal.estimates)
     if importlib.util.find_spec("matplotlib") is None:
@@ -231,25 +231,25 @@ def test_parameters_the_data_cannot_show_are_flagged(tmp_path):
 
 def test_every_candidate_set_is_a_physical_body():
     # Heavier and longer link 2 than its inertia allows: the inertia about the joint is held at m r^2.
-    params, delay = with_values(NOMINAL, {"m2": 0.9, "r2": 0.35, "delay": 0.01})
+    params, delay = with_values(ROBOT, NOMINAL, {"elbow.m": 0.9, "elbow.r": 0.35, "delay": 0.01})
     assert params.I[1] == pytest.approx(1.001 * 0.9 * 0.35**2) and delay == 0.01
     assert ROBOT.build_model(params).body_inertia[2][0] > 0
-    assert with_values(NOMINAL, {"I2": 0.06})[0].I[1] == 0.06
+    assert with_values(ROBOT, NOMINAL, {"elbow.I": 0.06})[0].I[1] == 0.06
 
 
 @needs_sysid
 def test_calibrate_refuses_unknown_parameters_and_short_recordings():
     rec = simulate(NOMINAL, seconds=1.5)
-    with pytest.raises(ValueError, match="cannot fit \\['l1'\\]"):
-        calibrate(ROBOT, NOMINAL, [rec], ["m2", "l1"])
+    with pytest.raises(ValueError, match="cannot fit \\['shoulder.l'\\]"):
+        calibrate(ROBOT, NOMINAL, [rec], ["elbow.m", "shoulder.l"])
     with pytest.raises(ValueError, match="shorter than one"):
-        calibrate(ROBOT, NOMINAL, [rec], ["m2"], horizon_s=2.0)
+        calibrate(ROBOT, NOMINAL, [rec], ["elbow.m"], horizon_s=2.0)
 
 
 @needs_sysid
 def test_a_calibrated_set_feeds_envs_deploy_and_training(tmp_path, capsys):
     truth = NOMINAL.replace(m=(NOMINAL.m[0], NOMINAL.m[1] * 1.1))
-    cal = calibrate(ROBOT, NOMINAL, [simulate(truth, delay_s=0.01, seconds=2.0)], ["m2", "delay"], max_iters=5)
+    cal = calibrate(ROBOT, NOMINAL, [simulate(truth, delay_s=0.01, seconds=2.0)], ["elbow.m", "delay"], max_iters=5)
     path = tmp_path / "robot.yaml"
     write_param_set(cal, path)
     assert ROBOT.load_params(path).m[1] == pytest.approx(cal.params.m[1])
@@ -419,6 +419,8 @@ def test_without_the_calibrate_extra_the_error_says_what_to_install(monkeypatch,
     monkeypatch.setitem(sys.modules, "mujoco.sysid", bare)
     monkeypatch.setattr(mujoco, "sysid", bare, raising=False)
     csv = write_csv(tmp_path / "run.csv", simulate(NOMINAL, seconds=1.5))
-    assert main(["calibrate", str(csv), "--robot", "pendubot", "--fit", "m2", "--out", str(tmp_path / "s.yaml")]) == 2
+    assert (
+        main(["calibrate", str(csv), "--robot", "pendubot", "--fit", "elbow.m", "--out", str(tmp_path / "s.yaml")]) == 2
+    )
     assert "pip install 's2r[calibrate]'" in capsys.readouterr().err
     assert not (tmp_path / "s.yaml").exists()

@@ -99,29 +99,33 @@ def test_bad_imperfections_are_refused(value, key):
     [
         ({"mass1": {"scale": [0.9, 1.1]}}, "parameters.mass1", "unknown key"),
         ({"m3": {"scale": [0.9, 1.1]}}, "parameters.m3", "unknown key"),
-        ({"m1": {"scale": [1.1, 0.9]}}, "parameters.m1.scale", "low <= high"),
-        ({"m1": {"scale": [0.0, 1.1]}}, "parameters.m1.scale", "positive multipliers"),
-        ({"m1": {"scale": "wide"}}, "parameters.m1.scale", "list of 2 numbers"),
-        ({"m1": {"scale": [0.9, 1.1], "offset": [0, 1]}}, "parameters.m1", "exactly one"),
-        ({"m1": {"scale": [0.9, 1.1], "dist": "gauss"}}, "parameters.m1.dist", "uniform, loguniform"),
-        ({"cf1": {"offset": [0, 1], "dist": "loguniform"}}, "parameters.cf1.dist", "scale ranges only"),
-        ({"m1": [0.9, 1.1]}, "parameters.m1", "expected a mapping"),
+        ({"shoulder.m": {"scale": [1.1, 0.9]}}, "parameters.shoulder.m.scale", "low <= high"),
+        ({"shoulder.m": {"scale": [0.0, 1.1]}}, "parameters.shoulder.m.scale", "positive multipliers"),
+        ({"shoulder.m": {"scale": "wide"}}, "parameters.shoulder.m.scale", "list of 2 numbers"),
+        ({"shoulder.m": {"scale": [0.9, 1.1], "offset": [0, 1]}}, "parameters.shoulder.m", "exactly one"),
+        ({"shoulder.m": {"scale": [0.9, 1.1], "dist": "gauss"}}, "parameters.shoulder.m.dist", "uniform, loguniform"),
+        ({"shoulder.cf": {"offset": [0, 1], "dist": "loguniform"}}, "parameters.shoulder.cf.dist", "scale ranges only"),
+        ({"shoulder.m": [0.9, 1.1]}, "parameters.shoulder.m", "expected a mapping"),
     ],
 )
 def test_malformed_randomisation_file_names_file_key_and_expectation(tmp_path, parameters, key, expected):
     path = write(tmp_path, {"parameters": parameters})
     with pytest.raises(ConfigError) as info:
-        DomainRandomization.load(path, n_links=2)
+        DomainRandomization.load(path, get_robot("pendubot"))
     assert info.value.key == key and expected in info.value.problem and str(path) in str(info.value)
 
 
-def test_randomisation_for_two_links_is_refused_for_one():
-    with pytest.raises(ConfigError, match="m2"):
-        DomainRandomization.load("double_pendulum", n_links=1)
+def test_randomisation_names_the_robots_joints_and_is_refused_for_another_robot(tmp_path):
+    with pytest.raises(ConfigError, match="elbow.m"):
+        DomainRandomization.load("double_pendulum", get_robot("pendulum"))
+    # A parameter by joint index, as the competition's files write it, is not a name here.
+    path = write(tmp_path, {"parameters": {"m2": {"scale": [0.9, 1.1]}}})
+    with pytest.raises(ConfigError, match=r"parameters\.m2: unknown key.*elbow\.m"):
+        DomainRandomization.load(path, get_robot("pendubot"))
 
 
 def test_intensity_scales_every_range_and_zero_changes_nothing():
-    dr = DomainRandomization.load("double_pendulum", n_links=2)
+    dr = DomainRandomization.load("double_pendulum", get_robot("pendubot"))
     p = get_robot("pendubot").load_params("model_1.0")
     imp = Imperfections.defaults()
     same, same_imp, drawn = dr.sample(np.random.default_rng(0), p, imp, intensity=0.0)
@@ -129,7 +133,7 @@ def test_intensity_scales_every_range_and_zero_changes_nothing():
     spread = {}
     for intensity in (0.5, 1.0):
         rng = np.random.default_rng(1)
-        draws = [dr.sample(rng, p, imp, intensity)[2]["m2"] / p.m[1] for _ in range(400)]
+        draws = [dr.sample(rng, p, imp, intensity)[2]["elbow.m"] / p.m[1] for _ in range(400)]
         spread[intensity] = (min(draws), max(draws))
     assert 0.94 < spread[0.5][0] and spread[0.5][1] < 1.06  # half of [0.9, 1.1]
     assert spread[1.0][0] < 0.92 and spread[1.0][1] > 1.08
@@ -141,12 +145,12 @@ def test_drawn_values_are_in_info_and_reach_the_physics():
     env = RobotEnv("pendubot", params="model_1.0", imperfections=True, randomization="double_pendulum")
     _, info = env.reset(seed=3)
     drawn = info["randomization"]
-    assert env.plant.params.m[1] == drawn["m2"] != env.params.m[1]
+    assert env.plant.params.m[1] == drawn["elbow.m"] != env.params.m[1]
     assert env.plant.imperfections.delay_s == drawn["delay"]
     link2 = env.plant.model.body("link2").id
-    assert env.plant.model.body_mass[link2] == drawn["m2"]
+    assert env.plant.model.body_mass[link2] == drawn["elbow.m"]
     _, info2 = env.reset(seed=4)
-    assert info2["randomization"]["m2"] != drawn["m2"]
+    assert info2["randomization"]["elbow.m"] != drawn["elbow.m"]
 
 
 def test_env_refuses_intensity_outside_unit_interval():

@@ -138,7 +138,7 @@ CASES = {
     ),
     "a pendulum randomisation for the quadrotor": (
         lambda d: ["rollout", "--robot", "crazyflie", "--randomization", "double_pendulum"],
-        "parameters.m1: unknown key; expected one of mass, inertia, thrust",
+        "parameters.shoulder.m: unknown key; expected one of mass, inertia, thrust",
         None,
     ),
     "two robots for one rollout": (

@@ -116,6 +116,44 @@ class Robot:
         comp = np.asarray(params.b) * dq + np.asarray(params.cf) * np.arctan(100.0 * np.asarray(dq))
         return np.where(self.actuated, 0.0, np.clip(comp, -PASSIVE_TORQUE_LIMIT, PASSIVE_TORQUE_LIMIT))
 
+    def parameter_names(self) -> list[str]:
+        """The parameters a randomisation file or a calibration names: per joint, of the link it
+        carries, `JOINT.m` (mass, kg), `JOINT.r` (centre-of-mass distance, m), `JOINT.I` (inertia
+        about the joint, kg m^2), `JOINT.b` (viscous friction, N m s), `JOINT.cf` (Coulomb
+        friction, N m); then `Ir` (rotor inertia, kg m^2) and `km` (torque-constant scale)."""
+        return [f"{joint}.{key}" for key in JOINT_PARAMETERS for joint in self.joints] + list(ROBOT_PARAMETERS)
+
+    def parameter(self, params: PendulumParams, name: str) -> float:
+        """The value of parameter `name` (`parameter_names`) in `params`."""
+        if name in ROBOT_PARAMETERS:
+            return float(getattr(params, name))
+        joint, key = self._split(name)
+        return float(getattr(params, key)[self.joints.index(joint)])
+
+    def with_parameters(self, params: PendulumParams, values: dict[str, float]) -> PendulumParams:
+        """`params` with the named parameters (`parameter_names`) set to `values`."""
+        fields = {key: list(getattr(params, key)) for key in JOINT_PARAMETERS}
+        scalars = {}
+        for name, value in values.items():
+            if name in ROBOT_PARAMETERS:
+                scalars[name] = value
+            else:
+                joint, key = self._split(name)
+                fields[key][self.joints.index(joint)] = value
+        return params.replace(**{k: tuple(v) for k, v in fields.items()}, **scalars)
+
+    def _split(self, name: str) -> tuple[str, str]:
+        joint, _, key = name.rpartition(".")
+        if joint not in self.joints or key not in JOINT_PARAMETERS:
+            raise ValueError(
+                f"the {self.name} has no parameter {name!r}; its parameters: {', '.join(self.parameter_names())}"
+            )
+        return joint, key
+
+
+JOINT_PARAMETERS = ("m", "r", "I", "b", "cf")
+"""Parameters of the link each joint carries that `Robot.parameter_names` names as `JOINT.key`."""
+ROBOT_PARAMETERS = ("Ir", "km")
 
 ROBOTS: dict[str, Robot] = {
     "pendubot": Robot("pendubot", "double_pendulum", ("shoulder", "elbow"), (True, False)),

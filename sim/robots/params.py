@@ -1,6 +1,6 @@
 """Physical parameters of a pendulum chain (single or double pendulum).
 
-The names follow the RealAIGym double pendulum (../specs): per link i the mass
+The names follow the RealAIGym double pendulum's: per link i the mass
 m_i, length l_i, joint-to-centre-of-mass distance r_i, inertia I_i about the
 JOINT axis, viscous friction b_i and Coulomb friction cf_i (modelled as
 cf_i atan(100 dq_i)); the motor rotor inertia Ir behind a gear ratio gr; and a

@@ -1,6 +1,6 @@
 """RealAIGym scores (v1, v2, v3) and the competition's trajectory CSV format.
 
-Definitions follow ../specs/double-pendulum.md, which matches the official
+Definitions follow the competition's specification, which matches the official
 leaderboard code (dfki-ric-underactuated-lab/double_pendulum,
 analysis/leaderboard.py): a trajectory is T (N,) s, X (N, 2n) = [q, dq] and
 U (N, n) commanded torques in N m; U[k] acts from T[k] to T[k+1].
