@@ -268,7 +268,16 @@ def test_a_ros2_robot_killed_mid_swing_gets_no_torque_from_its_last_reading(tmp_
     with _ros2_emulator(domain_id) as emulator:
         listener = threading.Thread(target=_listen, args=(domain_id, COMMANDS, published, listening))
         listener.start()
-        threading.Timer(0.8, emulator._process.kill).start()  # its ros2_control dies, SIGKILL
+
+        def kill_mid_swing():
+            # Its ros2_control dies (SIGKILL) once the loop has run a while, however slowly
+            # discovery went: a kill before the first state would test configure, not the run.
+            deadline = time.monotonic() + 30.0
+            while len(published) < 200 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            emulator._process.kill()
+
+        threading.Thread(target=kill_mid_swing, daemon=True).start()
         try:
             options = _options("ros2", tmp_path, domain_id=domain_id, loopback=True)
             result = deploy(PendubotEnergyLQR(), options, None, records)
