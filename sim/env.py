@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,20 +12,10 @@ import numpy as np
 
 from sim.config import control_substeps
 from sim.robots import QUADROTORS, env_params, get_robot, load_robot_params, robot_spec
-from sim.robots.params import PendulumParams
 from sim.tasks.task import Task, default_task, make_task
 
 MAX_CONTROL_RATE_HZ = 500.0
 """The fastest control rate of the robots' links, Hz."""
-
-
-def ideal(params: Any) -> Any:
-    """`params` without the losses the leaderboards' simulator leaves out: a pendulum's friction
-    (viscous and Coulomb) and rotor inertia. The quadrotor's model has none to drop."""
-    if not isinstance(params, PendulumParams):
-        return params
-    zeros = (0.0,) * params.n
-    return dataclasses.replace(params, b=zeros, cf=zeros, Ir=0.0)
 
 
 def _simulation(robot: str) -> tuple[Any, Any, Any]:
@@ -55,7 +44,7 @@ class RobotEnv(gym.Env):
     at `randomization_intensity` on top of the nominal set `params` (None: the robot's
     `sim.robots.env_params`), with the real robot's `imperfections` (True: the defaults,
     a mapping: the defaults with these changed). A fraction `ideal_episodes` runs on the ideal
-    parameter set (`ideal`) without imperfections (a pendulum's model 1.0 becomes model 1.1, the
+    parameter set (its `ideal()`) without imperfections (a pendulum's model 1.0 becomes model 1.1, the
     simulation leaderboards' conditions), randomisation still on top. The task's own options
     (`task_options`) are the task's (`sim.tasks.swingup.SwingUp`, `sim.tasks.flight.Flight`).
 
@@ -126,7 +115,7 @@ class RobotEnv(gym.Env):
         params, imperfections = self.params, self.imperfections
         # Drawn only when asked for, so that the seeded evaluation episodes stay as they were.
         if self.ideal_episodes and rng.uniform() < self.ideal_episodes:
-            params, imperfections = ideal(params), self._no_imperfections
+            params, imperfections = params.ideal(), self._no_imperfections
         self._believed = params
         if self.randomization is not None:
             params, imperfections, drawn = self.randomization.sample(

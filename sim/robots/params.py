@@ -59,6 +59,12 @@ class PendulumParams:
     def replace(self, **changes: Any) -> PendulumParams:
         return dataclasses.replace(self, **changes)
 
+    def ideal(self) -> PendulumParams:
+        """The set without the losses the simulation leaderboards leave out: friction (viscous and
+        Coulomb) and rotor inertia (model 1.0 becomes model 1.1)."""
+        zeros = (0.0,) * self.n
+        return self.replace(b=zeros, cf=zeros, Ir=0.0)
+
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 

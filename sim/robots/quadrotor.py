@@ -101,6 +101,10 @@ class QuadrotorParams:
     def replace(self, **changes: Any) -> QuadrotorParams:
         return dataclasses.replace(self, **changes)
 
+    def ideal(self) -> QuadrotorParams:
+        """The set as it is: the model has no losses a leaderboard's simulator leaves out."""
+        return self
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | Path = "<params>") -> QuadrotorParams:
         """Validate a mapping (e.g. parsed YAML) into a parameter set."""
