@@ -3,6 +3,8 @@
 Everything here is a pure function of what the real robot measures (joint
 positions and velocities) and of the actions the policy sent, so the
 real-time loop computes exactly the observation the policy was trained on.
+The functions take leading batch axes (one env, or many stepped together:
+`sim.batched`), so every path computes them with the same code.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ WINDING_CLIP = 2.0
 
 
 def observation(q: np.ndarray, dq: np.ndarray, past_actions: np.ndarray, winding: bool = False) -> np.ndarray:
-    """Policy input, float32 of shape (3n + k m,), or (4n + k m,) with `winding`.
+    """Policy input, float32 of shape (..., 3n + k m), or (..., 4n + k m) with `winding`, for q and dq
+    (..., n) and past actions (..., k, m).
 
     Layout: [cos q (n), sin q (n), dq / VELOCITY_SCALE clipped to +-VELOCITY_CLIP (n), past actions
     (k most recent actions of size m, oldest first, each in [-1, 1]), and with `winding`
@@ -40,11 +43,12 @@ def observation(q: np.ndarray, dq: np.ndarray, past_actions: np.ndarray, winding
     has made; the winding tells the policy how far it is from the +-540 degree stops.
     q in rad and dq in rad/s are measured joint positions and velocities.
     """
+    q = np.asarray(q)
     dq = np.clip(np.asarray(dq) / VELOCITY_SCALE, -VELOCITY_CLIP, VELOCITY_CLIP)
-    parts = [np.cos(q), np.sin(q), dq, np.ravel(past_actions)]
+    parts = [np.cos(q), np.sin(q), dq, np.reshape(past_actions, (*q.shape[:-1], -1))]
     if winding:
-        parts.append(np.clip(np.asarray(q) / WINDING_SCALE, -WINDING_CLIP, WINDING_CLIP))
-    return np.concatenate(parts, dtype=np.float32)
+        parts.append(np.clip(q / WINDING_SCALE, -WINDING_CLIP, WINDING_CLIP))
+    return np.concatenate(parts, axis=-1, dtype=np.float32)
 
 
 def state_from_observation(obs: np.ndarray, n: int) -> np.ndarray:
@@ -71,20 +75,22 @@ def upright_start(n: int, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-def tip_height(lengths: tuple[float, ...], q: list[float]) -> float:
-    """Height of the tip above the shoulder, m, for joint angles q (rad, relative)."""
-    angle = height = 0.0
-    for length, qi in zip(lengths, q, strict=True):
-        angle += qi
-        height -= length * math.cos(angle)
-    return height
+def tip_height(lengths: tuple[float, ...] | np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Height of the tip above the shoulder, m (...,), for joint angles q (..., n) rad (relative) and
+    link lengths (n,) or (..., n) m."""
+    return -np.sum(np.asarray(lengths) * np.cos(np.cumsum(q, axis=-1)), axis=-1)
 
 
-def outside_envelope(q: list[float], dq: list[float]) -> str | None:
+def outside(q: np.ndarray, dq: np.ndarray) -> np.ndarray:
+    """Whether the state (q, dq (..., n)) is beyond the hardware's safety stops, (...,) bool."""
+    return (np.abs(q).max(axis=-1) > POSITION_LIMIT) | (np.abs(dq).max(axis=-1) > VELOCITY_LIMIT)
+
+
+def outside_envelope(q: np.ndarray, dq: np.ndarray) -> str | None:
     """The hardware's safety stops: |q| > 540 degrees or |dq| > 20 rad/s. Returns the reason or None."""
-    if max(map(abs, q)) > POSITION_LIMIT:
+    if np.abs(q).max() > POSITION_LIMIT:
         return f"joint position {np.round(q, 3).tolist()} rad beyond +-{POSITION_LIMIT:.3f} rad (540 deg)"
-    if max(map(abs, dq)) > VELOCITY_LIMIT:
+    if np.abs(dq).max() > VELOCITY_LIMIT:
         return f"joint velocity {np.round(dq, 3).tolist()} rad/s beyond +-{VELOCITY_LIMIT} rad/s"
     return None
 
@@ -104,9 +110,10 @@ FAILURE_PENALTY = 10.0
 
 
 def reward(
-    tip_height: float, reach: float, dq: list[float], action: list[float], previous_action: list[float]
-) -> float:
-    """Reward of one control step, term by term:
+    tip_height: np.ndarray, reach: np.ndarray, dq: np.ndarray, action: np.ndarray, previous_action: np.ndarray
+) -> np.ndarray:
+    """Reward of one control step (...,), term by term, for tip heights and reaches (...,) m, joint
+    velocities dq (..., n) rad/s and actions (..., m):
 
     - height:      HEIGHT_WEIGHT * (h / reach + 1) / 2, in [0, 1], h the tip height (m);
     - up bonus:    UP_BONUS * exp(-(|dq| / UP_SPEED)^2) while h > 0.9 reach, i.e. up and still;
@@ -117,15 +124,13 @@ def reward(
     Leaving the safety envelope ends the episode with -FAILURE_PENALTY instead
     (see `FAILURE_PENALTY`); the env adds it, not this function.
     """
-    speed2 = sum(v * v for v in dq)
+    speed2 = np.sum(np.square(dq), axis=-1)
     r = HEIGHT_WEIGHT * 0.5 * (tip_height / reach + 1.0)
-    if tip_height > UP_FRACTION * reach:
-        r += UP_BONUS * math.exp(-speed2 / UP_SPEED**2)
-    effort = sum(a * a for a in action)
-    change = sum((a - b) ** 2 for a, b in zip(action, previous_action, strict=True))
-    r -= (TORQUE_WEIGHT * effort + SMOOTHNESS_WEIGHT * change) / len(action)
-    r -= VELOCITY_WEIGHT * speed2 / VELOCITY_SCALE**2
-    return float(r)
+    r = r + np.where(tip_height > UP_FRACTION * reach, UP_BONUS * np.exp(-speed2 / UP_SPEED**2), 0.0)
+    effort = np.sum(np.square(action), axis=-1)
+    change = np.sum(np.square(np.subtract(action, previous_action)), axis=-1)
+    r = r - (TORQUE_WEIGHT * effort + SMOOTHNESS_WEIGHT * change) / np.shape(action)[-1]
+    return r - VELOCITY_WEIGHT * speed2 / VELOCITY_SCALE**2
 
 
 class SwingUp(Task):
@@ -190,26 +195,27 @@ class SwingUp(Task):
         return x0
 
     def observe(self, measured: np.ndarray, past: np.ndarray, t: float) -> np.ndarray:
-        return observation(measured[: self.n], measured[self.n :], past, self.observe_winding)
+        """Also of a batch: measured (N, 2n) and past (N, k, m) give (N, O)."""
+        n = self.n
+        return observation(measured[..., :n], measured[..., n:], past, self.observe_winding)
 
     def to_command(self, action: np.ndarray, measured: np.ndarray, params: PendulumParams) -> np.ndarray:
-        """Joint torques (n,) N m."""
-        torques = self._matrix @ action
+        """Joint torques (n,) N m; of a batch of actions (N, m) and measurements (N, 2n), (N, n)."""
+        torques = action @ self._matrix.T
         if self.friction_compensation:
-            torques = torques + self.robot.friction_compensation(params, measured[self.n :])
+            torques = torques + self.robot.friction_compensation(params, measured[..., self.n :])
         return torques
 
     def reward(
         self, x: np.ndarray, action: np.ndarray, previous: np.ndarray, t: float, params: PendulumParams
     ) -> float:
-        # Python floats: on 1- and 2-joint chains they beat numpy several times over.
-        q, dq = x[: self.n].tolist(), x[self.n :].tolist()
-        return reward(tip_height(params.l, q), params.reach, dq, action.tolist(), previous.tolist())
+        q, dq = x[: self.n], x[self.n :]
+        return float(reward(tip_height(params.l, q), params.reach, dq, action, previous))
 
     def failure(self, x: np.ndarray, t: float) -> str | None:
         if not self.safety_stops:
             return None
-        return outside_envelope(x[: self.n].tolist(), x[self.n :].tolist())
+        return outside_envelope(x[: self.n], x[self.n :])
 
     def metrics(
         self, T: np.ndarray, X: np.ndarray, U: np.ndarray, params: PendulumParams, failure: str | None

@@ -33,7 +33,7 @@ def binding(task: SwingUp, damping: float) -> Binding:
         task=task.name,
         observe=task.observe,
         to_command=lambda action, values: task.to_command(action, values, params),
-        envelope=lambda values: outside_envelope(values[:n].tolist(), values[n:].tolist()),
+        envelope=lambda values: outside_envelope(values[:n], values[n:]),
         safe_command=safe,
         action_size=task.action_size,
         initial_action=task.initial_action(),
