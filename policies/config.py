@@ -5,6 +5,7 @@
     n_timesteps: 20000        # total env steps (all envs together)
     policy: MlpPolicy
     n_envs: 1                 # vectorised envs
+    batched: false            # true: all envs in one numpy batch (sim.batched), not one MuJoCo env each
     normalize: false          # observation normalisation; its statistics travel with the policy
     seed: 0
     env:                      # options of sim.env.RobotEnv
@@ -60,7 +61,19 @@ ENV_KEYS = (
     "init_noise",
     "safety_stops",
 )
-TOP_KEYS = ("algo", "n_timesteps", "policy", "n_envs", "normalize", "seed", "env", "curriculum", "eval", "hyperparams")
+TOP_KEYS = (
+    "algo",
+    "n_timesteps",
+    "policy",
+    "n_envs",
+    "batched",
+    "normalize",
+    "seed",
+    "env",
+    "curriculum",
+    "eval",
+    "hyperparams",
+)
 
 TRAINING_EPISODE_OPTIONS = ("upright_starts", "ideal_episodes", "imperfections")
 """`curriculum:` keys passed to the training envs' RobotEnv, never to the evaluation envs."""
@@ -75,6 +88,8 @@ class TrainConfig:
     n_timesteps: int
     policy: str = "MlpPolicy"
     n_envs: int = 1
+    batched: bool = False
+    """Train on `sim.batched.BatchedSwingUp` (every env in one numpy batch); evaluation stays on MuJoCo."""
     normalize: bool = False
     seed: int = 0
     env: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -92,6 +107,8 @@ class TrainConfig:
 MAX_ENVS = 256
 """Most per-process MuJoCo envs a run may ask for: each holds a model and data, and hundreds of
 thousands fill the machine's memory before training starts."""
+MAX_BATCHED_ENVS = 16384
+"""Most envs of one batch: beyond it the batch's arrays outgrow the caches for no gain."""
 MAX_ACTION_HISTORY = 64
 MAX_TIMESTEPS = 10**10
 
@@ -159,7 +176,11 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     cfg.policy = data.get("policy", cfg.policy)
     if cfg.policy != "MlpPolicy":
         raise ConfigError(source, "policy", f"expected MlpPolicy (the exportable policy), got {cfg.policy!r}")
-    cfg.n_envs = _int(data.get("n_envs", 1), source, "n_envs", 1, MAX_ENVS)
+    batched = data.get("batched", False)
+    if not isinstance(batched, bool):
+        raise ConfigError(source, "batched", f"expected true or false, got {batched!r}")
+    cfg.batched = batched
+    cfg.n_envs = _int(data.get("n_envs", 1), source, "n_envs", 1, MAX_BATCHED_ENVS if batched else MAX_ENVS)
     cfg.seed = _int(data.get("seed", 0), source, "seed", 0, 2**32 - 1)
     normalize = data.get("normalize", False)
     if not isinstance(normalize, bool):

@@ -37,10 +37,12 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, VecNormalize
 
 from policies.config import TRAINING_EPISODE_OPTIONS, TrainConfig, config_from_dict
 from policies.evaluate import SIM_CONDITIONS, run_episodes
+from policies.vec_env import BatchedVecEnv
+from sim.batched import BatchedSwingUp
 from sim.config import ConfigError
 from sim.env import RobotEnv
 from sim.robots import get_robot
@@ -66,7 +68,12 @@ def make_env(cfg: TrainConfig, rank: int):
 
 
 def make_vec_env(cfg: TrainConfig) -> VecEnv:
-    venv: VecEnv = DummyVecEnv([make_env(cfg, i) for i in range(cfg.n_envs)])
+    if cfg.batched:
+        training_only = {k: v for k, v in (cfg.curriculum or {}).items() if k in TRAINING_EPISODE_OPTIONS}
+        batch = BatchedSwingUp(cfg.robot, cfg.n_envs, seed=cfg.seed, **{**cfg.env, **training_only})
+        venv: VecEnv = VecMonitor(BatchedVecEnv(batch))
+    else:
+        venv = DummyVecEnv([make_env(cfg, i) for i in range(cfg.n_envs)])
     venv.seed(cfg.seed)
     if cfg.normalize:
         # Rewards are normalised for training only; the observation statistics travel with the policy.

@@ -466,6 +466,9 @@ def test_observation_of_the_wrong_size_is_refused(trained):
         ({"curriculum": {"ideal_episodes": "half"}}, "curriculum.ideal_episodes"),
         ({"curriculum": {"imperfections": {"pulses": 3}}}, "pulses"),
         ({"normalize": "yes"}, "normalize"),
+        ({"batched": "yes"}, "batched"),
+        ({"n_envs": 1000}, "n_envs"),  # one MuJoCo env each: too many
+        ({"batched": True, "n_envs": 20000}, "n_envs"),
     ],
 )
 def test_bad_config_is_a_clear_error_before_training(tmp_path, change, key):
@@ -598,3 +601,29 @@ def test_cli_train_export_eval(tmp_path, capsys):
     assert json.loads((tmp_path / "tuned" / "run.json").read_text())["init"]["run"] == str(run)
     assert main(["train", "--resume", str(run), "--init", str(run), "--no-progress"]) == 2
     assert "give one of them" in capsys.readouterr().err
+
+
+def test_a_batched_config_trains_on_the_batched_path_and_evaluates_on_mujoco(tmp_path):
+    data = {
+        "algo": "ppo",
+        "n_timesteps": 2048,
+        "n_envs": 32,
+        "batched": True,
+        "normalize": True,
+        "env": {"control_rate_hz": 50, "imperfections": True, "randomization": "pendulum"},
+        "curriculum": {"start": 0.0, "steps": 1000},
+        "eval": {"freq": 1024, "episodes": 1},
+        "hyperparams": TINY["ppo"],
+    }
+    path = tmp_path / "batched.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config("pendulum", path, "ppo")
+    from policies.train import make_vec_env
+    from policies.vec_env import BatchedVecEnv
+
+    venv = make_vec_env(cfg)
+    assert isinstance(venv.venv.venv, BatchedVecEnv) and venv.num_envs == 32
+    run = train(cfg, tmp_path / "run", progress_bar=False)
+    evaluations = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [e["steps"] for e in evaluations][:2] == [1024, 2048] and "v2_score" in evaluations[0]
+    assert (run / "checkpoints" / "best.zip").exists()
