@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from policies import make_controller
-from policies.evaluate import METRICS, run_episode, summarise
+from policies.evaluate import run_episode, summarise
 from policies.runtime import load_policy
 from sim.env import RobotEnv
 from sim.imperfections import Imperfections
@@ -84,7 +84,7 @@ def main() -> None:
             if hasattr(policy, "reset"):
                 policy.reset()
             info = run_episode(policy.act, env, seed)
-            episodes.append({k: float(info["metrics"][k]) for k in METRICS})
+            episodes.append({k: float(v) for k, v in info["metrics"].items()})
             end = ending(env, info)
             ends[end] = ends.get(end, 0) + 1
         summary = summarise(episodes)

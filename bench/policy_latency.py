@@ -65,7 +65,7 @@ def latency(calls: int, workdir: Path) -> dict[str, dict[str, float]]:
         "hyperparams": {"learning_starts": 10, "policy_kwargs": {"net_arch": NET}},
     }
     cfg = config_from_dict("pendubot", data, "<bench>")
-    run = train(cfg, workdir / "run", progress_bar=False)
+    run = train(cfg, workdir / "run", progress=False)
     policy = runtime.load_policy(export(run, workdir / "policy"))
     model = SAC.load(run / "checkpoints" / "best.zip", device="cpu")
     actor = model.policy.actor

@@ -23,6 +23,7 @@
       upright_starts: 0.0     #   fraction of episodes starting near upright (evaluation always hangs)
       ideal_episodes: 0.0     #   fraction without friction, rotor inertia and imperfections
       imperfections: {pulses_per_joint: 3}  # replaces env.imperfections in training episodes
+      init_spread: 1.0        #   a flight's start spread (evaluation: the route's own)
     eval:
       freq: 5000              # env steps between evaluations
       episodes: 10            # fixed seeded episodes, scored with the task's own score
@@ -43,24 +44,14 @@ from pathlib import Path
 from typing import Any
 
 from sim.config import ConfigError, as_float, check_keys, load_yaml
-from sim.imperfections import Imperfections
-from sim.randomization import DomainRandomization
-from sim.robots import ROBOTS, get_robot
+from sim.env import RobotEnv, _simulation
+from sim.robots import ROBOTS, load_robot_params, robot_names
+from sim.tasks.task import default_task, task_options, tasks_of
 
 ALGOS = ("ppo", "sac", "td3")
 CONFIG_DIR = Path(__file__).parent / "configs"
-ENV_KEYS = (
-    "params",
-    "control_rate_hz",
-    "imperfections",
-    "randomization",
-    "randomization_intensity",
-    "action_history",
-    "observe_winding",
-    "friction_compensation",
-    "init_noise",
-    "safety_stops",
-)
+ENV_KEYS = ("task", "params", "control_rate_hz", "imperfections", "randomization", "randomization_intensity")
+"""`env:` keys every robot takes; its task's options (`sim.tasks.task.task_options`) join them."""
 TOP_KEYS = (
     "algo",
     "n_timesteps",
@@ -75,7 +66,7 @@ TOP_KEYS = (
     "hyperparams",
 )
 
-TRAINING_EPISODE_OPTIONS = ("upright_starts", "ideal_episodes", "imperfections")
+TRAINING_EPISODE_OPTIONS = ("upright_starts", "ideal_episodes", "imperfections", "init_spread")
 """`curriculum:` keys passed to the training envs' RobotEnv, never to the evaluation envs."""
 
 
@@ -89,7 +80,7 @@ class TrainConfig:
     policy: str = "MlpPolicy"
     n_envs: int = 1
     batched: bool = False
-    """Train on `sim.batched.BatchedSwingUp` (every env in one numpy batch); evaluation stays on MuJoCo."""
+    """Train on `sim.batched.make_batched` (every env in one numpy batch); evaluation stays on MuJoCo."""
     normalize: bool = False
     seed: int = 0
     env: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -149,8 +140,8 @@ def default_config_path(robot: str, algo: str) -> Path:
 
 def load_config(robot: str, path: str | Path | None = None, algo: str | None = None) -> TrainConfig:
     """Load and validate a training config; by default policies/configs/<robot>/<algo>.yaml."""
-    if robot not in ROBOTS:
-        raise ValueError(f"unknown robot {robot!r}; expected one of {', '.join(ROBOTS)}")
+    if robot not in robot_names():
+        raise ValueError(f"unknown robot {robot!r}; expected one of {', '.join(robot_names())}")
     if path is None:
         if algo is None:
             raise ValueError("give an algorithm or a config file")
@@ -190,11 +181,14 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     env = data.get("env", {}) or {}
     if not isinstance(env, dict):
         raise ConfigError(source, "env", f"expected a mapping of env options, got {env!r}")
-    check_keys(env, ENV_KEYS, source, prefix="env.")
-    robot_spec = get_robot(robot)
+    task = env.get("task") or default_task(robot)
+    if task not in tasks_of(robot):
+        raise ConfigError(source, "env.task", f"{robot} has no task {task!r}; its tasks: {', '.join(tasks_of(robot))}")
+    check_keys(env, [*ENV_KEYS, *task_options(robot, task)], source, prefix="env.")
+    _, imperfection_type, load_randomization = _simulation(robot)
     if "params" in env:
         try:
-            robot_spec.load_params(env["params"])
+            load_robot_params(robot, env["params"])
         except ConfigError as exc:
             raise ConfigError(source, "env.params", exc.problem or str(exc)) from exc
     if "control_rate_hz" in env:
@@ -202,9 +196,9 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
         if abs(round(500.0 / rate) * rate - 500.0) > 1e-6:
             raise ConfigError(source, "env.control_rate_hz", f"expected 500 Hz divided by a whole number, got {rate}")
     if "imperfections" in env:
-        Imperfections.resolve(env["imperfections"], f"{source}: env.imperfections")
+        _imperfections(imperfection_type, env["imperfections"], source, "env.imperfections")
     if env.get("randomization") is not None:
-        DomainRandomization.load(env["randomization"], robot_spec)
+        load_randomization(env["randomization"])
     if "randomization_intensity" in env:
         as_float(env["randomization_intensity"], source, "env.randomization_intensity", 0.0, 1.0)
     if "action_history" in env:
@@ -212,6 +206,10 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     for key in ("observe_winding", "friction_compensation", "safety_stops"):
         if key in env and not isinstance(env[key], bool):
             raise ConfigError(source, f"env.{key}", f"expected true or false, got {env[key]!r}")
+    try:  # what only the task knows to check (its option values), checked where it is built
+        RobotEnv(robot, **env)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(source, "env", str(exc)) from exc
     cfg.env = dict(env)
 
     curriculum = data.get("curriculum")
@@ -233,11 +231,11 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
             cfg.curriculum["steps"] = _int(curriculum["steps"], source, "curriculum.steps", 1)
         elif "start" in curriculum:
             raise ConfigError(source, "curriculum.steps", "missing; the intensity rises from start over these steps")
-        for key in ("upright_starts", "ideal_episodes"):
+        for key in ("upright_starts", "ideal_episodes", "init_spread"):
             if key in curriculum:
                 cfg.curriculum[key] = as_float(curriculum[key], source, f"curriculum.{key}", 0.0, 1.0)
         if "imperfections" in curriculum:
-            Imperfections.resolve(curriculum["imperfections"], f"{source}: curriculum.imperfections")
+            _imperfections(imperfection_type, curriculum["imperfections"], source, "curriculum.imperfections")
             cfg.curriculum["imperfections"] = curriculum["imperfections"]
 
     evaluation = data.get("eval", {}) or {}
@@ -247,6 +245,8 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     sim_conditions = evaluation.get("sim_conditions", False)
     if not isinstance(sim_conditions, bool):
         raise ConfigError(source, "eval.sim_conditions", f"expected true or false, got {sim_conditions!r}")
+    if sim_conditions and robot not in ROBOTS:
+        raise ConfigError(source, "eval.sim_conditions", "the competitions' conditions are the pendulum family's")
     cfg.eval = {
         "freq": _int(evaluation.get("freq", 10000), source, "eval.freq", 1),
         "episodes": _int(evaluation.get("episodes", 10), source, "eval.episodes", 1),
@@ -268,6 +268,14 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
                 )
     cfg.hyperparams = dict(hyperparams)
     return cfg
+
+
+def _imperfections(kind: type, value: Any, source: str | Path, key: str) -> None:
+    """Check a robot's imperfections entry (True, False or a mapping of its fields)."""
+    try:
+        kind.resolve(value)
+    except ConfigError as exc:
+        raise ConfigError(source, f"{key}.{exc.key}" if exc.key else key, exc.problem) from exc
 
 
 def _algorithm_arguments(algo: str) -> dict[str, Any]:

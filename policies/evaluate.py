@@ -12,8 +12,8 @@ import scipy.stats
 from sim.env import RobotEnv
 from sim.tasks import realaigym
 from sim.tasks.realaigym import Trajectory
+from sim.tasks.task import Task
 
-METRICS = ("success", "score", "swingup_time", "energy", "tau_cost", "tau_smoothness", "velocity_cost", "max_tau")
 SIM_CONDITIONS = {"params": "model_1.1", "imperfections": False, "randomization": None, "safety_stops": False}
 """Env options of the competitions' simulation stage, applied over a policy's own: model 1.1, nothing
 else, and no hardware stops (their simulator has none)."""
@@ -36,21 +36,29 @@ def run_episodes(
     episodes: int,
     seed: int = 0,
 ) -> list[dict[str, float]]:
-    """Run `episodes` episodes with seeds seed, seed+1, ...; the v2 simulation score and
-    criteria of each. `act` maps an observation to an action."""
+    """Run `episodes` episodes with seeds seed, seed+1, ...; the task's metrics of each (the
+    swing-up's v2 simulation score and criteria, a flight's tracking errors). `act` maps an
+    observation to an action."""
     env = RobotEnv(robot, **env_kwargs)
-    scores = (run_episode(act, env, seed + i)["metrics"] for i in range(episodes))
-    return [{k: float(score[k]) for k in METRICS} for score in scores]
+    metrics = (run_episode(act, env, seed + i)["metrics"] for i in range(episodes))
+    return [{k: float(v) for k, v in m.items()} for m in metrics]
+
+
+def rank(task: Task, success_rate: float, score: float) -> tuple[float, float]:
+    """How checkpoints compare: by success rate first, then by the task's score (higher is better)."""
+    return success_rate, task.score_sign * score if math.isfinite(score) else -math.inf
 
 
 def summarise(episodes: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Mean and 95% confidence interval (Student t) of each metric over episodes.
+    """Mean and 95% confidence interval (Student t) of each metric over the episodes where it is
+    finite (a flight that fails before it settles has no tracking error).
 
     swingup_time is taken over the successful episodes only (it is infinite or
     the run's end otherwise)."""
     out: dict[str, dict[str, float]] = {}
-    for key in METRICS:
+    for key in episodes[0] if episodes else ():
         values = np.array([e[key] for e in episodes if key != "swingup_time" or e["success"]])
+        values = values[np.isfinite(values)]
         if len(values) == 0:
             out[key] = {"mean": math.nan, "ci95": math.nan, "n": 0}
             continue

@@ -17,9 +17,7 @@ import torch
 
 from policies import runtime
 from policies.train import ALGORITHMS, load_normalization, load_run_config
-from sim.robots import get_robot
-from sim.tasks import swingup
-from sim.tasks.task import default_task
+from sim.env import RobotEnv
 
 
 class _Actor(torch.nn.Module):
@@ -41,15 +39,6 @@ class _Actor(torch.nn.Module):
             actor = self.policy.actor
             return torch.tanh(actor.mu(actor.latent_pi(actor.extract_features(obs, actor.features_extractor))))
         return self.policy.actor(obs)
-
-
-def observation_layout(joints: tuple[str, ...], actions: int, history: int, winding: bool = False) -> list[str]:
-    """Names of the observation entries, in `sim.tasks.swingup.observation`'s order."""
-    names = [f"cos({j})" for j in joints] + [f"sin({j})" for j in joints]
-    names += [f"{j}.velocity/{swingup.VELOCITY_SCALE:g}" for j in joints]
-    names += [f"action[t-{history - k}][{i}]" for k in range(history) for i in range(actions)]
-    names += [f"{j}.position/(3 pi)" for j in joints] if winding else []
-    return names
 
 
 def write_graph(actor: torch.nn.Module, size: int, graph: Path) -> None:
@@ -79,31 +68,26 @@ def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     graph = out.with_suffix(".onnx")
     write_graph(_Actor(model, cfg.algo), size, graph)
-    robot = get_robot(cfg.robot)
-    params = robot.load_params(cfg.env.get("params", "model_1.1"))
-    active = [j for j, a in zip(robot.joints, robot.actuated, strict=True) if a]
-    history = int(cfg.env.get("action_history", 1))
-    winding = bool(cfg.env.get("observe_winding", False))
+    task = RobotEnv(cfg.robot, **cfg.env).task
+    description = task.describe()
     run_info = json.loads((run / "run.json").read_text())
     meta: dict[str, Any] = {
         "format": runtime.FORMAT,
         "robot": cfg.robot,
-        "task": default_task(cfg.robot),
+        "task": task.name,
         "algo": cfg.algo,
         "control_rate_hz": float(cfg.env.get("control_rate_hz", 100.0)),
         "observation": {
             "size": size,
-            "layout": observation_layout(robot.joints, len(active), history, winding),
-            "action_history": history,
-            "winding": winding,
-            "function": "sim.tasks.swingup.observation",
+            **description["observation"],
+            "action_history": task.action_history,
+            "function": f"{type(task).__module__}.observation",
         },
         "action": {
-            "size": len(active),
+            "size": task.action_size,
             "low": model.action_space.low.tolist(),
             "high": model.action_space.high.tolist(),
-            "joints": active,
-            "torque_limit_nm": [float(t) for t, a in zip(params.torque_limit, robot.actuated, strict=True) if a],
+            **description["action"],
             "squashed": cfg.algo in ("sac", "td3"),
         },
         "normalization": None if stats is None else {k: stats[k] for k in ("mean", "var", "clip", "epsilon")},
@@ -116,6 +100,7 @@ def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
             "seed": cfg.seed,
             "steps": int(model.num_timesteps),
             "checkpoint": checkpoint,
+            "config": cfg.as_dict(),  # what `s2r train --config` takes, resolved
             "versions": run_info.get("versions"),
             "last_eval": run_info.get("last_eval"),
             "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -5,7 +5,7 @@ A run directory holds:
     config.yaml                 the resolved configuration (robot included)
     run.json                    command, seed, git commit, package versions, steps done, each resume
     tb/                         TensorBoard logs (training and evaluation curves)
-    eval.jsonl                  one line per evaluation: steps, success rate, v2 score (and in simulation conditions)
+    eval.jsonl                  one line per evaluation: steps, wall time, success rate, the task's score
     checkpoints/last.zip        latest SB3 checkpoint (a training checkpoint, not a deployable artifact)
     checkpoints/last_replay_buffer.pkl   SAC's and TD3's replay buffer at that checkpoint, for --resume
     checkpoints/best.zip        checkpoint with the best evaluation
@@ -18,12 +18,14 @@ import datetime
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import shlex
 import subprocess
 import sys
 import threading
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,10 +41,12 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, VecNormalize
 
+from policies import evaluate
 from policies.config import TRAINING_EPISODE_OPTIONS, TrainConfig, config_from_dict
 from policies.evaluate import SIM_CONDITIONS, run_episodes
+from policies.progress import ProgressLine, figures
 from policies.vec_env import BatchedVecEnv
-from sim.batched import BatchedSwingUp
+from sim.batched import make_batched
 from sim.config import ConfigError
 from sim.env import RobotEnv
 from sim.robots import get_robot
@@ -70,7 +74,7 @@ def make_env(cfg: TrainConfig, rank: int):
 def make_vec_env(cfg: TrainConfig) -> VecEnv:
     if cfg.batched:
         training_only = {k: v for k, v in (cfg.curriculum or {}).items() if k in TRAINING_EPISODE_OPTIONS}
-        batch = BatchedSwingUp(cfg.robot, cfg.n_envs, seed=cfg.seed, **{**cfg.env, **training_only})
+        batch = make_batched(cfg.robot, cfg.n_envs, seed=cfg.seed, **{**cfg.env, **training_only})
         venv: VecEnv = VecMonitor(BatchedVecEnv(batch))
     else:
         venv = DummyVecEnv([make_env(cfg, i) for i in range(cfg.n_envs)])
@@ -143,19 +147,36 @@ class Evaluation(BaseCallback):
     Once `stop` is set, training ends at the next env step with the last checkpoint saved
     (no evaluation), so that the run resumes from there."""
 
-    def __init__(self, cfg: TrainConfig, run: Path, best_score: float = -np.inf, stop: threading.Event | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run: Path,
+        best: list[float] | None = None,
+        stop: threading.Event | None = None,
+        wall_s: float = 0.0,
+    ):
         super().__init__()
         self.cfg = cfg
         self.run = run
         self.freq = cfg.eval["freq"]
-        self.best = best_score
+        self.best = best or [-math.inf, -math.inf]
+        self.task = RobotEnv(cfg.robot, **cfg.env).task
         self.next_eval = 0
         self.stop = stop or threading.Event()
+        self.wall_before = wall_s
+        self.started = time.monotonic()
+        self.last_record: dict[str, float | int] | None = None
 
     def _init_callback(self) -> None:
         # The model's count, not the callback's (0 until the first step): a resumed run
         # must not evaluate at every step until it catches up.
         self.next_eval = (self.model.num_timesteps // self.freq + 1) * self.freq
+        self.started = time.monotonic()
+
+    @property
+    def wall_s(self) -> float:
+        """Wall time the run has trained, s, over all its sessions (evaluations included)."""
+        return self.wall_before + time.monotonic() - self.started
 
     def _on_step(self) -> bool:
         if self.stop.is_set():
@@ -170,7 +191,7 @@ class Evaluation(BaseCallback):
             self.evaluate()
             return
         save_checkpoint(self.model, self.run, "last", normalization_stats(self.model.get_env()))
-        update_run_info(self.run, steps=int(self.num_timesteps))
+        update_run_info(self.run, steps=int(self.num_timesteps), wall_s=round(self.wall_s, 1))
         log.info("stopped at %d steps; checkpoints/last.zip saved", self.num_timesteps)
 
     def evaluate(self) -> None:
@@ -183,50 +204,65 @@ class Evaluation(BaseCallback):
         conditions = {"": self.cfg.env}
         if self.cfg.eval["sim_conditions"]:
             conditions["sim_"] = {**self.cfg.env, **SIM_CONDITIONS}
-        record: dict[str, float | int] = {"steps": int(self.num_timesteps)}
+        record: dict[str, Any] = {"steps": int(self.num_timesteps), "score_label": self.task.score_label}
         for prefix, env in conditions.items():
             episodes = run_episodes(act, self.cfg.robot, env, self.cfg.eval["episodes"], seed=EVAL_SEED)
             record[prefix + "success_rate"] = float(np.mean([e["success"] for e in episodes]))
-            record[prefix + "v2_score"] = float(np.mean([e["score"] for e in episodes]))
+            scores = [e[self.task.score] for e in episodes if math.isfinite(e[self.task.score])]
+            record[prefix + "score"] = float(np.mean(scores)) if scores else math.nan
             self.logger.record(f"eval/{prefix}success_rate", record[prefix + "success_rate"])
-            self.logger.record(f"eval/{prefix}v2_score", record[prefix + "v2_score"])
+            self.logger.record(f"eval/{prefix}{self.task.score}", record[prefix + "score"])
         self.logger.dump(self.num_timesteps)
+        record["wall_s"] = round(self.wall_s, 1)
+        self.last_record = record
         with (self.run / "eval.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
         save_checkpoint(model, self.run, "last", stats)
-        # Rank by success first, then by score (a policy that holds the top beats one that
-        # scores once), summed over the evaluated conditions.
-        rank = sum(v for k, v in record.items() if k != "steps")
+        # Summed over the evaluated conditions.
+        ranks = [evaluate.rank(self.task, record[p + "success_rate"], record[p + "score"]) for p in conditions]
+        rank = [sum(r) for r in zip(*ranks, strict=True)]
         if rank > self.best:
             self.best = rank
             save_checkpoint(model, self.run, "best", stats)
-        update_run_info(self.run, steps=int(self.num_timesteps), best_rank=self.best, last_eval=record)
-        log.info(
-            "eval at %d steps: %s",
-            self.num_timesteps,
-            ", ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "steps"),
+            update_run_info(self.run, best_steps=record["steps"])
+        update_run_info(
+            self.run, steps=int(self.num_timesteps), wall_s=record["wall_s"], best_rank=self.best, last_eval=record
         )
+        log.info("eval at %d steps: %s", self.num_timesteps, figures(record))
 
 
-class Curriculum(BaseCallback):
-    """Raise the randomisation intensity linearly from `start` to the configured one over `steps`."""
+class TrainingProgress(BaseCallback):
+    """Tell the training envs how far training has gone (`RobotEnv.set_training_progress`): the
+    steps so far, for a task's reward curriculum, and with `ramp` = (start, end, steps) the
+    randomisation intensity, raised linearly from start to end over those steps."""
 
-    def __init__(self, start: float, end: float, steps: int):
+    EVERY = 1000
+    """Calls between updates."""
+
+    def __init__(self, ramp: tuple[float, float, int] | None = None):
         super().__init__()
-        self.start, self.end, self.steps = start, end, steps
+        self.ramp = ramp
 
-    def intensity(self, t: int) -> float:
-        return self.start + (self.end - self.start) * min(1.0, t / self.steps)
+    def intensity(self, t: int) -> float | None:
+        if self.ramp is None:
+            return None
+        start, end, steps = self.ramp
+        return start + (end - start) * min(1.0, t / steps)
 
     def _on_training_start(self) -> None:
-        self.training_env.set_attr("randomization_intensity", self.intensity(self.num_timesteps))
+        self.update()
 
     def _on_step(self) -> bool:
-        if self.n_calls % 1000 == 0:
-            value = self.intensity(self.num_timesteps)
-            self.training_env.set_attr("randomization_intensity", value)
-            self.logger.record("train/randomization_intensity", value)
+        if self.n_calls % self.EVERY == 0:
+            self.update()
         return True
+
+    def update(self) -> None:
+        value = self.intensity(self.num_timesteps)
+        # A method, not set_attr: SB3's set_attr would set it on the Monitor wrapper, not the env.
+        self.training_env.env_method("set_training_progress", self.num_timesteps, value)
+        if value is not None:
+            self.logger.record("train/randomization_intensity", value)
 
 
 def save_checkpoint(model: BaseAlgorithm, run: Path, name: str, stats: dict[str, Any] | None) -> None:
@@ -281,7 +317,7 @@ def train(
     cfg: TrainConfig,
     run: Path | None = None,
     resume: bool = False,
-    progress_bar: bool = True,
+    progress: bool = True,
     init: Path | None = None,
     stop: threading.Event | None = None,
     init_checkpoint: str = "best",
@@ -292,7 +328,8 @@ def train(
     `init`: a run directory whose `init_checkpoint` (best or last: weights, optimiser state and
     observation statistics) a new run starts from, under its own configuration: fine-tuning.
     `stop`: set it (from a signal handler, another thread) to end the run early with its
-    last checkpoint saved; `--resume` continues it."""
+    last checkpoint saved; `--resume` continues it. `progress`: redraw the progress line
+    (`policies.progress`) on stderr."""
     run = run or default_run_dir(cfg)
     algorithm = ALGORITHMS[cfg.algo]
     venv = make_vec_env(cfg)
@@ -305,7 +342,9 @@ def train(
         if isinstance(model, OffPolicyAlgorithm):
             _restore_replay_buffer(model, run / "checkpoints" / "last_replay_buffer.pkl")
         info = json.loads((run / "run.json").read_text())
-        best = info.get("best_rank", -np.inf)
+        # Ranks were a single number before they were (success rate, score): such a run's next evaluation is its best.
+        best = info["best_rank"] if isinstance(info.get("best_rank"), list) else None
+        wall_s, last_eval = float(info.get("wall_s", 0.0)), info.get("last_eval")
         log.info("resuming %s at %d steps", run, model.num_timesteps)
         # Each resume is part of the run's provenance: the code may have changed in between.
         resumed = {
@@ -345,17 +384,22 @@ def train(
             steps=0,
             **({"init": started_from} if started_from else {}),
         )
-        best = -np.inf
-    callbacks: list[BaseCallback] = [Evaluation(cfg, run, best, stop)]
+        best, wall_s, last_eval = None, 0.0, None
+    evaluation = Evaluation(cfg, run, best, stop, wall_s)
+    evaluation.last_record = last_eval
+    callbacks: list[BaseCallback] = [evaluation]
+    if progress:
+        callbacks.append(ProgressLine(f"{cfg.robot} {cfg.algo}", cfg.n_timesteps, lambda: evaluation.last_record))
+    ramp = None
     if cfg.curriculum is not None and "steps" in cfg.curriculum:
         end = cfg.env.get("randomization_intensity", 1.0)
-        callbacks.append(Curriculum(cfg.curriculum["start"], end, cfg.curriculum["steps"]))
+        ramp = (cfg.curriculum["start"], end, cfg.curriculum["steps"])
+    callbacks.append(TrainingProgress(ramp))
     remaining = cfg.n_timesteps - model.num_timesteps
     if remaining > 0:
         model.learn(
             remaining,
             callback=CallbackList(callbacks),
-            progress_bar=progress_bar,
             reset_num_timesteps=not resume,
             tb_log_name="train",
         )

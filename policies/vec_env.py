@@ -1,4 +1,4 @@
-"""The batched swing-up (`sim.batched.BatchedSwingUp`) behind stable-baselines3's VecEnv interface.
+"""A batch of episodes (`sim.batched.make_batched`) behind stable-baselines3's VecEnv interface.
 
 All N episodes advance in one numpy call per step; SB3 sees N environments
 that reset themselves when an episode ends, with the ended episode's last
@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from sim.batched import BatchedSwingUp
-
 
 class BatchedVecEnv(VecEnv):
-    def __init__(self, batched: BatchedSwingUp):
+    def __init__(self, batched: Any):
+        """`batched`: a `BatchedSwingUp` or `BatchedFlight`."""
         self.batched = batched
         super().__init__(batched.N, batched.observation_space, batched.action_space)
         self._actions = np.zeros((batched.N, batched.task.action_size))
@@ -46,11 +45,14 @@ class BatchedVecEnv(VecEnv):
         return [getattr(self.batched.env, attr_name)] * len(self._get_indices(indices))
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        # Settings apply to every episode alike (e.g. a curriculum's randomisation intensity).
+        # Settings apply to every episode alike.
         setattr(self.batched.env, attr_name, value)
 
     def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
-        raise NotImplementedError(f"the batched env has no per-episode {method_name}()")
+        # The batch runs one env's options, task and randomiser for every episode: called once, it
+        # applies to all (e.g. RobotEnv.set_training_progress).
+        result = getattr(self.batched.env, method_name)(*args, **kwargs)
+        return [result] * len(self._get_indices(indices))
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> Sequence[bool]:
         return [False] * len(self._get_indices(indices))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import math
 import os
@@ -188,7 +189,6 @@ def _rollout_flight(args: argparse.Namespace) -> int:
     from policies.evaluate import run_episode
     from policies.geometric import GeometricController
     from sim.env import RobotEnv
-    from sim.tasks import flight
 
     if args.controller != "baseline":
         raise ValueError(f"the {QUADROTOR} has only its baseline controller so far, not {args.controller!r}")
@@ -205,7 +205,6 @@ def _rollout_flight(args: argparse.Namespace) -> int:
         imperfections=args.imperfections,
         randomization=args.randomization,
         action_history=0,
-        init_spread=flight.get_route(task).eval_spread,
     )
     info = run_episode(GeometricController(env.params, rate).act, env, args.seed)
     m = info["metrics"]
@@ -267,7 +266,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg = load_run_config(args.resume)
             if args.steps:
                 cfg = dataclasses.replace(cfg, n_timesteps=args.steps)
-            run = train(cfg, args.resume, resume=True, progress_bar=_progress(args), stop=stop)
+            run = train(cfg, args.resume, resume=True, progress=_progress(args), stop=stop)
         else:
             if not args.robot or not (args.algo or args.config):
                 raise ValueError("give --robot and --algo (or --config FILE), or --resume RUN")
@@ -282,7 +281,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             run = train(
                 cfg,
                 args.out,
-                progress_bar=_progress(args),
+                progress=_progress(args),
                 init=args.init,
                 stop=stop,
                 init_checkpoint=args.init_checkpoint,
@@ -290,23 +289,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    from policies.progress import count, duration, figures
+
     evaluations = _evaluations(run)
+    info = json.loads((Path(run) / "run.json").read_text())
     record = {"run": str(run), "evaluations": evaluations, "stopped_by_signal": stopped_by[0] if stopped_by else None}
-    lines = [f"run {run}"]
+    lines = [f"run {run}: {count(info.get('steps', 0))} steps in {duration(info.get('wall_s', 0.0))}"]
     if evaluations:
-        last = evaluations[-1]
-        success, score = last["success_rate"], last["v2_score"]
-        lines.append(f"last evaluation at {last['steps']} steps: success {success:.0%}, v2 score {score:.3f}")
+        best = next((e for e in evaluations if e["steps"] == info.get("best_steps")), evaluations[-1])
+        lines.append(f"best evaluation at {count(best['steps'])} steps: {figures(best)} (checkpoints/best.zip)")
+        if best is not evaluations[-1]:
+            lines.append(f"last evaluation at {count(evaluations[-1]['steps'])} steps: {figures(evaluations[-1])}")
     if stopped_by:
         lines.append(f"stopped early; continue with: s2r train --resume {run}")
-    lines.append(f"next: s2r export {run}")
+    lines.append(f"next: s2r export {run}, then s2r eval {Path(run) / 'policy.json'} --episodes 100")
     _finish(args, record, lines)
     return 128 + stopped_by[0] if stopped_by else 0
 
 
 def _evaluations(run: Path) -> list[dict[str, Any]]:
-    import json
-
     path = Path(run) / "eval.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
@@ -423,22 +424,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _eval_target(target: str):
-    """(act, robot, env options) for a run directory or a policy artifact."""
+    """(act, robot, env options, the graph's sha256 or None) for a run directory or a policy artifact."""
     if Path(target).is_dir():
         from policies.train import RunPolicy
 
         policy = RunPolicy(Path(target))
-        return policy.act, policy.config.robot, dict(policy.config.env)
+        return policy.act, policy.config.robot, dict(policy.config.env), None
     from policies.runtime import load_policy
 
     policy = load_policy(target)
-    return policy.act, policy.robot, dict(policy.meta["env"])
+    return policy.act, policy.robot, dict(policy.meta["env"]), policy.meta["graph"]["sha256"]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from policies.evaluate import METRICS, SIM_CONDITIONS, run_episodes, summarise
+    from policies.evaluate import SIM_CONDITIONS, run_episodes, summarise
 
-    act, robot, env = _eval_target(args.target)
+    act, robot, env, sha256 = _eval_target(args.target)
     if args.robot and args.robot != robot:
         raise ValueError(f"{args.target} is for the {robot}, not the {args.robot}")
     if args.sim_conditions:
@@ -456,13 +457,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     episodes = run_episodes(act, robot, env, args.episodes, seed=args.seed)
     summary = summarise(episodes)
     lines = [f"{args.target} ({robot}), {args.episodes} episodes from seed {args.seed}: mean and 95% interval"]
-    for key in METRICS:
-        m = summary[key]
-        if m["n"] == 0:  # swingup_time, which only successful episodes have
-            lines.append(f"{key:<16} {'-':>10}            (no successful episode)")
+    for key, m in summary.items():
+        if m["n"] == 0:  # e.g. swingup_time, which only successful episodes have
+            lines.append(f"{key:<16} {'-':>10}            (no episode has it)")
             continue
         lines.append(f"{key:<16} {m['mean']:10.4f} +- {m['ci95']:.4f}  (n={m['n']})")
-    record = {"target": args.target, "robot": robot, "episodes": args.episodes, "seed": args.seed, "env": env}
+    record = {"target": args.target, "sha256": sha256, "robot": robot, "episodes": args.episodes, "seed": args.seed}
+    record["env"] = env
     _finish(args, {**record, "metrics": summary}, lines)
     return 0
 
@@ -824,7 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write a PNG of the trajectory (matplotlib: the calibrate extra)")
 
     p = command("train", "train a policy with stable-baselines3", cmd_train)
-    _robot_argument(p)
+    _robot_argument(p, robots=(*ROBOTS, QUADROTOR))
     p.add_argument("--algo", choices=["ppo", "sac", "td3"], help="algorithm (default: the config file's)")
     p.add_argument("--config", type=Path, help="training YAML (default: policies/configs/ROBOT/ALGO.yaml)")
     p.add_argument("--steps", type=_number(int, 1, 10**10), help="total env steps (overrides the config's n_timesteps)")
@@ -839,7 +840,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="best",
         help="with --init: which of RUN's checkpoints (last, for a stage whose evaluation cannot rank it)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line (there is none off a terminal)")
     p.add_argument("--params", help="train on this parameter set (name or YAML path, e.g. a calibrated one)")
 
     p = command("export", "export a run to a deployable ONNX + JSON artifact", cmd_export)
@@ -849,7 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("eval", "task metrics of a run or artifact over seeded episodes (mean, 95%% interval)", cmd_eval)
     p.add_argument("target", help="run directory, artifact path or zoo:NAME")
-    _robot_argument(p, inferred="the target's robot")
+    _robot_argument(p, inferred="the target's robot", robots=(*ROBOTS, QUADROTOR))
     p.add_argument("--episodes", type=_number(int, 1, 100_000), default=100, help="episodes")
     p.add_argument("--seed", type=SEED, default=0, help="first episode's seed")
     p.add_argument("--sim-conditions", action="store_true", help="competition simulation: model 1.1, nothing else")
@@ -935,7 +936,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("controller", help="baseline, zoo:NAME or an artifact path (runs at its own rate)")
     _robot_argument(p, inferred="the controller's robot")
     p.add_argument("--workers", type=_number(int, 1, 256), help="processes (default: all cores)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line (there is none off a terminal)")
     p.add_argument("--out", dest="json_out", metavar="FILE", type=Path, help="also write the record as JSON here")
 
     p = command("report", "sim2real gap report of recorded runs (HTML + JSON)", cmd_report)
@@ -966,7 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=SECONDS, default=0.3, help="length of each fitted prediction window, s")
     p.add_argument("--stride", type=SECONDS, default=0.15, help="time between window starts, s")
     p.add_argument("--max-iters", type=_number(int, 1, 10_000), default=30, help="solver iterations")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line (there is none off a terminal)")
     p.add_argument("--out", type=Path, required=True, help="parameter set YAML to write")
     return parser
 

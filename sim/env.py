@@ -160,6 +160,16 @@ class RobotEnv(gym.Env):
             info["success"] = bool(info["metrics"]["success"])
         return task.observe(self._measured, self._past, t), reward, terminated, truncated, info
 
+    def set_training_progress(self, steps: int, randomization_intensity: float | None = None) -> None:
+        """Training's progress, from the next step on: the env steps trained so far (the task's
+        `training_steps`, which a reward curriculum follows) and, if given, the randomisation
+        intensity of the next episodes."""
+        if randomization_intensity is not None:
+            if not 0.0 <= randomization_intensity <= 1.0:
+                raise ValueError(f"randomization_intensity must be in [0, 1], got {randomization_intensity}")
+            self.randomization_intensity = float(randomization_intensity)
+        self.task.training_steps = int(steps)
+
     def render(self):
         """The robot as the model's first camera sees it now: (height, width, 3) uint8 RGB (rgb_array mode)."""
         if self.render_mode != "rgb_array":

@@ -73,6 +73,13 @@ class FlightImperfections:
         return dataclasses.replace(cls.defaults(), **changes)
 
 
+def hover_state(params: QuadrotorParams, position: np.ndarray) -> np.ndarray:
+    """The vehicle at rest and level at `position` (3,) m, its rotors at hover speed: x (17,)."""
+    x = np.zeros(17)
+    x[:3], x[3], x[13:] = position, 1.0, params.hover_speed
+    return x
+
+
 def _small_rotation(rng: np.random.Generator, std: float) -> np.ndarray:
     """A unit quaternion of a random rotation by angles of `std` rad about each axis (first order)."""
     if std == 0.0:
@@ -107,9 +114,7 @@ class QuadrotorPlant:
 
     def hover_state(self, position: np.ndarray) -> np.ndarray:
         """At rest and level at `position` (3,) m, the rotors at hover speed: x (17,)."""
-        x = np.zeros(17)
-        x[:3], x[3], x[13:] = position, 1.0, self.params.hover_speed
-        return x
+        return hover_state(self.params, position)
 
     def configure(self, params: QuadrotorParams, imperfections: FlightImperfections) -> None:
         """Use this parameter set and these imperfections (e.g. randomised ones) from the next reset on."""

@@ -32,7 +32,6 @@ class SimulatedRobot:
     ):
         from sim.env import RobotEnv
         from sim.robots import QUADROTORS
-        from sim.tasks import flight
         from sim.tasks.task import default_task
 
         if start not in STARTS:
@@ -40,9 +39,7 @@ class SimulatedRobot:
         if start == "up" and robot in QUADROTORS:
             raise ValueError("start='up' is a pendulum's: a quadrotor starts as its task's episodes do")
         task = task or default_task(robot)
-        if robot in QUADROTORS:
-            env_options.setdefault("init_spread", flight.get_route(task).eval_spread)
-        else:
+        if robot not in QUADROTORS:
             env_options.setdefault("t_final", math.inf)
         self.env = RobotEnv(robot, task, control_rate_hz=control_rate_hz, **env_options)
         self.spec: RobotSpec = self.env.spec

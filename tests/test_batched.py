@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from policies.baselines import PendubotEnergyLQR
-from sim.batched import BatchedPendulum, BatchedSwingUp
+from sim.batched.pendulum import BatchedPendulum, BatchedSwingUp
 from sim.env import RobotEnv
 from sim.imperfections import Imperfections
 from sim.plant import PHYSICS_DT, Plant

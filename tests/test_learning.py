@@ -12,7 +12,7 @@ from policies.train import RunPolicy, train
 def test_pendulum_learns_to_swing_up_and_hold(tmp_path):
     cfg = load_config("pendulum", algo="sac")
     assert cfg.n_timesteps == 20000  # the budget the shipped config promises
-    policy = RunPolicy(train(cfg, tmp_path / "run", progress_bar=False))
+    policy = RunPolicy(train(cfg, tmp_path / "run", progress=False))
     # Seeded episodes with the training conditions: imperfections and randomisation on.
     episodes = run_episodes(policy.act, "pendulum", cfg.env, episodes=10, seed=0)
     successes = sum(e["success"] for e in episodes)

@@ -15,13 +15,24 @@ import yaml
 pytest.importorskip("stable_baselines3", reason='training needs the train extra: pip install -e ".[train]"')
 
 import torch
+from stable_baselines3 import PPO
 
 from policies import runtime
 from policies import train as train_module
 from policies.config import load_config
 from policies.evaluate import SIM_CONDITIONS, run_episodes
 from policies.export import export
-from policies.train import ALGORITHMS, EVAL_SEED, load_normalization, make_env, normalize, save_checkpoint, train
+from policies.train import (
+    ALGORITHMS,
+    EVAL_SEED,
+    TrainingProgress,
+    load_normalization,
+    make_env,
+    make_vec_env,
+    normalize,
+    save_checkpoint,
+    train,
+)
 from sim.config import ConfigError
 from sim.env import RobotEnv
 from sim.imperfections import Imperfections
@@ -55,7 +66,7 @@ def trained(tmp_path_factory):
     out = {}
     for algo in ("ppo", "sac", "td3"):
         tmp = tmp_path_factory.mktemp(algo)
-        run = train(tiny_config(tmp, algo, normalize_obs=algo == "ppo"), tmp / "run", progress_bar=False)
+        run = train(tiny_config(tmp, algo, normalize_obs=algo == "ppo"), tmp / "run", progress=False)
         out[algo] = (run, export(run, tmp / "artifact" / "policy"))
     return out
 
@@ -100,7 +111,7 @@ def test_run_directory_holds_what_reproduces_the_run(trained):
     assert (run / "checkpoints" / "last.zip").exists() and (run / "checkpoints" / "best.zip").exists()
     assert any((run / "tb").rglob("events.out.tfevents*"))
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
-    assert evals and {"steps", "success_rate", "v2_score"} <= set(evals[0])
+    assert evals and {"steps", "wall_s", "success_rate", "score"} <= set(evals[0]) and evals[0]["score_label"] == "v2"
     m = json.loads(meta.read_text())
     assert m["robot"] == "pendubot" and m["control_rate_hz"] == 50.0
     assert m["action"]["joints"] == ["shoulder"] and m["action"]["torque_limit_nm"] == [6.0]
@@ -110,10 +121,10 @@ def test_run_directory_holds_what_reproduces_the_run(trained):
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path):
     cfg = tiny_config(tmp_path, "sac", steps=100)
-    run = train(cfg, tmp_path / "run", progress_bar=False)
+    run = train(cfg, tmp_path / "run", progress=False)
     first = json.loads((run / "run.json").read_text())["steps"]
     cfg.n_timesteps = 200
-    train(cfg, run, resume=True, progress_bar=False)
+    train(cfg, run, resume=True, progress=False)
     info = json.loads((run / "run.json").read_text())
     model = ALGORITHMS["sac"].load(run / "checkpoints" / "last.zip", device="cpu")
     assert first == 100 and info["steps"] == 200 and model.num_timesteps == 200
@@ -128,7 +139,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
 def test_resume_without_a_usable_replay_buffer_goes_on_with_an_empty_one(tmp_path, caplog, damage):
     cfg = tiny_config(tmp_path, "td3", steps=100)
-    run = train(cfg, tmp_path / "run", progress_bar=False)
+    run = train(cfg, tmp_path / "run", progress=False)
     buffer = run / "checkpoints" / "last_replay_buffer.pkl"
     if damage == "missing":
         buffer.unlink()
@@ -136,7 +147,7 @@ def test_resume_without_a_usable_replay_buffer_goes_on_with_an_empty_one(tmp_pat
         buffer.write_bytes(buffer.read_bytes()[:1000])
     cfg.n_timesteps = 150
     with caplog.at_level("WARNING", logger="policies.train"):
-        train(cfg, run, resume=True, progress_bar=False)
+        train(cfg, run, resume=True, progress=False)
     assert f"{buffer}" in caplog.text and "resuming with an empty replay buffer" in caplog.text
     model = ALGORITHMS["td3"].load(run / "checkpoints" / "last.zip", device="cpu")
     model.load_replay_buffer(buffer)
@@ -148,7 +159,7 @@ def test_init_starts_a_new_run_from_another_runs_best_checkpoint(trained, tmp_pa
     cfg = tiny_config(tmp_path, "ppo", normalize_obs=True)
     cfg.hyperparams["learning_rate"] = 0.0  # no update: the new run's policy is the source's
     cfg.curriculum = {"upright_starts": 0.5}
-    run = train(cfg, tmp_path / "run", progress_bar=False, init=source)
+    run = train(cfg, tmp_path / "run", progress=False, init=source)
     info = json.loads((run / "run.json").read_text())
     assert info["init"]["run"] == str(source) and info["steps"] == 128
     assert info["init"]["sha256"] == hashlib.sha256((source / "checkpoints" / "best.zip").read_bytes()).hexdigest()
@@ -171,7 +182,7 @@ def test_init_carries_sacs_entropy_coefficient_over(trained, tmp_path):
     assert trained_coef != 0.0
     cfg = tiny_config(tmp_path, "sac", steps=1)
     cfg.hyperparams["learning_starts"] = 10  # no update: the new run's coefficient is the source's
-    run = train(cfg, tmp_path / "run", progress_bar=False, init=source)
+    run = train(cfg, tmp_path / "run", progress=False, init=source)
     after = ALGORITHMS["sac"].load(run / "checkpoints" / "last.zip", device="cpu")
     assert after.log_ent_coef.item() == trained_coef
 
@@ -184,7 +195,7 @@ def test_init_adds_the_winding_to_the_observation_without_changing_what_the_poli
     cfg = tiny_config(tmp_path, algo, steps=1)
     cfg.env["observe_winding"] = True
     cfg.hyperparams["learning_starts"] = 10
-    run = train(cfg, tmp_path / "run", progress_bar=False, init=source)
+    run = train(cfg, tmp_path / "run", progress=False, init=source)
     before = ALGORITHMS[algo].load(source / "checkpoints" / "best.zip", device="cpu")
     after = ALGORITHMS[algo].load(run / "checkpoints" / "last.zip", device="cpu")
     assert after.observation_space.shape[0] == before.observation_space.shape[0] + 2
@@ -251,9 +262,9 @@ def test_init_refuses_to_drop_the_winding(trained, tmp_path):
     wound = tiny_config(tmp_path, "sac", steps=1)
     wound.env["observe_winding"] = True
     wound.hyperparams["learning_starts"] = 10
-    run = train(wound, tmp_path / "b", progress_bar=False, init=trained["sac"][0])
+    run = train(wound, tmp_path / "b", progress=False, init=trained["sac"][0])
     with pytest.raises(ValueError, match="holds the joints' winding"):
-        train(tiny_config(tmp_path, "sac", steps=1), tmp_path / "c", progress_bar=False, init=run)
+        train(tiny_config(tmp_path, "sac", steps=1), tmp_path / "c", progress=False, init=run)
 
 
 def test_init_can_start_from_the_last_checkpoint(trained, tmp_path):
@@ -262,7 +273,7 @@ def test_init_can_start_from_the_last_checkpoint(trained, tmp_path):
     source, _ = trained["ppo"]
     cfg = tiny_config(tmp_path, "ppo", normalize_obs=True)
     cfg.hyperparams["learning_rate"] = 0.0
-    run = train(cfg, tmp_path / "run", progress_bar=False, init=source, init_checkpoint="last")
+    run = train(cfg, tmp_path / "run", progress=False, init=source, init_checkpoint="last")
     info = json.loads((run / "run.json").read_text())
     assert info["init"]["checkpoint"] == "last"
     assert info["init"]["sha256"] == hashlib.sha256((source / "checkpoints" / "last.zip").read_bytes()).hexdigest()
@@ -313,30 +324,31 @@ def test_evaluation_in_simulation_conditions_is_logged_and_ranks_the_best_checkp
         return [{"success": success, "score": 0.5 * success}] * episodes
 
     monkeypatch.setattr(train_module, "run_episodes", fake_episodes)
-    run = train(cfg, tmp_path / "run", progress_bar=False)
+    run = train(cfg, tmp_path / "run", progress=False)
     assert seen[:2] == [cfg.env, {**cfg.env, **SIM_CONDITIONS}]
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert [e["sim_success_rate"] for e in evals] == [0.0, 1.0, 0.0]  # at 64, 128 and the end
     assert all(e["success_rate"] == 0.0 for e in evals)
-    assert json.loads((run / "run.json").read_text())["best_rank"] == 1.5
+    info = json.loads((run / "run.json").read_text())
+    assert info["best_rank"] == [1.0, 0.5] and info["best_steps"] == 128  # success rate, then v2 score
 
 
 def test_init_from_an_incompatible_run_is_refused_before_the_run_directory_exists(trained, tmp_path):
     source, _ = trained["sac"]
     with pytest.raises(ValueError, match="a pendubot/sac run"):
-        train(tiny_config(tmp_path, "td3"), tmp_path / "run", progress_bar=False, init=source)
+        train(tiny_config(tmp_path, "td3"), tmp_path / "run", progress=False, init=source)
     cfg = tiny_config(tmp_path, "sac")
     cfg.env["action_history"] = 2
     with pytest.raises(ValueError, match="past actions"):
-        train(cfg, tmp_path / "run", progress_bar=False, init=source)
+        train(cfg, tmp_path / "run", progress=False, init=source)
     assert not (tmp_path / "run").exists()
 
 
 def test_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
     cfg = tiny_config(tmp_path, "td3", steps=60)
-    train(cfg, tmp_path / "run", progress_bar=False)
+    train(cfg, tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="already holds a run"):
-        train(cfg, tmp_path / "run", progress_bar=False)
+        train(cfg, tmp_path / "run", progress=False)
 
 
 def test_runtime_never_imports_torch_or_sb3(trained):
@@ -453,7 +465,7 @@ def test_observation_of_the_wrong_size_is_refused(trained):
         ({"learning_rate": 0.1}, "learning_rate"),
         ({"env": {"rate": 100}}, "env.rate"),
         ({"env": {"control_rate_hz": 300}}, "env.control_rate_hz"),
-        ({"env": {"imperfections": {"delay": 1}}}, "delay"),
+        ({"env": {"imperfections": {"delay": 1}}}, "env.imperfections.delay"),
         ({"env": {"safety_stops": "off"}}, "env.safety_stops"),
         ({"hyperparams": {"learning_rat": 0.1}}, "hyperparams.learning_rat"),
         ({"hyperparams": {"batch_size": "big"}}, "hyperparams.batch_size"),
@@ -464,7 +476,7 @@ def test_observation_of_the_wrong_size_is_refused(trained):
         ({"curriculum": {"start": 0.5}}, "curriculum.steps"),
         ({"curriculum": {"upright_starts": 2}}, "curriculum.upright_starts"),
         ({"curriculum": {"ideal_episodes": "half"}}, "curriculum.ideal_episodes"),
-        ({"curriculum": {"imperfections": {"pulses": 3}}}, "pulses"),
+        ({"curriculum": {"imperfections": {"pulses": 3}}}, "curriculum.imperfections.pulses"),
         ({"normalize": "yes"}, "normalize"),
         ({"batched": "yes"}, "batched"),
         ({"n_envs": 1000}, "n_envs"),  # one MuJoCo env each: too many
@@ -484,7 +496,7 @@ def test_hyperparameter_the_algorithm_rejects_fails_before_the_run_directory_exi
     cfg = tiny_config(tmp_path, "ppo")
     cfg.n_envs, cfg.hyperparams["n_steps"] = 1, 1  # a rollout of one step: PPO refuses it when built
     with pytest.raises(ConfigError, match="hyperparams"):
-        train(cfg, tmp_path / "run", progress_bar=False)
+        train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -578,7 +590,7 @@ def test_cli_train_export_eval(tmp_path, capsys):
     ]
     assert main([*train, "--params", str(params)]) == 0
     trained = capsys.readouterr().out
-    assert "last evaluation at" in trained and f"next: s2r export {run}" in trained
+    assert "best evaluation at" in trained and f"next: s2r export {run}" in trained
     assert yaml.safe_load((run / "config.yaml").read_text())["env"]["params"] == str(params)
     assert main(["export", str(run)]) == 0
     assert f"next: s2r eval {run / 'policy.json'}" in capsys.readouterr().out
@@ -589,7 +601,7 @@ def test_cli_train_export_eval(tmp_path, capsys):
     assert result["env"]["params"] == "model_1.1" and result["env"]["imperfections"] is False
     # An untrained policy never swings up: no swing-up time to average, said as such, not as nan.
     assert result["metrics"]["swingup_time"] == {"mean": None, "ci95": None, "n": 0}
-    assert "nan" not in table and "no successful episode" in table
+    assert "nan" not in table and "no episode has it" in table
     assert result["env"]["safety_stops"] is False, "the competitions' simulator has no stops"
     assert result["metrics"]["success"]["n"] == 2 and "ci95" in result["metrics"]["score"]
     assert main(["eval", str(run), "--episodes", "1", "--friction-compensation", "on", "--json"]) == 0
@@ -623,7 +635,23 @@ def test_a_batched_config_trains_on_the_batched_path_and_evaluates_on_mujoco(tmp
 
     venv = make_vec_env(cfg)
     assert isinstance(venv.venv.venv, BatchedVecEnv) and venv.num_envs == 32
-    run = train(cfg, tmp_path / "run", progress_bar=False)
+    run = train(cfg, tmp_path / "run", progress=False)
     evaluations = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
-    assert [e["steps"] for e in evaluations][:2] == [1024, 2048] and "v2_score" in evaluations[0]
+    assert [e["steps"] for e in evaluations][:2] == [1024, 2048] and "score" in evaluations[0]
     assert (run / "checkpoints" / "best.zip").exists()
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["per-env", "batched"])
+def test_the_curriculum_reaches_the_training_envs_themselves(tmp_path, batched, monkeypatch):
+    # SB3's set_attr sets an attribute on the Monitor wrapper, where the env never reads it.
+    monkeypatch.setattr(TrainingProgress, "EVERY", 8)
+    cfg = tiny_config(tmp_path, "ppo", steps=256)
+    cfg.batched, cfg.curriculum = batched, {"start": 0.0, "steps": 512}
+    venv = make_vec_env(cfg)
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0)
+    model.learn(256, callback=TrainingProgress((0.0, 1.0, 512)))
+    envs = [venv.batched.env] if batched else [e.unwrapped for e in venv.envs]
+    for env in envs:
+        # Halfway up the ramp, to within the last update (every 8 calls of 2 env steps).
+        assert env.randomization_intensity == pytest.approx(0.5, abs=0.04)
+        assert env.task.training_steps >= 240

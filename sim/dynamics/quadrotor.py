@@ -23,15 +23,15 @@ from sim.robots.quadrotor import QuadrotorParams
 
 
 def rotation(q: np.ndarray) -> np.ndarray:
-    """The rotation matrix (3, 3), body to world, of a unit quaternion (w, x, y, z)."""
-    w, x, y, z = q
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    """The rotation matrix (..., 3, 3), body to world, of unit quaternions (..., 4) (w, x, y, z)."""
+    q = np.asarray(q)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    r = [
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ]  # fmt: skip
+    return np.stack(r, axis=-1).reshape(*q.shape[:-1], 3, 3)
 
 
 def body_wrench(p: QuadrotorParams, thrusts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -51,21 +51,23 @@ class Route:
     settle_s: float
     """Metrics count from here on, s."""
     eval_spread: float = 0.25
-    """The start distribution's spread in evaluation (`initial_state`); training uses 1, Learning to
-    Fly's, whose widest starts (tilted up to 90 degrees, moving at up to 1.7 m/s) the geometric
-    baseline recovers from within MAX_ERROR in 19 of 30 episodes (seeds 0-29)."""
+    """The start distribution's spread (`initial_state`) unless a task asks for another; training
+    uses 1, Learning to Fly's, whose widest starts (tilted up to 90 degrees, moving at up to 1.7 m/s)
+    the geometric baseline recovers from within MAX_ERROR in 19 of 30 episodes (seeds 0-29)."""
     size: tuple[float, float] = (0.0, 0.0)
     """The figure-eight's extent along x and y, m (zero: hover)."""
     period_s: float = math.inf
 
-    def reference(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Reference position (3,) m and velocity (3,) m/s at time t s."""
+    def reference(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reference position and velocity (..., 3), m and m/s, at times t (...,) s."""
+        t = np.asarray(t, dtype=float)
         if not math.isfinite(self.period_s):
-            return START.copy(), np.zeros(3)
+            return np.broadcast_to(START, (*t.shape, 3)).copy(), np.zeros((*t.shape, 3))
         w = 2 * math.pi / self.period_s
         ax, ay = self.size[0] / 2, self.size[1] / 2
-        position = START + np.array([ax * math.sin(w * t), ay * math.sin(2 * w * t), 0.0])
-        velocity = np.array([ax * w * math.cos(w * t), 2 * ay * w * math.cos(2 * w * t), 0.0])
+        zero = np.zeros_like(t)
+        position = START + np.stack([ax * np.sin(w * t), ay * np.sin(2 * w * t), zero], axis=-1)
+        velocity = np.stack([ax * w * np.cos(w * t), 2 * ay * w * np.cos(2 * w * t), zero], axis=-1)
         return position, velocity
 
     def initial_state(self, hover: np.ndarray, rng: np.random.Generator, spread: float = 1.0) -> np.ndarray:
@@ -104,18 +106,20 @@ def observation_size(action_history: int) -> int:
 
 
 def observation(measured: np.ndarray, reference: tuple[np.ndarray, np.ndarray], past_actions: np.ndarray) -> np.ndarray:
-    """Policy input, float32 (18 + 4 k,): [position error (3) clipped to +-POSITION_CLIP m, rotation
-    matrix body to world (9, row-major), velocity error (3) clipped to +-VELOCITY_CLIP m/s, body rates
-    / RATE_SCALE clipped to +-RATE_CLIP (3), the k most recent actions (k, 4) oldest first]."""
+    """Policy input, float32 (..., 18 + 4 k), for measurements (..., 13), references (..., 3) and past
+    actions (..., k, 4): [position error (3) clipped to +-POSITION_CLIP m, rotation matrix body to
+    world (9, row-major), velocity error (3) clipped to +-VELOCITY_CLIP m/s, body rates / RATE_SCALE
+    clipped to +-RATE_CLIP (3), the k most recent actions oldest first]."""
     position, velocity = reference
+    batch = measured.shape[:-1]
     parts = [
-        np.clip(measured[:3] - position, -POSITION_CLIP, POSITION_CLIP),
-        rotation(measured[3:7]).ravel(),
-        np.clip(measured[7:10] - velocity, -VELOCITY_CLIP, VELOCITY_CLIP),
-        np.clip(measured[10:13] / RATE_SCALE, -RATE_CLIP, RATE_CLIP),
-        np.ravel(past_actions),
+        np.clip(measured[..., :3] - position, -POSITION_CLIP, POSITION_CLIP),
+        rotation(measured[..., 3:7]).reshape(*batch, 9),
+        np.clip(measured[..., 7:10] - velocity, -VELOCITY_CLIP, VELOCITY_CLIP),
+        np.clip(measured[..., 10:13] / RATE_SCALE, -RATE_CLIP, RATE_CLIP),
+        np.reshape(past_actions, (*batch, -1)),
     ]
-    return np.concatenate(parts).astype(np.float32)
+    return np.concatenate(parts, axis=-1, dtype=np.float32)
 
 
 def allocation(params: QuadrotorParams) -> np.ndarray:
@@ -139,18 +143,19 @@ def speeds_for(params: QuadrotorParams, thrusts: np.ndarray) -> np.ndarray:
 
 
 def rotor_command(level: str, action: np.ndarray, measured: np.ndarray, params: QuadrotorParams) -> np.ndarray:
-    """Rotor-speed set-points (4,) in [0, 1] for `action` (4,) in [-1, 1] at action `level`:
+    """Rotor-speed set-points (..., 4) in [0, 1] for actions (..., 4) in [-1, 1] at action `level`:
     `rotors`, each rotor's speed; `rates`, collective thrust (fraction of the four rotors' maximum)
     and body-rate set-points (x MAX_BODY_RATE rad/s) through a proportional rate controller with
-    the gyroscopic term, on the measured rates."""
+    the gyroscopic term, on the measured rates (measurements (..., 13))."""
     action = np.clip(action, -1.0, 1.0)
     if level == "rotors":
         return (action + 1.0) / 2.0
-    thrust = (action[0] + 1.0) / 2.0 * ROTORS * params.max_thrust
+    thrust = (action[..., :1] + 1.0) / 2.0 * ROTORS * params.max_thrust
     inertia = np.asarray(params.inertia)
-    rates = measured[10:13]
-    torque = inertia * RATE_GAIN * (action[1:] * MAX_BODY_RATE - rates) + np.cross(rates, inertia * rates)
-    thrusts = np.linalg.solve(allocation(params), np.concatenate([[thrust], torque]))
+    rates = measured[..., 10:13]
+    torque = inertia * RATE_GAIN * (action[..., 1:] * MAX_BODY_RATE - rates) + np.cross(rates, inertia * rates)
+    wrench = np.concatenate([thrust, torque], axis=-1)
+    thrusts = np.linalg.solve(allocation(params), wrench[..., None])[..., 0]
     return speeds_for(params, thrusts)
 
 
@@ -179,28 +184,35 @@ class RewardWeights:
 
 def reward(
     x: np.ndarray, reference: tuple[np.ndarray, np.ndarray], action: np.ndarray, hover: np.ndarray, w: RewardWeights
-) -> float:
-    """2 - 0.5 (w_p |e_p|^2 + 5 (1 - q_w^2) + w_v |e_v|^2 + w_a |a - a_hover|^2), on the true state."""
-    e_p, e_v = x[:3] - reference[0], x[7:10] - reference[1]
-    cost = w.position * e_p @ e_p + 5.0 * (1.0 - x[3] ** 2) + w.velocity * e_v @ e_v
-    cost += w.action * float(np.sum((action - hover) ** 2))
-    return float(2.0 - 0.5 * cost)
+) -> np.ndarray:
+    """2 - 0.5 (w_p |e_p|^2 + 5 (1 - q_w^2) + w_v |e_v|^2 + w_a |a - a_hover|^2), on true states
+    (..., 17), references (..., 3) and actions (..., 4): (...,)."""
+    e_p, e_v = x[..., :3] - reference[0], x[..., 7:10] - reference[1]
+    cost = w.position * np.sum(e_p**2, axis=-1) + 5.0 * (1.0 - x[..., 3] ** 2) + w.velocity * np.sum(e_v**2, axis=-1)
+    cost = cost + w.action * np.sum((action - hover) ** 2, axis=-1)
+    return 2.0 - 0.5 * cost
+
+
+def failed(x: np.ndarray, reference_position: np.ndarray) -> np.ndarray:
+    """Whether true states (..., 17) end their episodes (on the floor, or beyond MAX_ERROR from the
+    reference positions (..., 3) m): (...,) bool. `failure` says why."""
+    return (x[..., 2] <= 0.0) | (np.linalg.norm(x[..., :3] - reference_position, axis=-1) > MAX_ERROR)
 
 
 def failure(x: np.ndarray, reference: tuple[np.ndarray, np.ndarray]) -> str | None:
-    """Why the episode ends failed at true state x, or None."""
+    """Why the episode ends failed at true state x (17,), or None."""
+    if not failed(x, reference[0]):
+        return None
     if x[2] <= 0.0:
         return f"crashed: hit the floor at ({x[0]:.2f}, {x[1]:.2f}) m"
     error = float(np.linalg.norm(x[:3] - reference[0]))
-    if error > MAX_ERROR:
-        return f"{error:.2f} m from the reference, beyond {MAX_ERROR} m"
-    return None
+    return f"{error:.2f} m from the reference, beyond {MAX_ERROR} m"
 
 
 def metrics(route: Route, times: np.ndarray, positions: np.ndarray, failed: str | None) -> dict[str, float]:
     """Position error after the settling time over a trajectory (times (N,) s, positions (N, 3) m):
     RMSE and max in cm, and success (1: stayed within MAX_ERROR, never crashed, lasted the episode)."""
-    references = np.array([route.reference(t)[0] for t in times])
+    references = route.reference(times)[0]
     error = np.linalg.norm(positions - references, axis=1)
     settled = error[times >= route.settle_s]
     lasted = len(times) > 0 and times[-1] >= route.duration_s - 1e-9
@@ -213,15 +225,18 @@ def metrics(route: Route, times: np.ndarray, positions: np.ndarray, failed: str 
 
 class Flight(Task):
     """Fly the quadrotor along a route (`TASKS`) from Learning to Fly's start distribution at
-    `init_spread` (1: training's, the route's `eval_spread`: evaluation's).
+    `init_spread` (None: the route's `eval_spread`, where evaluations start; 1: Learning to Fly's
+    training starts).
 
     Observation: `observation` of the measured state, the reference and the last `action_history`
     actions. Action (4,) in [-1, 1] at `action_level`: `rotors` (rotor speeds) or `rates`
     (collective thrust and body rates, `rotor_command`); the rate controller and the hover action
-    use the nominal vehicle. Reward: `reward` on the true state with `weights` at `curriculum_steps`
-    (set it as training goes). An episode fails beyond MAX_ERROR from the reference or on the
+    use the nominal vehicle. Reward: `reward` on the true state with `weights` at `training_steps`
+    (Learning to Fly's curriculum). An episode fails beyond MAX_ERROR from the reference or on the
     floor. Metrics: `metrics` (position RMSE and max error after the route's settling time, success).
     """
+
+    score, score_label, score_sign = "rmse_cm", "RMSE (cm)", -1.0
 
     def __init__(
         self,
@@ -229,20 +244,21 @@ class Flight(Task):
         params: QuadrotorParams,
         action_level: str = "rotors",
         action_history: int = 32,
-        init_spread: float = 1.0,
+        init_spread: float | None = None,
     ):
         if action_level not in ACTION_LEVELS:
             raise ValueError(f"unknown action level {action_level!r}; expected one of {', '.join(ACTION_LEVELS)}")
         if not 0 <= action_history <= 64:
             raise ValueError(f"action_history must be in [0, 64], got {action_history}")
+        self.route = get_route(route)
+        init_spread = self.route.eval_spread if init_spread is None else init_spread
         if not 0.0 <= init_spread <= 1.0:
             raise ValueError(f"init_spread must be in [0, 1], got {init_spread}")
-        self.route = get_route(route)
         self.name, self.duration_s = self.route.name, self.route.duration_s
         self.params, self.action_level = params, action_level
         self.action_history, self.init_spread = action_history, float(init_spread)
         self.action_size = ROTORS
-        self.weights, self.curriculum_steps = RewardWeights(), 0
+        self.weights = RewardWeights()
         self.observation_high = np.concatenate(
             [
                 np.full(3, POSITION_CLIP),
@@ -268,7 +284,7 @@ class Flight(Task):
         return rotor_command(self.action_level, action, measured, params)
 
     def reward(self, x: np.ndarray, action: np.ndarray, previous: np.ndarray, t: float, params: Any) -> float:
-        return reward(x, self.route.reference(t), action, self._hover, self.weights.at(self.curriculum_steps))
+        return float(reward(x, self.route.reference(t), action, self._hover, self.weights.at(self.training_steps)))
 
     def failure(self, x: np.ndarray, t: float) -> str | None:
         return failure(x, self.route.reference(t))
@@ -277,6 +293,18 @@ class Flight(Task):
         self, T: np.ndarray, X: np.ndarray, U: np.ndarray, params: Any, failure: str | None
     ) -> dict[str, float]:
         return metrics(self.route, T, X[:, :3], failure)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        axes, k = ("x", "y", "z"), self.action_history
+        layout = [f"position_error.{a}" for a in axes] + [f"R[{i}][{j}]" for i in range(3) for j in range(3)]
+        layout += [f"velocity_error.{a}" for a in axes] + [f"rates.{a}/{RATE_SCALE:g}" for a in axes]
+        layout += [f"action[t-{k - i}][{a}]" for i in range(k) for a in range(ROTORS)]
+        channels = (
+            [f"rotor{i + 1}.speed" for i in range(ROTORS)]
+            if self.action_level == "rotors"
+            else ["thrust", *(f"rates.{a}" for a in axes)]
+        )
+        return {"observation": {"layout": layout}, "action": {"level": self.action_level, "channels": channels}}
 
     def binding(self, rate_hz: float, damping: float) -> Binding:
         from sim.tasks import flight_binding

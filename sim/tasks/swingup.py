@@ -150,6 +150,7 @@ class SwingUp(Task):
 
     name = "swingup"
     failure_penalty = FAILURE_PENALTY
+    score, score_label = "score", "v2"
 
     def __init__(
         self,
@@ -222,6 +223,19 @@ class SwingUp(Task):
     ) -> dict[str, float]:
         n = self.n
         return realaigym.score(realaigym.Trajectory(T, X[:, : 2 * n], U), "v2", "sim", lengths=params.l)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        joints, k = self.robot.joints, self.action_history
+        active = [j for j, a in zip(joints, self.robot.actuated, strict=True) if a]
+        layout = [f"cos({j})" for j in joints] + [f"sin({j})" for j in joints]
+        layout += [f"{j}.velocity/{VELOCITY_SCALE:g}" for j in joints]
+        layout += [f"action[t-{k - i}][{a}]" for i in range(k) for a in range(self.action_size)]
+        layout += [f"{j}.position/(3 pi)" for j in joints] if self.observe_winding else []
+        limits = [float(t) for t, a in zip(self.params.torque_limit, self.robot.actuated, strict=True) if a]
+        return {
+            "observation": {"layout": layout, "winding": self.observe_winding},
+            "action": {"joints": active, "torque_limit_nm": limits},
+        }
 
     def binding(self, rate_hz: float, damping: float) -> Binding:
         from sim.tasks import swingup_binding

@@ -36,6 +36,15 @@ class Task(abc.ABC):
     """(O,): the observation lies within +-this."""
     failure_penalty: float = 0.0
     """Taken off the reward of the step that fails."""
+    score: str = "score"
+    """The metric (a key of `metrics`) that ranks policies after their success rate..."""
+    score_label: str = "score"
+    """...what people call it..."""
+    score_sign: float = 1.0
+    """...and +1 when higher is better, -1 when lower is."""
+    training_steps: int = 0
+    """Env steps trained so far (training sets it, `RobotEnv.set_training_progress`): what a reward
+    curriculum follows."""
 
     @abc.abstractmethod
     def initial_action(self) -> np.ndarray:
@@ -70,6 +79,11 @@ class Task(abc.ABC):
     ) -> dict[str, float]:
         """The task's metrics of a trajectory (times (N,) s, states (N, S), commands (N, C)) that
         ended with `failure` (or None), `success` (0 or 1) among them."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """What an artifact's metadata says of the observation (its `layout`: a name per entry)
+        and of the action (what each entry commands), as {"observation": {...}, "action": {...}}."""
 
     @abc.abstractmethod
     def binding(self, rate_hz: float, damping: float) -> Binding:
