@@ -266,7 +266,7 @@ class BatchedFlight:
 
         x, t = self.plant.x, self.plant.time
         reference = task.route.reference(t)
-        rewards = reward(x, reference, actions, self._hover, task.weights.at(task.training_steps))
+        rewards = reward(x, reference, actions, self._hover, task.reward_weights())
         terminated = failed(x, reference[0])
         rewards = rewards - task.failure_penalty * terminated
         truncated = ~terminated & (self.steps >= self.max_steps)
