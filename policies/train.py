@@ -123,8 +123,9 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-SOURCE = ("sim", "policies", "hardware", "calibration", "s2r", "pyproject.toml")
-"""What decides a run's behaviour: changes here make a commit -dirty (run outputs do not)."""
+SOURCE = ("sim", "policies", "hardware", "calibration", "s2r", "pyproject.toml", ":(exclude)policies/zoo")
+"""What decides a run's behaviour: changes here make a commit -dirty (run outputs, shipped policies
+among them, do not)."""
 
 
 def git_commit() -> str:
