@@ -149,6 +149,7 @@ def ppo_end_to_end(config: str, updates: int) -> dict:
         "config": f"policies/configs/pendubot/{config}",
         "batched": cfg.batched,
         "n_envs": cfg.n_envs,
+        "batch_size": hp.get("batch_size", 64),
         "env_steps": samples,
         "wall_s": wall,
         "env_steps_per_s": samples / wall,
@@ -178,7 +179,7 @@ def curve_from_run(run: Path, label: str) -> dict:
     points = [(r["wall_s"], r["steps"], r["success_rate"]) for r in records]
     return {
         "label": label,
-        "run": str(run),
+        "run": run.name,
         "command": info.get("command"),
         "git_commit": info.get("git_commit"),
         "points": [{"wall_s": w, "steps": s, "success_rate": p} for w, s, p in points],
@@ -226,7 +227,7 @@ def plot(result: dict, path: Path) -> None:
     bars.axhline(100_000, color="k", lw=0.8, ls="--")
     bars.text(len(robots) - 0.5, 110_000, "100k target", ha="right", fontsize=8)
     bars.set_title("env throughput, default imperfections and randomisation")
-    bars.legend(fontsize=8)
+    bars.legend(fontsize=8, loc="lower left")
     for curve in result.get("time_to_target", []):
         pts = curve["points"]
         style = "-" if "batched" in curve["label"] else "--"
@@ -263,6 +264,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "conditions": CONDITIONS,
         "rounds": args.rounds,
+        "thresholds": THRESHOLDS,
         "env_throughput": {},
     }
     for robot in CONDITIONS:
