@@ -44,9 +44,10 @@ def run_episodes(
     return [{k: float(v) for k, v in m.items()} for m in metrics]
 
 
-def rank(task: Task, success_rate: float, score: float) -> tuple[float, float]:
-    """How checkpoints compare: by success rate first, then by the task's score (higher is better)."""
-    return success_rate, task.score_sign * score if math.isfinite(score) else -math.inf
+def rank(task: Task, success_rate: float, score: float | None) -> tuple[float, float]:
+    """How checkpoints compare: by success rate first, then by the task's score (None: no episode
+    had one); higher is better."""
+    return success_rate, -math.inf if score is None or not math.isfinite(score) else task.score_sign * score
 
 
 def summarise(episodes: list[dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -40,10 +40,14 @@ def figures(record: dict[str, Any]) -> str:
     """An evaluation record (eval.jsonl's line) as 'success 45% v2 0.312, sim conditions 20% v2 0.120'."""
     # Runs trained before evaluations named their score kept the swing-up's v2 under v2_score.
     label = record.get("score_label", "v2")
-    text = f"success {record['success_rate']:.0%} {label} {record.get('score', record.get('v2_score')):.3f}"
+
+    def one(prefix: str) -> str:
+        score = record.get(prefix + "score", record.get(prefix + "v2_score"))
+        return f"{record[prefix + 'success_rate']:.0%} {label} {'-' if score is None else f'{score:.3f}'}"
+
+    text = f"success {one('')}"
     if "sim_success_rate" in record:
-        sim = record.get("sim_score", record.get("sim_v2_score"))
-        text += f", sim conditions {record['sim_success_rate']:.0%} {label} {sim:.3f}"
+        text += f", sim conditions {one('sim_')}"
     return text
 
 
@@ -51,9 +55,10 @@ class ProgressLine(BaseCallback):
     """Redraw the progress line at most every REFRESH_S; `last_eval` returns the latest evaluation
     record or None."""
 
-    def __init__(self, label: str, total: int, last_eval, stream: TextIO = sys.stderr):
+    def __init__(self, label: str, total: int, last_eval, stream: TextIO | None = None):
         super().__init__()
-        self.label, self.total, self.last_eval, self.stream = label, total, last_eval, stream
+        self.label, self.total, self.last_eval = label, total, last_eval
+        self.stream = stream or sys.stderr
         self.drawn = 0.0
         self.width = 0
 

@@ -210,9 +210,11 @@ class Evaluation(BaseCallback):
             episodes = run_episodes(act, self.cfg.robot, env, self.cfg.eval["episodes"], seed=EVAL_SEED)
             record[prefix + "success_rate"] = float(np.mean([e["success"] for e in episodes]))
             scores = [e[self.task.score] for e in episodes if math.isfinite(e[self.task.score])]
-            record[prefix + "score"] = float(np.mean(scores)) if scores else math.nan
+            # None (JSON's null) when no episode has the score, e.g. a flight that never settles.
+            record[prefix + "score"] = float(np.mean(scores)) if scores else None
             self.logger.record(f"eval/{prefix}success_rate", record[prefix + "success_rate"])
-            self.logger.record(f"eval/{prefix}{self.task.score}", record[prefix + "score"])
+            if scores:
+                self.logger.record(f"eval/{prefix}{self.task.score}", record[prefix + "score"])
         self.logger.dump(self.num_timesteps)
         record["wall_s"] = round(self.wall_s, 1)
         self.last_record = record

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -655,3 +656,12 @@ def test_the_curriculum_reaches_the_training_envs_themselves(tmp_path, batched, 
         # Halfway up the ramp, to within the last update (every 8 calls of 2 env steps).
         assert env.randomization_intensity == pytest.approx(0.5, abs=0.04)
         assert env.task.training_steps >= 240
+
+
+def test_the_progress_line_shows_steps_rate_and_the_last_evaluations_figures(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("policies.progress.REFRESH_S", 0.0)
+    train(tiny_config(tmp_path, "ppo"), tmp_path / "run", progress=True)
+    lines = capsys.readouterr().err.split("\r")
+    assert lines[1].startswith("pendubot ppo  ") and "/128 steps" in lines[1] and "steps/s" in lines[1]
+    # The last redraw (training's end) shows the final evaluation, and the line is ended.
+    assert re.search(r"\| eval at 128: success \d+% v2 \d\.\d{3} *\n$", lines[-1]), lines[-1]
