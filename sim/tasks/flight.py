@@ -233,10 +233,11 @@ class Flight(Task):
     (collective thrust and body rates, `rotor_command`); the rate controller and the hover action
     use the nominal vehicle. Reward: `reward` on the true state with `weights`, with
     `reward_curriculum` at `training_steps` (Learning to Fly's curriculum; off by default: at its
-    final weights an error of 0.3 m already costs more than a step earns, so from wide starts
-    ending the episode early pays better than flying back, and PPO learns no hover at all in 7M
-    steps, where without it 90% of the starts at training spread succeed by 7M). An episode fails beyond MAX_ERROR from the reference or on the
-    floor. Metrics: `metrics` (position RMSE and max error after the route's settling time, success).
+    final weights a step more than about 0.3 m from the reference earns less than nothing, so from
+    wide starts ending the episode early pays better than flying back, and PPO learned no hover in
+    7M steps, where without it 90% of the training starts succeed by 7M). An episode fails beyond
+    MAX_ERROR from the reference or on the floor. Metrics: `metrics` (position RMSE and max error
+    after the route's settling time, success).
     """
 
     score, score_label, score_sign = "rmse_cm", "RMSE (cm)", -1.0
