@@ -166,9 +166,56 @@ is not the inverse of its J (up to 6% off); the comparison uses the inertia 1 / 
 """
 
 
+def _training_speed() -> str:
+    r = _load("training_speed")
+    thresholds = r["thresholds"]
+    rows = "\n".join(
+        f"| {robot} | {t['steps_per_s']['dummy']:,.0f} ({t['envs']['dummy']}) | "
+        f"{t['steps_per_s']['subproc']:,.0f} ({t['envs']['subproc']}) | {t['steps_per_s']['batched']:,.0f} "
+        f"({t['envs']['batched']}) | {t['ratio_batched_over_dummy']:.0f}x | {t['ratio_batched_over_subproc']:.0f}x |"
+        for robot, t in r["env_throughput"].items()
+    )
+    ppo, sac = r["ppo_end_to_end"], r["sac_updates"]
+    per_env, batched = ppo["per_env"], ppo["batched"]
+    curves = "\n".join(
+        f"| {c['label']} | "
+        + " | ".join("-" if c["time_to"][str(t)] is None else f"{c['time_to'][str(t)]:.0f}" for t in thresholds)
+        + " |"
+        for c in r["time_to_target"]
+    )
+    return f"""## Training speed
+
+`python bench/training_speed.py` steps each robot under its training conditions (default
+imperfections and randomisation) with random actions on the batched path (`sim.batched`) and on the
+MuJoCo env under SB3's DummyVecEnv and SubprocVecEnv (one process per core), alternating
+{r["rounds"]} rounds in one process; env steps/s (envs):
+
+| robot | MuJoCo, DummyVecEnv | MuJoCo, SubprocVecEnv | batched | batched / Dummy | batched / Subproc |
+|---|---|---|---|---|---|
+{rows}
+
+PPO on the pendubot end to end, each path with its shipped config: {per_env["config"]}
+{per_env["env_steps_per_s"]:,.0f} env steps/s ({per_env["n_envs"]} MuJoCo envs), {batched["config"]}
+{batched["env_steps_per_s"]:,.0f} ({batched["n_envs"]} batched): **{ppo["ratio_batched_over_per_env"]:.1f}x**.
+With the batch the learner takes {batched["update_s"] / batched["wall_s"]:.0%} of the time
+({batched["learner_samples_per_s"]:,.0f} samples/s through its epochs, {batched["learner_minibatches_per_s"]:.1f}
+minibatches of {batched["batch_size"]:,} per second); SAC's learner runs {sac["gradient_steps_per_s"]:.0f}
+gradient steps/s (batch {sac["batch_size"]}, networks (256, 256)), which is why the off-policy learners gain
+little from the batch.
+
+Time to target: wall time (s, evaluations included) until an evaluation reaches each success rate,
+per run (`bench/results/training_speed.png` draws the curves):
+
+| run | {" | ".join(f"{t:.0%}" for t in thresholds)} |
+|---|{"---|" * len(thresholds)}
+{curves}
+"""
+
+
 def render() -> str:
     sections = [
         _env_throughput(),
+        _training_speed(),
         _quadrotor_env(),
         _policy_latency(),
         _loop_timing(),

@@ -211,7 +211,7 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 5.2))
     robots = list(result["env_throughput"])
     keys = ("dummy", "subproc", "batched")
     width = 0.27
@@ -227,10 +227,10 @@ def plot(result: dict, path: Path) -> None:
     bars.axhline(100_000, color="k", lw=0.8, ls="--")
     bars.text(len(robots) - 0.5, 110_000, "100k target", ha="right", fontsize=8)
     bars.set_title("env throughput, default imperfections and randomisation")
-    bars.legend(fontsize=8, loc="lower left")
+    bars.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)
     for curve in result.get("time_to_target", []):
         pts = curve["points"]
-        style = "-" if "batched" in curve["label"] else "--"
+        style = "--" if "MuJoCo" in curve["label"] else "-"
         curves.plot(
             [p["wall_s"] for p in pts], [p["success_rate"] for p in pts], style, marker=".", label=curve["label"]
         )

@@ -37,7 +37,7 @@ def option(argv: list[str], flag: str) -> str | None:
 
 
 def test_each_robot_has_a_shipped_policy():
-    assert {"acrobot", "pendubot", "pendulum"} <= set(NAMES)
+    assert {"acrobot", "crazyflie-figure8", "crazyflie-hover", "pendubot", "pendulum"} <= set(NAMES)
     assert all((ZOO / f"{name}.onnx").exists() for name in NAMES)
 
 

@@ -102,7 +102,7 @@ class BatchedQuadrotor:
         sigma = self.disturbance[idx, None]
         self.force[idx] = rng.normal(0.0, 1.0, (len(idx), 3)) * sigma
         self.torque[idx] = rng.normal(0.0, 1.0, (len(idx), 3)) * sigma * LEVER_ARM_M
-        self._measured[idx] = self._draw(rng)[idx]
+        self._measured[idx] = self._draw(rng, idx)
 
     @property
     def time(self) -> np.ndarray:
@@ -171,18 +171,20 @@ class BatchedQuadrotor:
         """What each vehicle's state estimate reads (N, 13): delayed, with the step's noise."""
         return self._measured.copy()
 
-    def _draw(self, rng: np.random.Generator) -> np.ndarray:
-        x = self.states[(self.steps - self.sensor_delay) % len(self.states), np.arange(self.N)].copy()
-        std = self.noise
+    def _draw(self, rng: np.random.Generator, idx: np.ndarray | None = None) -> np.ndarray:
+        """Measurements (len(idx), 13) of copies `idx` (None: all), with fresh noise."""
+        idx = np.arange(self.N) if idx is None else idx
+        x = self.states[(self.steps[idx] - self.sensor_delay[idx]) % len(self.states), idx].copy()
+        n, std = len(idx), self.noise[idx]
         if std[:, 0].any():
-            x[:, :3] += rng.normal(0.0, 1.0, (self.N, 3)) * std[:, :1]
+            x[:, :3] += rng.normal(0.0, 1.0, (n, 3)) * std[:, :1]
         if std[:, 1].any():
-            turn = np.concatenate([np.ones((self.N, 1)), 0.5 * rng.normal(0.0, 1.0, (self.N, 3)) * std[:, 1:2]], axis=1)
+            turn = np.concatenate([np.ones((n, 1)), 0.5 * rng.normal(0.0, 1.0, (n, 3)) * std[:, 1:2]], axis=1)
             x[:, 3:7] = _multiply(x[:, 3:7], turn / np.linalg.norm(turn, axis=1, keepdims=True))
         if std[:, 2].any():
-            x[:, 7:10] += rng.normal(0.0, 1.0, (self.N, 3)) * std[:, 2:3]
+            x[:, 7:10] += rng.normal(0.0, 1.0, (n, 3)) * std[:, 2:3]
         if std[:, 3].any():
-            x[:, 10:13] += rng.normal(0.0, 1.0, (self.N, 3)) * std[:, 3:4]
+            x[:, 10:13] += rng.normal(0.0, 1.0, (n, 3)) * std[:, 3:4]
         return x
 
 
