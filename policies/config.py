@@ -198,7 +198,10 @@ def config_from_dict(robot: str, data: dict[str, Any], source: str | Path, algo:
     if "imperfections" in env:
         _imperfections(imperfection_type, env["imperfections"], source, "env.imperfections")
     if env.get("randomization") is not None:
-        load_randomization(env["randomization"])
+        try:
+            load_randomization(env["randomization"])
+        except ConfigError as exc:
+            raise ConfigError(source, "env.randomization", f"{env['randomization']!r}: {exc}") from exc
     if "randomization_intensity" in env:
         as_float(env["randomization_intensity"], source, "env.randomization_intensity", 0.0, 1.0)
     if "action_history" in env:

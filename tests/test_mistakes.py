@@ -198,6 +198,28 @@ CASES = {
         "n_timestep: unknown key",
         TRAIN,
     ),
+    "a quadrotor training config with an unknown action level": (
+        lambda d: [
+            "train",
+            "--robot",
+            "crazyflie",
+            "--config",
+            _file(d, "q.yaml", "algo: ppo\nn_timesteps: 10\nenv: {task: hover, action_level: thrust}\n"),
+        ],
+        "env: unknown action level 'thrust'",
+        TRAIN,
+    ),
+    "a training config naming a randomisation that is not there": (
+        lambda d: [
+            "train",
+            "--robot",
+            "crazyflie",
+            "--config",
+            _file(d, "r.yaml", "algo: ppo\nn_timesteps: 10\nenv: {randomization: nope}\n"),
+        ],
+        "env.randomization: 'nope'",
+        TRAIN,
+    ),
     "train without a robot": (lambda d: ["train", "--algo", "sac"], "give --robot and --algo", TRAIN),
     "a parameter set that raises the torque limit": (
         lambda d: [*DEPLOY, "--params", _params(d, torque_limit=[1e6, 1e6])],
