@@ -84,9 +84,9 @@ def env_throughput(robot: str, args: argparse.Namespace) -> dict:
     paths: dict[str, VecEnv] = {
         "dummy": DummyVecEnv([make_mujoco(robot, i) for i in range(args.mujoco_envs)]),
         "subproc": SubprocVecEnv([make_mujoco(robot, i) for i in range(os.cpu_count() or 1)], start_method="fork"),
+        "batched": BatchedVecEnv(make_batched(robot, args.batched_envs, seed=0, **CONDITIONS[robot])),
     }
-    paths["batched"] = BatchedVecEnv(make_batched(robot, args.batched_envs, seed=0, **CONDITIONS[robot]))
-    # Calls per round: about the same env steps for each path.
+    # Calls per round: `steps` env steps on the MuJoCo paths, 20 times as many on the batch (as long a round).
     calls = {k: max(10, args.steps // v.num_envs) for k, v in paths.items()}
     calls["batched"] = max(10, 20 * args.steps // args.batched_envs)
     rng = np.random.default_rng(0)
