@@ -43,12 +43,11 @@ CONDITIONS = {
 def hold(controller, robot: str, rate: float, env_kwargs: dict, episodes: int) -> tuple[float, list[float]]:
     """Fraction of `episodes` seeded upright starts held for the whole episode, and the time
     up (s) in each."""
-    env_kwargs = {"friction_compensation": controller.friction_compensation, **env_kwargs}
+    env_kwargs = {**controller.conditions, **env_kwargs}
     env = RobotEnv(
         robot,
         control_rate_hz=rate,
         action_history=controller.action_history,
-        observe_winding=controller.observe_winding,
         upright_starts=1.0,
         **env_kwargs,
     )
@@ -74,7 +73,8 @@ def lqr_agreement(controller, states: int = 500) -> dict[str, float]:
     for _ in range(states):
         q = np.array([math.pi, 0.0]) + rng.uniform(-0.1, 0.1, 2)
         past = rng.uniform(-0.3, 0.3, controller.action_history)
-        obs = swingup.observation(q, rng.uniform(-0.5, 0.5, 2), past, controller.observe_winding)
+        winding = controller.conditions.get("observe_winding", False)
+        obs = swingup.observation(q, rng.uniform(-0.5, 0.5, 2), past, winding)
         for c in (controller, lqr):
             if hasattr(c, "reset"):
                 c.reset()

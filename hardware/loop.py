@@ -46,7 +46,8 @@ def probe_policy(policy: Policy, binding: Binding, state_size: int, action_histo
     """One forward pass on the observation of an all-zero state, before anything is armed: the
     policy must take the binding's observation and return `binding.action_size` finite values.
     Raises PolicyMismatchError saying what does not fit."""
-    obs = binding.observe(np.zeros(state_size), np.tile(binding.initial_action, (action_history, 1)), 0.0)
+    past = np.tile(binding.initial_action, (action_history, 1))
+    obs = binding.observe(np.zeros(state_size), past, 0.0, np.zeros(binding.memory_size))
     try:
         action = np.asarray(policy.act(obs), dtype=float)
     except Exception as exc:
@@ -111,6 +112,7 @@ class ControlLoop:
         self.estop = EStop()
         self.watchdog = Watchdog(self.safety)
         self.past = np.tile(np.asarray(binding.initial_action, dtype=float), (action_history, 1))
+        self.memory = np.zeros(binding.memory_size)
         self.on_tick = on_tick
         self.faults: list[Fault] = []
         # One (deadline_ns, start_ns, compute_ns) tuple per tick, appended in one step so that a Ctrl-C
@@ -174,7 +176,7 @@ class ControlLoop:
         target = None
         if not (self.estop.tripped or self.ending):
             try:
-                obs = self.binding.observe(state.values, self.past, (deadline_ns - self._t0_ns) / 1e9)
+                obs = self.binding.observe(state.values, self.past, (deadline_ns - self._t0_ns) / 1e9, self.memory)
                 raw = np.asarray(self.policy.act(obs), dtype=float)
                 reason = self._action_reason(raw)
                 if reason is None:

@@ -2,8 +2,10 @@
 
 Every controller has `act(obs) -> action` (and optionally `reset()`), the
 interface the env, the robustness benchmark and the real-time loop share, plus
-`control_rate_hz`, `action_history`, `observe_winding` and `friction_compensation`:
-the env conditions its observation and its passive joints need.
+`control_rate_hz`, `action_history` and `conditions`: the task options its
+observation and commands were made with (`sim.tasks.task.task_options`, e.g.
+observe_winding, friction_compensation, action_level; absent ones are the
+task's defaults).
 This module imports neither torch nor stable-baselines3.
 """
 

@@ -20,6 +20,8 @@ returns an action in [-1, 1]; it knows only the model the user gives it.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import scipy.linalg
 
@@ -69,10 +71,9 @@ class PendubotEnergyLQR:
     """The rate it is designed for: the competition's controller rate."""
     action_history = 0
     """It needs no past actions in its observation..."""
-    observe_winding = False
-    """...nor the joints' winding."""
-    friction_compensation = False
-    """Designed on the frictionless model: it leaves the passive elbow's motor off."""
+    conditions: ClassVar[dict[str, Any]] = {}
+    """...nor the joints' winding; designed on the frictionless model, it leaves the passive
+    elbow's motor off (no friction compensation): the swing-up's defaults."""
 
     def __init__(
         self,

@@ -16,6 +16,8 @@ the user gives it.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 
 from sim.robots import quadrotor
@@ -28,15 +30,13 @@ YAW_SHARE = 0.3
 """Yaw's attitude and rate gains, as a share of roll's and pitch's."""
 YAW_AUTHORITY = 0.5
 """The yaw torque is limited to this share of what the rotors can give at hover, N m."""
-INTEGRATE_WITHIN = 0.15
-"""The position error is integrated only within this distance of the reference, m."""
 
 
 class GeometricController:
     """`act(obs) -> action` at the `rotors` action level, for observations without action history
     or with any (it ignores it)."""
 
-    action_level = "rotors"
+    conditions: ClassVar[dict[str, Any]] = {"action_level": "rotors"}
     action_history = 0
 
     def __init__(
@@ -70,7 +70,7 @@ class GeometricController:
         e_p, rotation, e_v = obs[:3], obs[3:12].reshape(3, 3), obs[12:15]
         rates = obs[15:18] * flight.RATE_SCALE
         # Integrate near the reference only, and at most a quarter of g: no wind-up while recovering.
-        if np.linalg.norm(e_p) < INTEGRATE_WITHIN:
+        if np.linalg.norm(e_p) < flight.INTEGRATE_WITHIN:
             bound = 0.25 * p.g / ki if ki else 0.0
             self._integral = np.clip(self._integral + e_p * self.dt, -bound, bound)
         acceleration = -kp * e_p - kv * e_v - ki * self._integral

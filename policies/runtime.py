@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from sim.tasks.task import default_task, task_options
+
 FORMAT = "s2r-policy/1"
 ZOO = Path(__file__).parent / "zoo"
 REQUIRED = {
@@ -150,9 +152,10 @@ class OnnxPolicy:
         """The task it was trained for; artifacts before tasks were named leave it out (the robot's only one)."""
         self.control_rate_hz = float(meta["control_rate_hz"])
         self.action_history = int(meta["observation"].get("action_history", 0))
-        self.observe_winding = bool(meta["observation"].get("winding", False))
-        # Trained with the passive joints' motors cancelling friction: the robot must do the same.
-        self.friction_compensation = bool(meta["env"].get("friction_compensation", False))
+        # What the observation and commands were made with (winding, friction compensation, action
+        # level...): the robot must do the same.
+        taken = task_options(self.robot, self.task or default_task(self.robot))
+        self.conditions = {k: v for k, v in meta["env"].items() if k in taken}
         self.low = np.asarray(meta["action"]["low"], dtype=np.float32)
         self.high = np.asarray(meta["action"]["high"], dtype=np.float32)
         self.squashed = bool(meta["action"].get("squashed", False))

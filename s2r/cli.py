@@ -156,8 +156,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         imperfections=args.imperfections,
         randomization=args.randomization,
         action_history=controller.action_history,
-        observe_winding=controller.observe_winding,
-        friction_compensation=controller.friction_compensation,
+        **controller.conditions,
     )
     if hasattr(controller, "reset"):
         controller.reset()

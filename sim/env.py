@@ -103,6 +103,7 @@ class RobotEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
         self._believed = params
         self._past = np.tile(self.task.initial_action(), (self.task.action_history, 1))
+        self._memory = np.zeros(self.task.memory_size)
         self._measured = self.plant.measure()
         duration = self.task.duration_s
         self._max_steps = round(duration * self.control_rate_hz) if math.isfinite(duration) else math.inf
@@ -128,9 +129,10 @@ class RobotEnv(gym.Env):
         duration = self.task.duration_s
         self.plant.reset(x0, rng, duration if math.isfinite(duration) else 60.0)
         self._past[:] = self.task.initial_action()
+        self._memory[:] = 0.0
         self._steps = 0
         self._measured = self.plant.measure()
-        return self.task.observe(self._measured, self._past, 0.0), info
+        return self.task.observe(self._measured, self._past, 0.0, self._memory), info
 
     def step(self, action: np.ndarray):
         action = np.asarray(action, dtype=float).reshape(self.action_space.shape)
@@ -158,7 +160,7 @@ class RobotEnv(gym.Env):
         if terminated or truncated:
             info["metrics"] = task.metrics(*plant.trajectory(), plant.params, failure)
             info["success"] = bool(info["metrics"]["success"])
-        return task.observe(self._measured, self._past, t), reward, terminated, truncated, info
+        return task.observe(self._measured, self._past, t, self._memory), reward, terminated, truncated, info
 
     def set_training_progress(self, steps: int, randomization_intensity: float | None = None) -> None:
         """Training's progress, from the next step on: the env steps trained so far (the task's

@@ -122,7 +122,7 @@ def run_episode(robot: str, controller: Controller, job: Job) -> bool:
         control_rate_hz=controller.control_rate_hz,
         imperfections=job.imperfections,
         action_history=controller.action_history,
-        observe_winding=controller.observe_winding,
+        observe_winding=controller.conditions.get("observe_winding", False),
         safety_stops=False,  # the benchmark's simulator has none: only the final state counts
         # No friction compensation, whatever the controller was trained with: its model would be the
         # varied parameter set itself, cancelling exactly the friction the benchmark varies.

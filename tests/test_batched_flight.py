@@ -65,10 +65,11 @@ def test_the_batched_quadrotors_measurements_are_delayed_and_noisy_as_configured
     assert np.allclose(np.linalg.norm(batched.measure()[:, 3:7], axis=1), 1.0)
 
 
-@pytest.mark.parametrize("task", ["hover", "figure8"])
-def test_the_batched_flight_is_the_mujoco_envs_episode_step_for_step(task):
+@pytest.mark.parametrize("task, integral", [("hover", False), ("figure8", False), ("hover", True)])
+def test_the_batched_flight_is_the_mujoco_envs_episode_step_for_step(task, integral):
     # No random draws in either: no noise, no disturbance, starts without spread.
     options = {"task": task, "imperfections": DELAYS, "init_spread": 0.0, "action_history": 2}
+    options["observe_error_integral"] = integral
     env = RobotEnv("crazyflie", **options)
     batched = make_batched("crazyflie", 3, seed=0, **options)
     assert isinstance(batched, BatchedFlight)
@@ -90,6 +91,7 @@ def test_the_batched_flight_is_the_mujoco_envs_episode_step_for_step(task):
     assert truncated and step == round(env.task.duration_s * env.control_rate_hz) - 1
     assert worst_obs < 1e-5 and worst_reward < 1e-9  # float32 observations
     assert np.all(batched.steps == 0)  # every copy started again
+    assert not batched.memory.any()  # and its memory with it
 
 
 def test_the_batched_flight_is_seeded_and_draws_each_copys_vehicle_and_start():

@@ -52,6 +52,37 @@ def test_the_observation_is_the_pure_function_of_what_is_measured():
     assert np.array_equal(obs, expected)
 
 
+def test_the_error_integral_sums_near_errors_over_time_and_is_bounded():
+    memory = np.zeros(4)
+    for k in range(101):  # 1 s at 100 Hz, 5 cm off along x: the first tick (t = 0) adds nothing
+        integral = flight.integrate_error(memory, np.array([0.05, 0.0, -0.02]), k / 100)
+    np.testing.assert_allclose(integral, [0.05, 0.0, -0.02], atol=1e-12)
+    flight.integrate_error(memory, np.array([0.3, 0.0, 0.0]), 2.0)  # far off: recovering, no wind-up
+    np.testing.assert_allclose(memory, [2.0, 0.05, 0.0, -0.02], atol=1e-12)
+    flight.integrate_error(memory, np.array([0.1, 0.0, 0.0]), 10.0)
+    assert memory[1] == flight.INTEGRAL_CLIP
+    batch = np.zeros((2, 4))  # a batch with its own times
+    flight.integrate_error(batch, np.array([[0.1, 0, 0], [0.1, 0, 0]]), np.array([0.5, 0.25]))
+    np.testing.assert_allclose(batch[:, 1], [0.05, 0.025])
+
+
+def test_the_observed_error_integral_is_the_episodes_own_and_starts_at_zero():
+    env = RobotEnv("crazyflie", "hover", imperfections=True, action_history=0, observe_error_integral=True)
+    assert env.observation_space.shape == (flight.observation_size(0, error_integral=True),)
+    assert env.task.describe()["observation"]["layout"][18] == f"position_error_integral.x/{flight.INTEGRAL_CLIP:g}"
+    for seed in (0, 1):
+        obs, _ = env.reset(seed=seed)
+        assert not obs[18:21].any()
+        expected = np.zeros(3)
+        for _ in range(50):
+            obs, *_ = env.step(flight.hover_action("rotors", env.params))
+            error = env._measured[:3] - env.task.route.reference(env.plant.time)[0]
+            if np.linalg.norm(error) < flight.INTEGRATE_WITHIN:
+                expected = np.clip(expected + error / env.control_rate_hz, -flight.INTEGRAL_CLIP, flight.INTEGRAL_CLIP)
+        np.testing.assert_allclose(obs[18:21] * flight.INTEGRAL_CLIP, expected, atol=1e-6)
+        assert np.abs(expected).max() > 1e-3
+
+
 def test_the_reward_is_highest_on_the_reference_at_hover():
     env = RobotEnv("crazyflie", "hover")
     hover = flight.hover_action("rotors", env.params)

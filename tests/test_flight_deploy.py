@@ -1,6 +1,7 @@
 """The quadrotor through the real-time loop: deployed on the simulated device with the baseline, its
 log in the message types a 3D viewer shows, and its safe behaviour (land, motors off) in the loop."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ from hardware.safety import Fault, SafetyConfig, max_steps
 from policies.geometric import GeometricController
 from sim.robots import quadrotor
 from sim.simulated import SimulatedRobot
+from sim.tasks import flight
 from sim.tasks.flight_safety import tilt
 
 SPEC = quadrotor.spec(quadrotor.load_params("l2f"))
@@ -71,6 +73,29 @@ def test_the_figure_eight_is_tracked_through_the_loop_at_500_hz():
     options = DeployOptions("crazyflie", 500.0, task="figure8", duration_s=6.0, mode="lockstep")
     result = deploy(GeometricController(control_rate_hz=500.0), options)
     assert result["metrics"]["success"] == 1.0 and result["metrics"]["rmse_cm"] < 10.0, result["metrics"]
+
+
+def test_the_loop_carries_the_tasks_memory_from_tick_to_tick():
+    class Recording(GeometricController):
+        conditions = {"observe_error_integral": True}
+
+        def act(self, obs):
+            seen.append(obs.copy())
+            return super().act(obs)
+
+    seen = []
+    options = DeployOptions("crazyflie", 100.0, duration_s=3.0, mode="lockstep")
+    options = dataclasses.replace(options, conditions=Recording.conditions)
+    result = deploy(Recording(), options)
+    assert result["metrics"]["success"] == 1.0, result["metrics"]
+    observations = np.array(seen[1:])  # after the probe's
+    integral = np.zeros(3)
+    for k, obs in enumerate(observations):
+        error = obs[:3].astype(float)
+        if k and np.linalg.norm(error) < flight.INTEGRATE_WITHIN:
+            integral = np.clip(integral + error / 100.0, -flight.INTEGRAL_CLIP, flight.INTEGRAL_CLIP)
+        np.testing.assert_allclose(obs[18:21] * flight.INTEGRAL_CLIP, integral, atol=1e-6, err_msg=f"tick {k}")
+    assert np.abs(integral).max() > 1e-4
 
 
 def _flying_loop(seed: int = 0) -> ControlLoop:
@@ -135,10 +160,12 @@ def test_deploy_options_come_from_the_policy_unless_a_setting_says_otherwise():
     from hardware.apps.deploy import options_for
 
     class Policy:
-        control_rate_hz, action_history, task, action_level = 250.0, 3, "figure8", "rates"
+        control_rate_hz, action_history, task = 250.0, 3, "figure8"
+        conditions = {"action_level": "rates", "observe_error_integral": True}
 
     o = options_for(Policy(), "crazyflie")
-    assert (o.task, o.rate_hz, o.action_history, o.action_level, o.params) == ("figure8", 250.0, 3, "rates", "l2f")
+    assert (o.task, o.rate_hz, o.action_history, o.params) == ("figure8", 250.0, 3, "l2f")
+    assert o.conditions == Policy.conditions
     o = options_for(Policy(), "crazyflie", rate_hz=None, task="hover", duration_s=None, params="cf21")
     assert (o.task, o.rate_hz, o.duration_s, o.params) == ("hover", 250.0, None, "cf21")
 

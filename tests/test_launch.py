@@ -54,12 +54,13 @@ def test_the_node_deploys_a_policy_as_it_was_trained():
     from s2r.ros2_node import deploy_options
 
     class Trained:
-        control_rate_hz, action_history, observe_winding, friction_compensation = 100.0, 1, True, True
+        control_rate_hz, action_history = 100.0, 1
+        conditions = {"observe_winding": True, "friction_compensation": True}
 
     params = parse_ros_args(["--ros-args", "--params-file", str(ROOT / "launch" / "deploy.yaml")])
     options = deploy_options(params, Trained())
     assert options.rate_hz == 100.0 and options.action_history == 1
-    assert options.observe_winding and options.friction_compensation
+    assert options.conditions == Trained.conditions
 
 
 def test_bad_parameters_are_named(tmp_path):

@@ -390,8 +390,8 @@ def test_lockstep_deploy_reproduces_the_env_episode_exactly(friction_compensatio
     ).binding(500.0, 0.5)
     original = binding.observe
 
-    def observe(values, past, t):
-        o = original(values, past, t)
+    def observe(values, past, t, memory):
+        o = original(values, past, t, memory)
         loop_obs.append(o)
         return o
 

@@ -26,7 +26,7 @@ from hardware.safety import SafetyConfig
 from sim import simulated
 from sim.robots import ROBOTS, default_params, get_robot, load_robot_params, robot_names, robot_spec
 from sim.tasks.binding import Binding, make_binding
-from sim.tasks.task import default_task, tasks_of
+from sim.tasks.task import default_task, task_options, tasks_of
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,9 @@ class DeployOptions:
     imperfections: bool = True
     seed: int = 0
     action_history: int = 1
-    observe_winding: bool = False
-    """The policy's observation holds the joints' winding (its metadata's observation.winding)."""
-    friction_compensation: bool = False
-    """The passive joints' motors cancel the friction the parameter set models, as they did in the
-    policy's training (its metadata's env.friction_compensation)."""
-    action_level: str = "rotors"
-    """The quadrotor policy's action level (`sim.tasks.flight.ACTION_LEVELS`)."""
+    conditions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The task options the policy's observation and commands were made with (its metadata's env:
+    e.g. observe_winding, friction_compensation, action_level); absent ones are the task's defaults."""
     safety: SafetyConfig = dataclasses.field(default_factory=SafetyConfig)
     rt_priority: int | None = None
     log_path: Path | None = None
@@ -81,6 +77,8 @@ class DeployOptions:
             problems.append(
                 f"the {self.robot} has no task {self.task!r} (its tasks: {', '.join(tasks_of(self.robot))})"
             )
+        elif unknown := sorted(set(self.conditions) - set(task_options(self.robot, self.task))):
+            problems.append(f"the {self.task} task has no option {', '.join(unknown)}")
         if not 0 < self.rate_hz <= 1000:
             problems.append(f"rate_hz {self.rate_hz} is not in (0, 1000] Hz")
         if self.duration_s is not None and not self.duration_s > 0:
@@ -106,9 +104,7 @@ def options_for(policy: Policy, robot: str, **settings: Any) -> DeployOptions:
         "task": getattr(policy, "task", None),
         "rate_hz": policy.control_rate_hz,
         "action_history": policy.action_history,
-        "observe_winding": getattr(policy, "observe_winding", False),
-        "friction_compensation": getattr(policy, "friction_compensation", False),
-        "action_level": getattr(policy, "action_level", "rotors"),
+        "conditions": dict(getattr(policy, "conditions", {})),
     }
     given = {k: v for k, v in settings.items() if not (k in conditions and v is None)}
     return DeployOptions(robot=robot, **(conditions | given))
@@ -139,13 +135,10 @@ def make_device(options: DeployOptions) -> Device:
 
 def binding_of(options: DeployOptions) -> Binding:
     """The loop's binding for the robot, task and policy conditions `options` name."""
-    conditions = {
-        "observe_winding": options.observe_winding,
-        "friction_compensation": options.friction_compensation,
-        "action_level": options.action_level,
-    }
     params = load_robot_params(options.robot, options.params)
-    return make_binding(options.robot, options.task, params, options.rate_hz, conditions, options.safety.damping)
+    return make_binding(
+        options.robot, options.task, params, options.rate_hz, options.conditions, options.safety.damping
+    )
 
 
 def trajectory_of(records: list[TickRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -204,6 +204,7 @@ class BatchedSwingUp:
         self.ideal = np.zeros(n_envs, dtype=bool)
         self.steps = np.zeros(n_envs, dtype=int)
         self.past = np.zeros((n_envs, self.task.action_history, self.task.action_size))
+        self.memory = np.zeros((n_envs, self.task.memory_size))
         duration = self.task.duration_s
         self.max_steps = round(duration * env.control_rate_hz) if math.isfinite(duration) else math.inf
         self._horizon = duration if math.isfinite(duration) else 60.0
@@ -212,7 +213,7 @@ class BatchedSwingUp:
     def reset(self) -> np.ndarray:
         """Start every episode again: observations (N, O)."""
         self._start(np.arange(self.N))
-        return self.task.observe(self.measured, self.past, 0.0)
+        return self.task.observe(self.measured, self.past, 0.0, self.memory)
 
     def _start(self, idx: np.ndarray) -> None:
         env, rng = self.env, self.rng
@@ -232,6 +233,7 @@ class BatchedSwingUp:
         self.plant.reset(idx, np.array(starts), rng, self._horizon)
         self.steps[idx] = 0
         self.past[idx] = self.task.initial_action()
+        self.memory[idx] = 0.0
         self.measured[idx] = self.plant.measure()[idx]
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -261,10 +263,12 @@ class BatchedSwingUp:
         terminated = outside(q, dq) if task.safety_stops else np.zeros(self.N, dtype=bool)
         rewards = rewards - task.failure_penalty * terminated
         truncated = ~terminated & (self.steps >= self.max_steps)
-        observations = task.observe(self.measured, self.past, 0.0)
+        observations = task.observe(self.measured, self.past, 0.0, self.memory)
         final = observations.copy()
         done = np.flatnonzero(terminated | truncated)
         if len(done):
             self._start(done)
-            observations[done] = task.observe(self.measured[done], self.past[done], 0.0)
+            memory = self.memory[done]  # a copy, which observe advances
+            observations[done] = task.observe(self.measured[done], self.past[done], 0.0, memory)
+            self.memory[done] = memory
         return observations, rewards, terminated, truncated, final

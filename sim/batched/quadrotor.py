@@ -221,6 +221,7 @@ class BatchedFlight:
         self.plant.configure(np.arange(n_envs), [self.params] * n_envs, [env.imperfections] * n_envs)
         self.steps = np.zeros(n_envs, dtype=int)
         self.past = np.zeros((n_envs, self.task.action_history, self.task.action_size))
+        self.memory = np.zeros((n_envs, self.task.memory_size))
         self.max_steps = round(self.task.duration_s * env.control_rate_hz)
         self.measured = np.zeros((n_envs, 13))
         self._hover = self.task.initial_action()
@@ -228,7 +229,7 @@ class BatchedFlight:
     def reset(self) -> np.ndarray:
         """Start every episode again: observations (N, O)."""
         self._start(np.arange(self.N))
-        return self.task.observe(self.measured, self.past, self.plant.time)
+        return self.task.observe(self.measured, self.past, self.plant.time, self.memory)
 
     def _start(self, idx: np.ndarray) -> None:
         env, rng = self.env, self.rng
@@ -247,6 +248,7 @@ class BatchedFlight:
         self.plant.reset(idx, np.array(starts), rng)
         self.steps[idx] = 0
         self.past[idx] = self.task.initial_action()
+        self.memory[idx] = 0.0
         self.measured[idx] = self.plant.measure()[idx]
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -272,10 +274,12 @@ class BatchedFlight:
         terminated = failed(x, reference[0])
         rewards = rewards - task.failure_penalty * terminated
         truncated = ~terminated & (self.steps >= self.max_steps)
-        observations = task.observe(self.measured, self.past, t)
+        observations = task.observe(self.measured, self.past, t, self.memory)
         final = observations.copy()
         done = np.flatnonzero(terminated | truncated)
         if len(done):
             self._start(done)
-            observations[done] = task.observe(self.measured[done], self.past[done], self.plant.time[done])
+            memory = self.memory[done]  # a copy, which observe advances
+            observations[done] = task.observe(self.measured[done], self.past[done], self.plant.time[done], memory)
+            self.memory[done] = memory
         return observations, rewards, terminated, truncated, final

@@ -22,8 +22,9 @@ class Binding:
     """A task on a robot, as the loop runs it. Values are arrays in the robot spec's channel order."""
 
     task: str
-    observe: Callable[[np.ndarray, np.ndarray, float], np.ndarray]
-    """(state values, past actions (k, m), seconds since the run's first tick) -> observation."""
+    observe: Callable[[np.ndarray, np.ndarray, float, np.ndarray], np.ndarray]
+    """(state values, past actions (k, m), seconds since the run's first tick, the task's memory
+    (`memory_size`,), zeros at the first tick and advanced in place) -> observation."""
     to_command: Callable[[np.ndarray, np.ndarray], np.ndarray]
     """(action (m,) in [-1, 1], state values) -> command values."""
     envelope: Callable[[np.ndarray], str | None]
@@ -42,6 +43,7 @@ class Binding:
     done well up to its end, and one line saying how."""
     describe: Callable[[dict[str, float]], str]
     """metrics -> one line for a person."""
+    memory_size: int = 0
     settle_s: float = 0.0
     """How long the safe behaviour may take to bring the robot to rest (all-zero command) when a run
     ends, s: 0 when the device's own safe state is safe at once (zero torque on a pendulum); a

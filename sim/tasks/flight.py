@@ -30,6 +30,12 @@ RATE_SCALE = 10.0
 """Body rates enter the observation divided by this, rad/s..."""
 RATE_CLIP = 3.0
 """...and clipped to +-this."""
+INTEGRAL_CLIP = 0.1
+"""With `Flight`'s observe_error_integral the position error's integral is held within +-this,
+m s, and enters the observation divided by it."""
+INTEGRATE_WITHIN = 0.15
+"""The position error is integrated only within this distance of the reference, m: no wind-up while
+recovering from afar."""
 MAX_ERROR = 0.6
 """An episode ends, failed, beyond this distance from the reference, m."""
 MAX_BODY_RATE = 10.0
@@ -101,15 +107,21 @@ def get_route(name: str) -> Route:
         raise ValueError(f"unknown quadrotor task {name!r}; expected one of {', '.join(TASKS)}") from None
 
 
-def observation_size(action_history: int) -> int:
-    return 18 + ROTORS * action_history
+def observation_size(action_history: int, error_integral: bool = False) -> int:
+    return 18 + 3 * error_integral + ROTORS * action_history
 
 
-def observation(measured: np.ndarray, reference: tuple[np.ndarray, np.ndarray], past_actions: np.ndarray) -> np.ndarray:
-    """Policy input, float32 (..., 18 + 4 k), for measurements (..., 13), references (..., 3) and past
-    actions (..., k, 4): [position error (3) clipped to +-POSITION_CLIP m, rotation matrix body to
-    world (9, row-major), velocity error (3) clipped to +-VELOCITY_CLIP m/s, body rates / RATE_SCALE
-    clipped to +-RATE_CLIP (3), the k most recent actions oldest first]."""
+def observation(
+    measured: np.ndarray,
+    reference: tuple[np.ndarray, np.ndarray],
+    past_actions: np.ndarray,
+    integral: np.ndarray | None = None,
+) -> np.ndarray:
+    """Policy input, float32 (..., 18 [+ 3] + 4 k), for measurements (..., 13), references (..., 3),
+    past actions (..., k, 4) and optionally the position error's integral (..., 3) m s: [position
+    error (3) clipped to +-POSITION_CLIP m, rotation matrix body to world (9, row-major), velocity
+    error (3) clipped to +-VELOCITY_CLIP m/s, body rates / RATE_SCALE clipped to +-RATE_CLIP (3),
+    the integral / INTEGRAL_CLIP (3) if given, the k most recent actions oldest first]."""
     position, velocity = reference
     batch = measured.shape[:-1]
     parts = [
@@ -117,9 +129,22 @@ def observation(measured: np.ndarray, reference: tuple[np.ndarray, np.ndarray], 
         rotation(measured[..., 3:7]).reshape(*batch, 9),
         np.clip(measured[..., 7:10] - velocity, -VELOCITY_CLIP, VELOCITY_CLIP),
         np.clip(measured[..., 10:13] / RATE_SCALE, -RATE_CLIP, RATE_CLIP),
+        *([] if integral is None else [integral / INTEGRAL_CLIP]),
         np.reshape(past_actions, (*batch, -1)),
     ]
     return np.concatenate(parts, axis=-1, dtype=np.float32)
+
+
+def integrate_error(memory: np.ndarray, error: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+    """Advance the integral memory (..., 4) = [time of its last update s, integral of the position
+    error (3) m s] to time t (...,) s with the position error (..., 3) m, in place, and return the
+    integral (..., 3). Only errors within INTEGRATE_WITHIN count; the integral stays within
+    +-INTEGRAL_CLIP."""
+    dt = np.maximum(np.asarray(t) - memory[..., 0], 0.0)[..., None]
+    near = np.linalg.norm(error, axis=-1, keepdims=True) < INTEGRATE_WITHIN
+    memory[..., 1:] = np.clip(memory[..., 1:] + np.where(near, error * dt, 0.0), -INTEGRAL_CLIP, INTEGRAL_CLIP)
+    memory[..., 0] = t
+    return memory[..., 1:]
 
 
 def allocation(params: QuadrotorParams) -> np.ndarray:
@@ -229,8 +254,11 @@ class Flight(Task):
     training starts).
 
     Observation: `observation` of the measured state, the reference and the last `action_history`
-    actions. Action (4,) in [-1, 1] at `action_level`: `rotors` (rotor speeds) or `rates`
-    (collective thrust and body rates, `rotor_command`); the rate controller and the hover action
+    actions, with `observe_error_integral` the position error's integral too (`integrate_error`,
+    the task's memory): a constant force, such as the per-episode disturbance, otherwise leaves a
+    constant offset, as it would for any controller without an integral. Action (4,) in [-1, 1]
+    at `action_level`: `rotors` (rotor speeds) or `rates` (collective thrust and body rates,
+    `rotor_command`); the rate controller and the hover action
     use the nominal vehicle. Reward: `reward` on the true state with `weights`, with
     `reward_curriculum` at `training_steps` (Learning to Fly's curriculum; off by default: at its
     final weights a step more than about 0.3 m from the reference earns less than nothing, so from
@@ -250,6 +278,7 @@ class Flight(Task):
         action_history: int = 32,
         init_spread: float | None = None,
         reward_curriculum: bool = False,
+        observe_error_integral: bool = False,
     ):
         if action_level not in ACTION_LEVELS:
             raise ValueError(f"unknown action level {action_level!r}; expected one of {', '.join(ACTION_LEVELS)}")
@@ -263,6 +292,8 @@ class Flight(Task):
         self.params, self.action_level = params, action_level
         self.action_history, self.init_spread = action_history, float(init_spread)
         self.action_size = ROTORS
+        self.observe_error_integral = bool(observe_error_integral)
+        self.memory_size = 4 if observe_error_integral else 0
         self.weights, self.reward_curriculum = RewardWeights(), bool(reward_curriculum)
         self.observation_high = np.concatenate(
             [
@@ -270,6 +301,7 @@ class Flight(Task):
                 np.ones(9),
                 np.full(3, VELOCITY_CLIP),
                 np.full(3, RATE_CLIP),
+                np.ones(3 if observe_error_integral else 0),
                 np.ones(ROTORS * action_history),
             ]
         )
@@ -281,8 +313,12 @@ class Flight(Task):
     def initial_state(self, plant: Any, rng: np.random.Generator) -> np.ndarray:
         return self.route.initial_state(plant.hover_state(START), rng, self.init_spread)
 
-    def observe(self, measured: np.ndarray, past: np.ndarray, t: float) -> np.ndarray:
-        return observation(measured, self.route.reference(t), past)
+    def observe(self, measured: np.ndarray, past: np.ndarray, t: float, memory: np.ndarray) -> np.ndarray:
+        reference = self.route.reference(t)
+        integral = None
+        if self.observe_error_integral:
+            integral = integrate_error(memory, measured[..., :3] - reference[0], t)
+        return observation(measured, reference, past, integral)
 
     def to_command(self, action: np.ndarray, measured: np.ndarray, params: QuadrotorParams) -> np.ndarray:
         """Rotor-speed set-points (4,) in [0, 1]."""
@@ -307,6 +343,8 @@ class Flight(Task):
         axes, k = ("x", "y", "z"), self.action_history
         layout = [f"position_error.{a}" for a in axes] + [f"R[{i}][{j}]" for i in range(3) for j in range(3)]
         layout += [f"velocity_error.{a}" for a in axes] + [f"rates.{a}/{RATE_SCALE:g}" for a in axes]
+        if self.observe_error_integral:
+            layout += [f"position_error_integral.{a}/{INTEGRAL_CLIP:g}" for a in axes]
         layout += [f"action[t-{k - i}][{a}]" for i in range(k) for a in range(ROTORS)]
         channels = (
             [f"rotor{i + 1}.speed" for i in range(ROTORS)]

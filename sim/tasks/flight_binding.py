@@ -80,6 +80,7 @@ def binding(task: flight.Flight, rate_hz: float, limits: FlightLimits | None = N
         envelope=lambda values: outside(limits, values),
         safe_command=safe.command,
         action_size=task.action_size,
+        memory_size=task.memory_size,
         initial_action=task.initial_action(),
         metrics=metrics,
         held=held,

@@ -195,8 +195,8 @@ class SwingUp(Task):
             x0 = upright_start(n, rng)
         return x0
 
-    def observe(self, measured: np.ndarray, past: np.ndarray, t: float) -> np.ndarray:
-        """Also of a batch: measured (N, 2n) and past (N, k, m) give (N, O)."""
+    def observe(self, measured: np.ndarray, past: np.ndarray, t: float, memory: np.ndarray) -> np.ndarray:
+        """Also of a batch: measured (N, 2n) and past (N, k, m) give (N, O). No memory."""
         n = self.n
         return observation(measured[..., :n], measured[..., n:], past, self.observe_winding)
 

@@ -36,6 +36,7 @@ def binding(task: SwingUp, damping: float) -> Binding:
         envelope=lambda values: outside_envelope(values[:n], values[n:]),
         safe_command=safe,
         action_size=task.action_size,
+        memory_size=task.memory_size,
         initial_action=task.initial_action(),
         metrics=lambda T, X, U: task.metrics(T, X, U, params, None),
         held=held,

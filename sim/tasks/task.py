@@ -32,6 +32,8 @@ class Task(abc.ABC):
     action_size: int
     action_history: int
     """How many past actions the observation holds."""
+    memory_size: int = 0
+    """The size of the task's own per-episode memory (`observe`'s), e.g. an integral of an error."""
     observation_high: np.ndarray
     """(O,): the observation lies within +-this."""
     failure_penalty: float = 0.0
@@ -55,9 +57,10 @@ class Task(abc.ABC):
         """An episode's start state of `plant` (its `reset` takes it), drawn from the task's distribution."""
 
     @abc.abstractmethod
-    def observe(self, measured: np.ndarray, past: np.ndarray, t: float) -> np.ndarray:
+    def observe(self, measured: np.ndarray, past: np.ndarray, t: float, memory: np.ndarray) -> np.ndarray:
         """Policy input, float32 (O,), of the measured values, the past actions (k, m) oldest first,
-        and the time since the episode began, s."""
+        the time since the episode began, s, and the task's memory (`memory_size`,), zeros when the
+        episode begins, which this advances to t in place. Also of a batch: (N, ...) in, (N, O) out."""
 
     @abc.abstractmethod
     def to_command(self, action: np.ndarray, measured: np.ndarray, params: Any) -> np.ndarray:
