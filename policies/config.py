@@ -1,7 +1,7 @@
 """Training configuration: one YAML file per robot and algorithm, close to the RL Zoo's format.
 
     # policies/configs/pendulum/sac.yaml
-    algo: sac                 # ppo | sac | td3
+    algo: sac                 # ppo | sac | td3 | crossq
     n_timesteps: 20000        # total env steps (all envs together)
     policy: MlpPolicy
     n_envs: 1                 # vectorised envs
@@ -48,7 +48,8 @@ from sim.env import RobotEnv, _simulation
 from sim.robots import ROBOTS, load_robot_params, robot_names
 from sim.tasks.task import default_task, task_options, tasks_of
 
-ALGOS = ("ppo", "sac", "td3")
+ALGOS = ("ppo", "sac", "td3", "crossq")
+"""SB3's PPO, SAC and TD3; sb3-contrib's CrossQ."""
 CONFIG_DIR = Path(__file__).parent / "configs"
 ENV_KEYS = ("task", "params", "control_rate_hz", "imperfections", "randomization", "randomization_intensity")
 """`env:` keys every robot takes; its task's options (`sim.tasks.task.task_options`) join them."""
@@ -281,11 +282,20 @@ def _imperfections(kind: type, value: Any, source: str | Path, key: str) -> None
         raise ConfigError(source, f"{key}.{exc.key}" if exc.key else key, exc.problem) from exc
 
 
+def algorithm_class(algo: str) -> type:
+    """The algorithm class of `algo` (one of ALGOS)."""
+    if algo == "crossq":
+        from sb3_contrib import CrossQ
+
+        return CrossQ
+    import stable_baselines3
+
+    return getattr(stable_baselines3, algo.upper())
+
+
 def _algorithm_arguments(algo: str) -> dict[str, Any]:
     """Constructor arguments of the SB3 algorithm that a config may set, with their defaults."""
-    from stable_baselines3 import PPO, SAC, TD3
-
-    cls = {"ppo": PPO, "sac": SAC, "td3": TD3}[algo]
+    cls = algorithm_class(algo)
     reserved = {"self", "policy", "env", "seed", "tensorboard_log", "verbose", "device", "_init_setup_model"}
     params = inspect.signature(cls.__init__).parameters
     return {name: p.default for name, p in params.items() if name not in reserved}

@@ -32,7 +32,7 @@ class _Actor(torch.nn.Module):
         if self.algo == "ppo":
             features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
             return self.policy.action_net(self.policy.mlp_extractor.forward_actor(features))
-        if self.algo == "sac":
+        if self.algo in ("sac", "crossq"):
             # The squashed Gaussian's mode, tanh(mean). SB3's own deterministic path also builds
             # the standard deviation, which the mode ignores but a traced graph keeps: 1.4x the
             # runtime's latency (bench/policy_latency.py).
@@ -88,7 +88,7 @@ def export(run: Path, out: Path, checkpoint: str = "best") -> Path:
             "low": model.action_space.low.tolist(),
             "high": model.action_space.high.tolist(),
             **description["action"],
-            "squashed": cfg.algo in ("sac", "td3"),
+            "squashed": cfg.algo != "ppo",
         },
         "normalization": None if stats is None else {k: stats[k] for k in ("mean", "var", "clip", "epsilon")},
         "env": cfg.env,

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
@@ -42,7 +41,7 @@ from stable_baselines3.common.save_util import load_from_zip_file, recursive_set
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, VecNormalize
 
 from policies import evaluate
-from policies.config import TRAINING_EPISODE_OPTIONS, TrainConfig, config_from_dict
+from policies.config import ALGOS, TRAINING_EPISODE_OPTIONS, TrainConfig, algorithm_class, config_from_dict
 from policies.evaluate import SIM_CONDITIONS, run_episodes
 from policies.progress import ProgressLine, figures
 from policies.vec_env import BatchedVecEnv
@@ -53,7 +52,7 @@ from sim.robots import get_robot
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {algo: algorithm_class(algo) for algo in ALGOS}
 EVAL_SEED = 1_000_000
 """Evaluation episodes use seeds EVAL_SEED, EVAL_SEED + 1, ...: never the training seeds."""
 

@@ -784,6 +784,8 @@ def _add_fault_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from policies.config import ALGOS
+
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print the whole record as JSON instead of the summary")
     common.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -825,7 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("train", "train a policy with stable-baselines3", cmd_train)
     _robot_argument(p, robots=(*ROBOTS, QUADROTOR))
-    p.add_argument("--algo", choices=["ppo", "sac", "td3"], help="algorithm (default: the config file's)")
+    p.add_argument("--algo", choices=ALGOS, help="algorithm (default: the config file's)")
     p.add_argument("--config", type=Path, help="training YAML (default: policies/configs/ROBOT/ALGO.yaml)")
     p.add_argument("--steps", type=_number(int, 1, 10**10), help="total env steps (overrides the config's n_timesteps)")
     p.add_argument("--seed", type=SEED, help="seed (overrides the config's)")

@@ -43,6 +43,7 @@ TINY = {
     "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "policy_kwargs": {"net_arch": [16, 16]}},
     "sac": {"learning_starts": 50, "batch_size": 32, "buffer_size": 1000, "policy_kwargs": {"net_arch": [16, 16]}},
     "td3": {"learning_starts": 50, "batch_size": 32, "buffer_size": 1000, "policy_kwargs": {"net_arch": [16, 16]}},
+    "crossq": {"learning_starts": 50, "batch_size": 32, "buffer_size": 1000, "policy_kwargs": {"net_arch": [16, 16]}},
 }
 
 
@@ -65,14 +66,14 @@ def tiny_config(tmp_path, algo: str, normalize_obs: bool = False, steps: int = 1
 def trained(tmp_path_factory):
     """One tiny run per algorithm (PPO with observation normalisation), exported."""
     out = {}
-    for algo in ("ppo", "sac", "td3"):
+    for algo in TINY:
         tmp = tmp_path_factory.mktemp(algo)
         run = train(tiny_config(tmp, algo, normalize_obs=algo == "ppo"), tmp / "run", progress=False)
         out[algo] = (run, export(run, tmp / "artifact" / "policy"))
     return out
 
 
-@pytest.mark.parametrize("algo", ["ppo", "sac", "td3"])
+@pytest.mark.parametrize("algo", list(TINY))
 def test_runtime_matches_sb3_predict(trained, algo):
     run, meta = trained[algo]
     model = ALGORITHMS[algo].load(run / "checkpoints" / "best.zip", device="cpu")
