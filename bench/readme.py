@@ -175,7 +175,11 @@ def _training_speed() -> str:
         f"({t['envs']['batched']}) | {t['ratio_batched_over_dummy']:.0f}x | {t['ratio_batched_over_subproc']:.0f}x |"
         for robot, t in r["env_throughput"].items()
     )
-    ppo, sac = r["ppo_end_to_end"], r["sac_updates"]
+    ppo = r["ppo_end_to_end"]
+    learners = ", ".join(
+        f"{u['algo'].upper() if u['algo'] == 'sac' else 'CrossQ'} {u['gradient_steps_per_s']:.0f} ({u['config']})"
+        for u in r["off_policy_updates"]
+    )
     per_env, batched = ppo["per_env"], ppo["batched"]
     curves = "\n".join(
         f"| {c['label']} | "
@@ -199,9 +203,9 @@ PPO on the pendubot end to end, each path with its shipped config: {per_env["con
 {batched["env_steps_per_s"]:,.0f} ({batched["n_envs"]} batched): **{ppo["ratio_batched_over_per_env"]:.1f}x**.
 With the batch the learner takes {batched["update_s"] / batched["wall_s"]:.0%} of the time
 ({batched["learner_samples_per_s"]:,.0f} samples/s through its epochs, {batched["learner_minibatches_per_s"]:.1f}
-minibatches of {batched["batch_size"]:,} per second); SAC's learner runs {sac["gradient_steps_per_s"]:.0f}
-gradient steps/s (batch {sac["batch_size"]}, networks (256, 256)), which is why the off-policy learners gain
-little from the batch.
+minibatches of {batched["batch_size"]:,} per second). The off-policy learners' gradient steps/s with
+the pendulum's configs: {learners}; at one gradient step per env step they cannot use the batch's
+throughput.
 
 Time to target: wall time (s, evaluations included) until an evaluation reaches each success rate,
 per run (`bench/results/training_speed.png` draws the curves):

@@ -12,10 +12,10 @@ bench/results/training_speed.png:
 2. PPO end to end on the pendubot, each path with its shipped config
    (policies/configs/pendubot/ppo.yaml against ppo_batched.yaml), and the
    learners' own update rates: PPO's samples per second through its epochs,
-   SAC's gradient steps per second.
+   SAC's and CrossQ's gradient steps per second with the pendulum's configs.
 3. Time to target: wall time to each success threshold of `s2r train` runs,
-   one curve per seed (the pendulum's batched PPO against its per-env SAC by
-   default; `--runs DIR...` adds finished run directories, their eval.jsonl).
+   one curve per seed (the pendulum's batched PPO against its per-env SAC and
+   CrossQ by default; `--runs DIR...` adds finished run directories, their eval.jsonl).
 
     pip install -e ".[bench]"
     python bench/training_speed.py [--rounds 5] [--seeds 0 1 2] [--runs RUN ...] [--skip-curves]
@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 import stable_baselines3
 import torch
-from stable_baselines3 import PPO, SAC
+from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from policies.config import load_config
+from policies.config import algorithm_class, load_config
 from policies.train import make_vec_env, train
 from policies.vec_env import BatchedVecEnv
 from sim.batched import make_batched
@@ -160,15 +160,17 @@ def ppo_end_to_end(config: str, updates: int) -> dict:
     }
 
 
-def sac_updates(steps: int) -> dict:
-    """SAC's gradient steps per second on the pendubot's default network (256, 256), batch 256."""
-    env = RobotEnv("pendubot", **CONDITIONS["pendubot"])
-    model = SAC("MlpPolicy", env, seed=0, device="cpu", verbose=0, learning_starts=1000, batch_size=256)
-    model.learn(1000)  # fills the buffer past learning_starts
+def off_policy_updates(config: str, steps: int) -> dict:
+    """Gradient steps per second of an off-policy learner with a pendulum config's own networks and
+    batch (policies/configs/pendulum/CONFIG)."""
+    cfg = load_config("pendulum", HERE.parent / "policies" / "configs" / "pendulum" / config)
+    env = RobotEnv("pendulum", **cfg.env)
+    model = algorithm_class(cfg.algo)(cfg.policy, env, seed=0, device="cpu", verbose=0, **cfg.hyperparams)
+    model.learn(cfg.hyperparams["learning_starts"] + 10)  # fills the buffer past learning_starts
     start = time.perf_counter()
-    model.train(gradient_steps=steps, batch_size=256)
+    model.train(gradient_steps=steps, batch_size=model.batch_size)
     wall = time.perf_counter() - start
-    return {"gradient_steps": steps, "batch_size": 256, "gradient_steps_per_s": steps / wall}
+    return {"config": config, "algo": cfg.algo, "gradient_steps": steps, "gradient_steps_per_s": steps / wall}
 
 
 def curve_from_run(run: Path, label: str) -> dict:
@@ -193,6 +195,7 @@ def time_to_target(seeds: list[int], work: Path) -> list[dict]:
     plans = [
         ("pendulum ppo_batched.yaml (batched)", configs / "ppo_batched.yaml", {"n_timesteps": 1_000_000}),
         ("pendulum sac.yaml (MuJoCo, 1 env)", configs / "sac.yaml", {"n_timesteps": 20_000}),
+        ("pendulum crossq.yaml (MuJoCo, 1 env)", configs / "crossq.yaml", {"n_timesteps": 20_000}),
     ]
     curves = []
     for label, path, changes in plans:
@@ -280,12 +283,13 @@ def main() -> None:
         "batched": batched,
         "ratio_batched_over_per_env": batched["env_steps_per_s"] / today["env_steps_per_s"],
     }
-    result["sac_updates"] = sac_updates(500)
+    result["off_policy_updates"] = updates = [off_policy_updates(c, 500) for c in ("sac.yaml", "crossq.yaml")]
+    rates = ", ".join(f"{u['algo']} {u['gradient_steps_per_s']:.0f}" for u in updates)
     print(
         f"PPO pendubot end to end: per-env {today['env_steps_per_s']:,.0f} steps/s, batched "
         f"{batched['env_steps_per_s']:,.0f} steps/s ({result['ppo_end_to_end']['ratio_batched_over_per_env']:.1f}x); "
         f"learner {batched['learner_samples_per_s']:,.0f} samples/s through its epochs; "
-        f"SAC {result['sac_updates']['gradient_steps_per_s']:.0f} gradient steps/s",
+        f"gradient steps/s on the pendulum's configs: {rates}",
         flush=True,
     )
 
