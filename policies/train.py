@@ -238,12 +238,13 @@ class TrainingProgress(BaseCallback):
     steps so far, for a task's reward curriculum, and with `ramp` = (start, end, steps) the
     randomisation intensity, raised linearly from start to end over those steps."""
 
-    EVERY = 1000
-    """Calls between updates."""
+    EVERY = 10_000
+    """Env steps between updates (a call is n_envs steps: 1024 on a batched path)."""
 
     def __init__(self, ramp: tuple[float, float, int] | None = None):
         super().__init__()
         self.ramp = ramp
+        self._updated = 0
 
     def intensity(self, t: int) -> float | None:
         if self.ramp is None:
@@ -255,11 +256,12 @@ class TrainingProgress(BaseCallback):
         self.update()
 
     def _on_step(self) -> bool:
-        if self.n_calls % self.EVERY == 0:
+        if self.num_timesteps - self._updated >= self.EVERY:
             self.update()
         return True
 
     def update(self) -> None:
+        self._updated = self.num_timesteps
         value = self.intensity(self.num_timesteps)
         # A method, not set_attr: SB3's set_attr would set it on the Monitor wrapper, not the env.
         self.training_env.env_method("set_training_progress", self.num_timesteps, value)

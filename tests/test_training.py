@@ -645,18 +645,19 @@ def test_a_batched_config_trains_on_the_batched_path_and_evaluates_on_mujoco(tmp
 
 @pytest.mark.parametrize("batched", [False, True], ids=["per-env", "batched"])
 def test_the_curriculum_reaches_the_training_envs_themselves(tmp_path, batched, monkeypatch):
-    # SB3's set_attr sets an attribute on the Monitor wrapper, where the env never reads it.
-    monkeypatch.setattr(TrainingProgress, "EVERY", 8)
-    cfg = tiny_config(tmp_path, "ppo", steps=256)
-    cfg.batched, cfg.curriculum = batched, {"start": 0.0, "steps": 512}
+    # SB3's set_attr sets an attribute on the Monitor wrapper, where the env never reads it; and
+    # updates are counted in env steps, not calls, which a batch makes 32 env steps each here.
+    monkeypatch.setattr(TrainingProgress, "EVERY", 32)
+    cfg = tiny_config(tmp_path, "ppo", steps=512)
+    cfg.batched, cfg.n_envs, cfg.curriculum = batched, 32 if batched else 2, {"start": 0.0, "steps": 1024}
     venv = make_vec_env(cfg)
-    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0)
-    model.learn(256, callback=TrainingProgress((0.0, 1.0, 512)))
+    model = PPO("MlpPolicy", venv, n_steps=16, batch_size=64, n_epochs=1, seed=0)
+    model.learn(512, callback=TrainingProgress((0.0, 1.0, 1024)))
     envs = [venv.batched.env] if batched else [e.unwrapped for e in venv.envs]
     for env in envs:
-        # Halfway up the ramp, to within the last update (every 8 calls of 2 env steps).
+        # Halfway up the ramp, to within the last update (every 32 env steps).
         assert env.randomization_intensity == pytest.approx(0.5, abs=0.04)
-        assert env.task.training_steps >= 240
+        assert env.task.training_steps >= 480
 
 
 def test_the_progress_line_shows_steps_rate_and_the_last_evaluations_figures(tmp_path, capsys, monkeypatch):
