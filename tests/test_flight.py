@@ -83,6 +83,21 @@ def test_the_observed_error_integral_is_the_episodes_own_and_starts_at_zero():
         assert np.abs(expected).max() > 1e-3
 
 
+def test_a_moving_routes_error_is_split_into_lag_and_cross_track():
+    route = flight.get_route("figure8")
+    times = np.arange(0.0, route.duration_s + 1e-9, 0.01)
+    late, _ = route.reference(times - 0.1)  # 0.1 s behind, on the path
+    m = flight.metrics(route, times, late, None)
+    _, velocity = route.reference(times[times >= route.settle_s])
+    speed = np.linalg.norm(velocity, axis=1).mean()
+    assert m["along_track_cm"] == pytest.approx(-10 * speed, rel=0.05)  # cm: 0.1 s x m/s x 100
+    assert m["cross_track_cm"] < 0.3 * m["rmse_cm"]
+    above, _ = route.reference(times)
+    m = flight.metrics(route, times, above + [0.0, 0.0, 0.05], None)  # 5 cm above, on time
+    assert abs(m["along_track_cm"]) < 1e-9 and m["cross_track_cm"] == pytest.approx(5.0)
+    assert "along_track_cm" not in flight.metrics(flight.get_route("hover"), times, above, None)
+
+
 def test_the_reward_is_highest_on_the_reference_at_hover():
     env = RobotEnv("crazyflie", "hover")
     hover = flight.hover_action("rotors", env.params)

@@ -236,16 +236,27 @@ def failure(x: np.ndarray, reference: tuple[np.ndarray, np.ndarray]) -> str | No
 
 def metrics(route: Route, times: np.ndarray, positions: np.ndarray, failed: str | None) -> dict[str, float]:
     """Position error after the settling time over a trajectory (times (N,) s, positions (N, 3) m):
-    RMSE and max in cm, and success (1: stayed within MAX_ERROR, never crashed, lasted the episode)."""
-    references = route.reference(times)[0]
-    error = np.linalg.norm(positions - references, axis=1)
-    settled = error[times >= route.settle_s]
+    RMSE and max in cm, and success (1: stayed within MAX_ERROR, never crashed, lasted the episode).
+    A moving route also splits the error along its direction of travel: `along_track_cm`, the mean
+    signed error along it (negative: behind the reference), and `cross_track_cm`, the RMS of the
+    rest."""
+    references, velocities = route.reference(times)
+    offsets = positions - references
+    error = np.linalg.norm(offsets, axis=1)
+    settled = times >= route.settle_s
     lasted = len(times) > 0 and times[-1] >= route.duration_s - 1e-9
-    return {
-        "rmse_cm": float(np.sqrt(np.mean(settled**2)) * 100) if len(settled) else math.nan,
-        "max_error_cm": float(settled.max() * 100) if len(settled) else math.nan,
+    out = {
+        "rmse_cm": float(np.sqrt(np.mean(error[settled] ** 2)) * 100) if settled.any() else math.nan,
+        "max_error_cm": float(error[settled].max() * 100) if settled.any() else math.nan,
         "success": float(failed is None and lasted),
     }
+    if math.isfinite(route.period_s):
+        direction = velocities / np.maximum(np.linalg.norm(velocities, axis=1, keepdims=True), 1e-9)
+        along = np.sum(offsets * direction, axis=1)
+        across = np.linalg.norm(offsets - along[:, None] * direction, axis=1)
+        out["along_track_cm"] = float(along[settled].mean() * 100) if settled.any() else math.nan
+        out["cross_track_cm"] = float(np.sqrt(np.mean(across[settled] ** 2)) * 100) if settled.any() else math.nan
+    return out
 
 
 class Flight(Task):
