@@ -231,11 +231,17 @@ def plot(result: dict, path: Path) -> None:
     bars.text(len(robots) - 0.5, 110_000, "100k target", ha="right", fontsize=8)
     bars.set_title("env throughput, default imperfections and randomisation")
     bars.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)
-    for curve in result.get("time_to_target", []):
+    colours = plt.cm.tab20.colors  # more curves than the default cycle's ten colours
+    for i, curve in enumerate(result.get("time_to_target", [])):
         pts = curve["points"]
         style = "--" if "MuJoCo" in curve["label"] else "-"
         curves.plot(
-            [p["wall_s"] for p in pts], [p["success_rate"] for p in pts], style, marker=".", label=curve["label"]
+            [p["wall_s"] for p in pts],
+            [p["success_rate"] for p in pts],
+            style,
+            marker=".",
+            color=colours[i % len(colours)],
+            label=curve["label"],
         )
     curves.set_xscale("log")
     curves.set_xlabel("wall time, s (log; evaluations included)")

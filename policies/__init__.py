@@ -2,10 +2,9 @@
 
 Every controller has `act(obs) -> action` (and optionally `reset()`), the
 interface the env, the robustness benchmark and the real-time loop share, plus
-`control_rate_hz`, `action_history` and `conditions`: the task options its
-observation and commands were made with (`sim.tasks.task.task_options`, e.g.
-observe_winding, friction_compensation, action_level; absent ones are the
-task's defaults).
+`control_rate_hz`, `action_history` and `conditions`: its values of the task
+options its observation and commands depend on (`sim.tasks.task.task_conditions`,
+e.g. observe_winding, action_level; absent ones are the task's defaults).
 This module imports neither torch nor stable-baselines3.
 """
 

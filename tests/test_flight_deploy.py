@@ -175,6 +175,8 @@ def test_deploy_refuses_a_task_the_robot_does_not_have_and_links_it_is_not_on_ye
         DeployOptions("crazyflie", 100.0, task="swingup")
     with pytest.raises(ValueError, match="the pendubot has no task 'hover'"):
         DeployOptions("pendubot", 100.0, task="hover")
+    with pytest.raises(ValueError, match="no condition observe_winding .only action_level, observe_error_integral"):
+        DeployOptions("crazyflie", 100.0, conditions={"observe_winding": True})
     from hardware.apps.deploy import make_device
 
     with pytest.raises(ValueError, match="serial protocol carries joints"):

@@ -26,7 +26,7 @@ from hardware.safety import SafetyConfig
 from sim import simulated
 from sim.robots import ROBOTS, default_params, get_robot, load_robot_params, robot_names, robot_spec
 from sim.tasks.binding import Binding, make_binding
-from sim.tasks.task import default_task, task_options, tasks_of
+from sim.tasks.task import default_task, task_conditions, tasks_of
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,9 @@ class DeployOptions:
             problems.append(
                 f"the {self.robot} has no task {self.task!r} (its tasks: {', '.join(tasks_of(self.robot))})"
             )
-        elif unknown := sorted(set(self.conditions) - set(task_options(self.robot, self.task))):
-            problems.append(f"the {self.task} task has no option {', '.join(unknown)}")
+        elif unknown := sorted(set(self.conditions) - set(task_conditions(self.robot, self.task))):
+            known = ", ".join(task_conditions(self.robot, self.task))
+            problems.append(f"the {self.task} task's policies have no condition {', '.join(unknown)} (only {known})")
         if not 0 < self.rate_hz <= 1000:
             problems.append(f"rate_hz {self.rate_hz} is not in (0, 1000] Hz")
         if self.duration_s is not None and not self.duration_s > 0:

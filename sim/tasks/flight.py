@@ -280,6 +280,7 @@ class Flight(Task):
     """
 
     score, score_label, score_sign = "rmse_cm", "RMSE (cm)", -1.0
+    conditions = ("action_level", "observe_error_integral")
 
     def __init__(
         self,

@@ -151,6 +151,7 @@ class SwingUp(Task):
     name = "swingup"
     failure_penalty = FAILURE_PENALTY
     score, score_label = "score", "v2"
+    conditions = ("observe_winding", "friction_compensation")
 
     def __init__(
         self,

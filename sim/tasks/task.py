@@ -34,6 +34,9 @@ class Task(abc.ABC):
     """How many past actions the observation holds."""
     memory_size: int = 0
     """The size of the task's own per-episode memory (`observe`'s), e.g. an integral of an error."""
+    conditions: tuple[str, ...] = ()
+    """The options (`task_options`) the observation and commands depend on besides the action
+    history: a policy must be deployed with the values it was trained with."""
     observation_high: np.ndarray
     """(O,): the observation lies within +-this."""
     failure_penalty: float = 0.0
@@ -127,6 +130,12 @@ def _task_class(robot: str, task: str) -> type[Task]:
 def task_options(robot: str, task: str) -> tuple[str, ...]:
     """The options `make_task` takes for `task` on `robot`."""
     return tuple(inspect.signature(_task_class(robot, task)).parameters)[2:]
+
+
+def task_conditions(robot: str, task: str) -> tuple[str, ...]:
+    """The options of `task` on `robot` that a policy's deployment must share with its training
+    (`Task.conditions`)."""
+    return _task_class(robot, task).conditions
 
 
 def make_task(robot: str, task: str, params: Any, **options: Any) -> Task:
