@@ -219,7 +219,7 @@ def test_init_adds_the_winding_to_the_observation_without_changing_what_the_poli
     policy = runtime.load_policy(meta)
     layout = policy.meta["observation"]["layout"]
     assert (
-        policy.observe_winding
+        policy.conditions["observe_winding"]
         and len(layout) == 9
         and layout[-2:] == ["shoulder.position/(3 pi)", "elbow.position/(3 pi)"]
     )
@@ -231,7 +231,7 @@ def test_init_adds_the_winding_to_the_observation_without_changing_what_the_poli
     # Metadata that hides the winding: the loop's observation no longer fits the graph, which the
     # probe before arming finds; nothing is armed and the command says why.
     data = json.loads(meta.read_text())
-    data["observation"]["winding"] = False
+    data["env"]["observe_winding"] = False
     meta.write_text(json.dumps(data))
     assert main(deploy) == 2
 
