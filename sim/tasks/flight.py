@@ -1,8 +1,9 @@
 """The quadrotor's tasks (`Flight`): hover (Learning to Fly's) and the figure-eight, each a `Route`.
 
 Everything a policy sees or sends goes through the pure functions here
-(`observation`, `rotor_command`), of what the vehicle measures and the actions
-sent, so the real-time loop computes exactly what the policy was trained on.
+(`observation`, `rotor_command`), of what the vehicle measures, the actions
+sent and the task's memory (`integrate_error`), so the real-time loop computes
+exactly what the policy was trained on.
 Frames as in `sim.robots.quadrotor`: world z up, body FLU; a measurement m is
 (13,) = [position 3, quaternion 4, velocity 3, body rates 3].
 """
@@ -269,14 +270,14 @@ class Flight(Task):
     the task's memory): a constant force, such as the per-episode disturbance, otherwise leaves a
     constant offset, as it would for any controller without an integral. Action (4,) in [-1, 1]
     at `action_level`: `rotors` (rotor speeds) or `rates` (collective thrust and body rates,
-    `rotor_command`); the rate controller and the hover action
-    use the nominal vehicle. Reward: `reward` on the true state with `weights`, with
-    `reward_curriculum` at `training_steps` (Learning to Fly's curriculum; off by default: at its
-    final weights a step more than about 0.3 m from the reference earns less than nothing, so from
-    wide starts ending the episode early pays better than flying back, and PPO learned no hover in
-    7M steps, where without it 90% of the training starts succeed by 7M). An episode fails beyond
-    MAX_ERROR from the reference or on the floor. Metrics: `metrics` (position RMSE and max error
-    after the route's settling time, success).
+    `rotor_command`); the rate controller and the hover action use the nominal vehicle. Reward:
+    `reward` on the true state with `weights`, with `reward_curriculum` at `training_steps`
+    (Learning to Fly's curriculum; off by default: at its final weights a step more than about
+    0.3 m from the reference earns less than nothing, so from wide starts ending the episode early
+    pays better than flying back, and PPO learned no hover in 7M steps, where without it 90% of the
+    training starts succeed by 7M). An episode fails beyond MAX_ERROR from the reference or on the
+    floor. Metrics: `metrics` (position RMSE and max error after the route's settling time,
+    success; on a moving route the error along and across it).
     """
 
     score, score_label, score_sign = "rmse_cm", "RMSE (cm)", -1.0
