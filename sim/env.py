@@ -90,7 +90,8 @@ class RobotEnv(gym.Env):
         self.task: Task = make_task(robot, task or default_task(robot), params, **task_options)
         plant, imperfection_type, load_randomization = _simulation(robot)
         self.imperfections = imperfection_type.resolve(imperfections)
-        self._no_imperfections = imperfection_type()
+        self.no_imperfections = imperfection_type()
+        """An ideal episode's imperfections: none."""
         self.randomization = load_randomization(randomization) if randomization is not None else None
         self.randomization_intensity = float(randomization_intensity)
         self.ideal_episodes = float(ideal_episodes)
@@ -116,7 +117,7 @@ class RobotEnv(gym.Env):
         params, imperfections = self.params, self.imperfections
         # Drawn only when asked for, so that the seeded evaluation episodes stay as they were.
         if self.ideal_episodes and rng.uniform() < self.ideal_episodes:
-            params, imperfections = params.ideal(), self._no_imperfections
+            params, imperfections = params.ideal(), self.no_imperfections
         self._believed = params
         if self.randomization is not None:
             params, imperfections, drawn = self.randomization.sample(

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from sim.batched.episodes import BatchedEpisodes
 from sim.imperfections import Imperfections
 from sim.plant import PHYSICS_DT, pulse_times
 from sim.robots import Robot
@@ -177,98 +178,44 @@ class BatchedPendulum:
         return self.steps * PHYSICS_DT
 
 
-class BatchedSwingUp:
-    """`n_envs` swing-up episodes of `robot` stepped together on a `BatchedPendulum`, with the MuJoCo
-    env's options (`sim.env.RobotEnv`'s: params, control_rate_hz, imperfections, randomization,
-    randomization_intensity, ideal_episodes and the swing-up's own), its start distribution,
-    observation, reward and termination. An episode that ends starts again at once: `step` returns
-    the new episode's observation and the ended one's in `final_observation`. Random draws come
-    from one generator seeded by `seed`."""
+class BatchedSwingUp(BatchedEpisodes):
+    """`n_envs` swing-up episodes of `robot` stepped together on a `BatchedPendulum`
+    (`BatchedEpisodes`, with the swing-up's options)."""
 
     def __init__(self, robot: str = "pendubot", n_envs: int = 64, seed: int = 0, **env_options):
-        from sim.env import RobotEnv
         from sim.robots import ROBOTS
 
         if robot not in ROBOTS:
             raise ValueError(f"the batched swing-up runs the pendulum family ({', '.join(ROBOTS)}), not {robot!r}")
-        if n_envs < 1:
-            raise ValueError(f"n_envs must be >= 1, got {n_envs}")
-        # The MuJoCo env validates the options and builds the task, parameter set and randomiser.
-        self.env = env = RobotEnv(robot, **env_options)
-        self.task, self.params, self.substeps = env.task, env.params, env.substeps
-        self.observation_space, self.action_space = env.observation_space, env.action_space
-        self.N, self.n = n_envs, env.task.n
-        self.rng = np.random.default_rng(seed)
-        self.plant = BatchedPendulum(self.task.robot, n_envs, self.params)
-        self.plant.configure(np.arange(n_envs), [self.params] * n_envs, [env.imperfections] * n_envs)
-        self.ideal = np.zeros(n_envs, dtype=bool)
-        self.steps = np.zeros(n_envs, dtype=int)
-        self.past = np.zeros((n_envs, self.task.action_history, self.task.action_size))
-        self.memory = np.zeros((n_envs, self.task.memory_size))
+        super().__init__(robot, n_envs, seed, **env_options)
+        self.n = self.task.n
         duration = self.task.duration_s
-        self.max_steps = round(duration * env.control_rate_hz) if math.isfinite(duration) else math.inf
         self._horizon = duration if math.isfinite(duration) else 60.0
-        self.measured = np.zeros((n_envs, 2 * self.n))
 
-    def reset(self) -> np.ndarray:
-        """Start every episode again: observations (N, O)."""
-        self._start(np.arange(self.N))
-        return self.task.observe(self.measured, self.past, 0.0, self.memory)
+    def _plant(self) -> BatchedPendulum:
+        return BatchedPendulum(self.task.robot, self.N, self.params)
 
-    def _start(self, idx: np.ndarray) -> None:
-        env, rng = self.env, self.rng
-        params, imperfections, starts = [], [], []
-        for i in idx.tolist():
-            p, imp = env.params, env.imperfections
-            # Drawn only when asked for, in the MuJoCo env's order.
-            self.ideal[i] = bool(env.ideal_episodes) and rng.uniform() < env.ideal_episodes
-            if self.ideal[i]:
-                p, imp = p.ideal(), Imperfections()
-            if env.randomization is not None:
-                p, imp, _ = env.randomization.sample(rng, p, imp, env.randomization_intensity)
-            params.append(p)
-            imperfections.append(imp)
-            starts.append(self.task.initial_state(None, rng))
-        self.plant.configure(idx, params, imperfections)
-        self.plant.reset(idx, np.array(starts), rng, self._horizon)
-        self.steps[idx] = 0
-        self.past[idx] = self.task.initial_action()
-        self.memory[idx] = 0.0
-        self.measured[idx] = self.plant.measure()[idx]
+    def _initial_state(self, params: PendulumParams, rng: np.random.Generator) -> np.ndarray:
+        return self.task.initial_state(None, rng)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Actions (N, m) in [-1, 1] -> observations (N, O), rewards (N,), terminated (N,),
-        truncated (N,) and the final observations (N, O) of the episodes that ended (rows where
-        terminated or truncated; the others repeat the observation)."""
-        actions = np.asarray(actions, dtype=float).reshape(self.N, self.task.action_size)
-        if not np.isfinite(actions).all():
-            raise ValueError("actions contain NaN or inf")
-        actions = actions.clip(-1.0, 1.0)
-        task, n = self.task, self.n
-        previous = self.past[:, -1].copy() if task.action_history else actions
+    def _reset_plant(self, idx: np.ndarray, starts: np.ndarray) -> None:
+        self.plant.reset(idx, starts, self.rng, self._horizon)
+
+    def _command(self, actions: np.ndarray) -> np.ndarray:
+        task = self.task
         torques = task.to_command(actions, self.measured, self.params)
+        # An ideal episode's friction compensation cancels the friction its ideal model has: none.
         if self.ideal.any() and task.friction_compensation:
             ideal = task.to_command(actions, self.measured, self.params.ideal())
             torques = np.where(self.ideal[:, None], ideal, torques)
-        self.plant.step(torques, self.substeps, self.rng)
-        self.steps += 1
-        if task.action_history:
-            self.past[:, :-1] = self.past[:, 1:]
-            self.past[:, -1] = actions
-        self.measured = self.plant.measure()
+        return torques
 
-        x = self.plant.x
+    def _outcome(self, actions: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, x = self.n, self.plant.x
         q, dq = x[:, :n], x[:, n:]
         rewards = reward(tip_height(self.params.l, q), self.params.reach, dq, actions, previous)
-        terminated = outside(q, dq) if task.safety_stops else np.zeros(self.N, dtype=bool)
-        rewards = rewards - task.failure_penalty * terminated
-        truncated = ~terminated & (self.steps >= self.max_steps)
-        observations = task.observe(self.measured, self.past, 0.0, self.memory)
-        final = observations.copy()
-        done = np.flatnonzero(terminated | truncated)
-        if len(done):
-            self._start(done)
-            memory = self.memory[done]  # a copy, which observe advances
-            observations[done] = task.observe(self.measured[done], self.past[done], 0.0, memory)
-            self.memory[done] = memory
-        return observations, rewards, terminated, truncated, final
+        terminated = outside(q, dq) if self.task.safety_stops else np.zeros(self.N, dtype=bool)
+        return rewards, terminated
+
+    def _time(self) -> float:
+        return 0.0  # the swing-up's observation does not depend on time

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.batched.episodes import BatchedEpisodes
 from sim.dynamics.quadrotor import rotation
 from sim.flight import LEVER_ARM_M, PHYSICS_DT, FlightImperfections, hover_state
 from sim.robots.quadrotor import ROTORS, QuadrotorParams
@@ -198,88 +199,31 @@ class _Vehicle:
         return hover_state(self.params, position)
 
 
-class BatchedFlight:
-    """`n_envs` flights of `robot` stepped together on a `BatchedQuadrotor`, with the MuJoCo env's
-    options (`sim.env.RobotEnv`'s: task, params, control_rate_hz, imperfections, randomization,
-    randomization_intensity, ideal_episodes and the flight task's own), its start distribution,
-    observation, reward and termination. An episode that ends starts again at once: `step` returns
-    the new episode's observation and the ended one's in `final_observation`. Random draws come
-    from one generator seeded by `seed`."""
+class BatchedFlight(BatchedEpisodes):
+    """`n_envs` flights of `robot` stepped together on a `BatchedQuadrotor` (`BatchedEpisodes`,
+    with the flight task's options)."""
 
     def __init__(self, robot: str = "crazyflie", n_envs: int = 64, seed: int = 0, **env_options):
-        from sim.env import RobotEnv
-
-        if n_envs < 1:
-            raise ValueError(f"n_envs must be >= 1, got {n_envs}")
-        # The MuJoCo env validates the options and builds the task, parameter set and randomiser.
-        self.env = env = RobotEnv(robot, **env_options)
-        self.task, self.params, self.substeps = env.task, env.params, env.substeps
-        self.observation_space, self.action_space = env.observation_space, env.action_space
-        self.N = n_envs
-        self.rng = np.random.default_rng(seed)
-        self.plant = BatchedQuadrotor(n_envs, self.params)
-        self.plant.configure(np.arange(n_envs), [self.params] * n_envs, [env.imperfections] * n_envs)
-        self.steps = np.zeros(n_envs, dtype=int)
-        self.past = np.zeros((n_envs, self.task.action_history, self.task.action_size))
-        self.memory = np.zeros((n_envs, self.task.memory_size))
-        self.max_steps = round(self.task.duration_s * env.control_rate_hz)
-        self.measured = np.zeros((n_envs, 13))
+        super().__init__(robot, n_envs, seed, **env_options)
         self._hover = self.task.initial_action()
 
-    def reset(self) -> np.ndarray:
-        """Start every episode again: observations (N, O)."""
-        self._start(np.arange(self.N))
-        return self.task.observe(self.measured, self.past, self.plant.time, self.memory)
+    def _plant(self) -> BatchedQuadrotor:
+        return BatchedQuadrotor(self.N, self.params)
 
-    def _start(self, idx: np.ndarray) -> None:
-        env, rng = self.env, self.rng
-        params, imperfections, starts = [], [], []
-        for _ in idx.tolist():
-            p, imp = env.params, env.imperfections
-            # Drawn only when asked for, in the MuJoCo env's order.
-            if env.ideal_episodes and rng.uniform() < env.ideal_episodes:
-                p, imp = p.ideal(), FlightImperfections()
-            if env.randomization is not None:
-                p, imp, _ = env.randomization.sample(rng, p, imp, env.randomization_intensity)
-            params.append(p)
-            imperfections.append(imp)
-            starts.append(self.task.initial_state(_Vehicle(p), rng))
-        self.plant.configure(idx, params, imperfections)
-        self.plant.reset(idx, np.array(starts), rng)
-        self.steps[idx] = 0
-        self.past[idx] = self.task.initial_action()
-        self.memory[idx] = 0.0
-        self.measured[idx] = self.plant.measure()[idx]
+    def _initial_state(self, params: QuadrotorParams, rng: np.random.Generator) -> np.ndarray:
+        return self.task.initial_state(_Vehicle(params), rng)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Actions (N, 4) in [-1, 1] -> observations (N, O), rewards (N,), terminated (N,),
-        truncated (N,) and the final observations (N, O) of the episodes that ended (rows where
-        terminated or truncated; the others repeat the observation)."""
-        actions = np.asarray(actions, dtype=float).reshape(self.N, self.task.action_size)
-        if not np.isfinite(actions).all():
-            raise ValueError("actions contain NaN or inf")
-        actions = actions.clip(-1.0, 1.0)
-        task = self.task
+    def _reset_plant(self, idx: np.ndarray, starts: np.ndarray) -> None:
+        self.plant.reset(idx, starts, self.rng)
+
+    def _command(self, actions: np.ndarray) -> np.ndarray:
         # The rate controller runs on the nominal vehicle, as the MuJoCo env's does.
-        self.plant.step(task.to_command(actions, self.measured, self.params), self.substeps, self.rng)
-        self.steps += 1
-        if task.action_history:
-            self.past[:, :-1] = self.past[:, 1:]
-            self.past[:, -1] = actions
-        self.measured = self.plant.measure()
+        return self.task.to_command(actions, self.measured, self.params)
 
-        x, t = self.plant.x, self.plant.time
-        reference = task.route.reference(t)
-        rewards = reward(x, reference, actions, self._hover, task.reward_weights())
-        terminated = failed(x, reference[0])
-        rewards = rewards - task.failure_penalty * terminated
-        truncated = ~terminated & (self.steps >= self.max_steps)
-        observations = task.observe(self.measured, self.past, t, self.memory)
-        final = observations.copy()
-        done = np.flatnonzero(terminated | truncated)
-        if len(done):
-            self._start(done)
-            memory = self.memory[done]  # a copy, which observe advances
-            observations[done] = task.observe(self.measured[done], self.past[done], self.plant.time[done], memory)
-            self.memory[done] = memory
-        return observations, rewards, terminated, truncated, final
+    def _outcome(self, actions: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = self.plant.x
+        reference = self.task.route.reference(self.plant.time)
+        return reward(x, reference, actions, self._hover, self.task.reward_weights()), failed(x, reference[0])
+
+    def _time(self) -> np.ndarray:
+        return self.plant.time
