@@ -1,8 +1,9 @@
 """The quadrotor through the real-time loop: deployed on the simulated device with the baseline, its
 log in the message types a 3D viewer shows, and its safe behaviour (land, motors off) in the loop."""
 
-import dataclasses
+import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -84,8 +85,7 @@ def test_the_loop_carries_the_tasks_memory_from_tick_to_tick():
             return super().act(obs)
 
     seen = []
-    options = DeployOptions("crazyflie", 100.0, duration_s=3.0, mode="lockstep")
-    options = dataclasses.replace(options, conditions=Recording.conditions)
+    options = DeployOptions("crazyflie", 100.0, duration_s=3.0, mode="lockstep", conditions=Recording.conditions)
     result = deploy(Recording(), options)
     assert result["metrics"]["success"] == 1.0, result["metrics"]
     observations = np.array(seen[1:])  # after the probe's
@@ -168,6 +168,26 @@ def test_deploy_options_come_from_the_policy_unless_a_setting_says_otherwise():
     assert o.conditions == Policy.conditions
     o = options_for(Policy(), "crazyflie", rate_hz=None, task="hover", duration_s=None, params="cf21")
     assert (o.task, o.rate_hz, o.duration_s, o.params) == ("hover", 250.0, None, "cf21")
+
+
+def test_an_artifact_is_deployed_at_the_action_level_and_with_the_integral_it_was_trained_with(tmp_path):
+    from hardware.apps.deploy import options_for
+    from policies.runtime import ZOO, load_policy
+
+    for suffix in (".json", ".onnx"):
+        shutil.copy(ZOO / f"crazyflie-hover{suffix}", tmp_path)
+    path = tmp_path / "crazyflie-hover.json"
+    assert load_policy(path).conditions == {"action_level": "rotors", "observe_error_integral": True}
+    meta = json.loads(path.read_text())
+    meta["env"]["action_level"] = "rates"
+    path.write_text(json.dumps(meta))
+    binding = binding_of(options_for(load_policy(path), "crazyflie"))
+    level, action, params = np.zeros(13), np.array([0.2, 0.5, 0.0, 0.0]), quadrotor.load_params("l2f")
+    level[2], level[3] = 1.0, 1.0
+    rates = flight.rotor_command("rates", action, level, params)
+    np.testing.assert_array_equal(binding.to_command(action, level), rates)
+    assert not np.allclose(rates, flight.rotor_command("rotors", action, level, params))
+    assert binding.memory_size == 4
 
 
 def test_deploy_refuses_a_task_the_robot_does_not_have_and_links_it_is_not_on_yet():
