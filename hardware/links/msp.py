@@ -146,33 +146,25 @@ class Decoder:
             self.malformed += 1
             return 0, None
         direction = Direction(bytes(b[2:3]))
-        if b[1] == ord("M"):
-            if len(b) < 5:
-                return None
-            size, command = b[3], b[4]
-            if size > min(V1_MAX_PAYLOAD, self.max_payload):
-                self.oversized += 1
-                return 0, None
-            end = 5 + size
-            if len(b) < end + 1:
-                return None
-            if _xor(b[3:end]) != b[end]:
-                self.checksum_errors += 1
-                return 0, None
-            return end + 1, Message(command, bytes(b[5:end]), direction, 1)
-        if len(b) < 8:
+        version = 1 if b[1] == ord("M") else 2
+        start = 5 if version == 1 else 8  # where the payload begins
+        if len(b) < start:
             return None
-        flags, command, size = struct.unpack_from("<BHH", b, 3)
-        if size > self.max_payload:
+        if version == 1:
+            flags, command, size, limit, check = 0, b[4], b[3], min(V1_MAX_PAYLOAD, self.max_payload), _xor
+        else:
+            flags, command, size = struct.unpack_from("<BHH", b, 3)
+            limit, check = self.max_payload, crc8_dvb_s2
+        if size > limit:
             self.oversized += 1
             return 0, None
-        end = 8 + size
+        end = start + size
         if len(b) < end + 1:
             return None
-        if crc8_dvb_s2(b[3:end]) != b[end]:
+        if check(b[3:end]) != b[end]:
             self.checksum_errors += 1
             return 0, None
-        return end + 1, Message(command, bytes(b[8:end]), direction, 2, flags)
+        return end + 1, Message(command, bytes(b[start:end]), direction, version, flags)
 
 
 # Payloads --------------------------------------------------------------------------------------
