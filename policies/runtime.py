@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from sim.tasks.task import default_task, task_conditions
+from sim.tasks.task import default_task, task_conditions, tasks_of
 
 FORMAT = "s2r-policy/1"
 ZOO = Path(__file__).parent / "zoo"
@@ -104,15 +104,12 @@ def read_metadata(path: Path) -> dict[str, Any]:
     if not (low < high).all():
         raise ArtifactError(f"{path}: action bounds must have low < high, got low {low.tolist()}, high {high.tolist()}")
     robot, task = meta["robot"], meta.get("task")
-    if task is not None:
-        from sim.tasks.task import tasks_of
-
-        try:
-            known = tasks_of(robot)
-        except ValueError as exc:
-            raise ArtifactError(f"{path}: {exc}") from None
-        if task not in known:
-            raise ArtifactError(f"{path}: the {robot} has no task {task!r} (its tasks: {', '.join(known)})")
+    try:
+        known = tasks_of(robot)
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: {exc}") from None
+    if task is not None and task not in known:
+        raise ArtifactError(f"{path}: the {robot} has no task {task!r} (its tasks: {', '.join(known)})")
     history = meta["observation"].get("action_history", 0)
     if isinstance(history, bool) or not isinstance(history, int) or not 0 <= history <= 64:
         raise ArtifactError(f"{path}: observation action_history must be an integer in [0, 64], got {history!r}")

@@ -420,6 +420,7 @@ def test_tampered_graph_is_refused(trained, tmp_path):
         (lambda m: m["observation"].update(action_history=10**12), "action_history must be an integer in"),
         (lambda m: m.update(task="hover"), r"the pendubot has no task 'hover' \(its tasks: swingup\)"),
         (lambda m: m.update(robot="submarine"), "unknown robot 'submarine'"),
+        (lambda m: (m.update(robot="submarine"), m.pop("task")), "unknown robot 'submarine'"),  # an older artifact
         (
             lambda m: m.update(normalization={"mean": [0.0], "var": [1.0], "clip": 10, "epsilon": 1e-8}),
             "normalization mean must be a list of 7 numbers",
