@@ -49,6 +49,7 @@ from sim.batched import make_batched
 from sim.config import ConfigError
 from sim.env import RobotEnv
 from sim.robots import get_robot
+from sim.tasks.task import default_task, task_conditions
 
 log = logging.getLogger(__name__)
 
@@ -507,8 +508,8 @@ class RunPolicy:
         self.stats = load_normalization(run, checkpoint)
         self.control_rate_hz = float(self.config.env.get("control_rate_hz", 100.0))
         self.action_history = int(self.config.env.get("action_history", 1))
-        self.observe_winding = bool(self.config.env.get("observe_winding", False))
-        self.friction_compensation = bool(self.config.env.get("friction_compensation", False))
+        shared = task_conditions(self.config.robot, self.config.env.get("task") or default_task(self.config.robot))
+        self.conditions = {k: v for k, v in self.config.env.items() if k in shared}
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.model.predict(normalize(obs, self.stats), deterministic=True)[0]
