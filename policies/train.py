@@ -48,7 +48,6 @@ from policies.vec_env import BatchedVecEnv
 from sim.batched import make_batched
 from sim.config import ConfigError
 from sim.env import RobotEnv
-from sim.robots import get_robot
 from sim.tasks.task import default_task, task_conditions
 
 log = logging.getLogger(__name__)
@@ -448,23 +447,31 @@ def _warm_start(
         raise ValueError(
             f"cannot start from {init}: observation normalisation {source.normalize}, here {cfg.normalize}"
         )
-    winding = (bool(source.env.get("observe_winding", False)), bool(cfg.env.get("observe_winding", False)))
-    if winding[0] and not winding[1]:
-        raise ValueError(f"cannot start from {init}: its observation holds the joints' winding, this one does not")
-    widen = winding == (False, True)
+    old_task, new_task = RobotEnv(source.robot, **source.env).task, RobotEnv(cfg.robot, **cfg.env).task
+    extensions = {o: getattr(new_task, o) for o in new_task.observation_extensions}
+    for option, new in extensions.items():
+        if (old := getattr(old_task, option)) > new:
+            raise ValueError(f"cannot start from {init}: its observation holds more ({option} {old}, here {new})")
+    # Only the extensions may tell the two observations apart: the new entries are then trailing ones.
+    grown = RobotEnv(source.robot, **{**source.env, **extensions}).task.observation_high.size
+    size, extra = old_task.observation_high.size, new_task.observation_high.size - old_task.observation_high.size
+    if grown != size + extra:
+        raise ValueError(
+            f"cannot start from {init}: its observation has {size} entries, this one {size + extra}; "
+            f"only {', '.join(extensions) or 'nothing'} may add to it"
+        )
     path = init / "checkpoints" / f"{checkpoint}.zip"
     if not path.exists():
         raise ValueError(f"cannot start from {init}: no checkpoints/{checkpoint}.zip")
     _, params, variables = load_from_zip_file(path, device="cpu")
     stats = load_normalization(init, checkpoint)
-    if widen:
+    if extra:
         # Fresh optimiser states: the old ones' moments do not fit the wider layers.
-        extra = len(get_robot(cfg.robot).joints)
-        size = int(model.observation_space.shape[0]) - extra
         policy = _widen_input(params["policy"], model.policy.state_dict(), size, extra)
         model.set_parameters({"policy": policy}, exact_match=False, device="cpu")
         if stats is not None:
-            # The winding is of order 1 already: it enters as it is, until the running statistics take it in.
+            # The new entries are of order 1 already: they enter as they are, until the running
+            # statistics take them in.
             stats = {**stats, "mean": [*stats["mean"], *[0.0] * extra], "var": [*stats["var"], *[1.0] * extra]}
     else:
         model.set_parameters(params, exact_match=True, device="cpu")
@@ -480,7 +487,7 @@ def _warm_start(
 
 def _widen_input(old: dict[str, Any], new: dict[str, Any], size: int, extra: int) -> dict[str, Any]:
     """`old` state dict for a model whose observation of `size` entries gained `extra` trailing
-    ones (the winding): each first layer gets zero weights for them, inserted after the old
+    ones (`Task.observation_extensions`): each first layer gets zero weights for them, inserted after the old
     observation's columns (a critic's action columns follow), so the widened network computes
     what the old one did."""
     out = {}

@@ -83,6 +83,23 @@ def test_the_observed_error_integral_is_the_episodes_own_and_starts_at_zero():
         assert np.abs(expected).max() > 1e-3
 
 
+def test_the_preview_is_the_reference_ahead_and_nothing_on_a_hover():
+    env = RobotEnv("crazyflie", "figure8", action_history=1, observe_preview=3)
+    assert env.observation_space.shape == (flight.observation_size(1, preview=3),)
+    assert env.task.describe()["observation"]["layout"][-3] == "reference_ahead[0.3 s].x"
+    env.reset(seed=0)
+    for _ in range(120):
+        obs, *_ = env.step(np.zeros(4) + 0.1)
+        if env.plant.time >= 1.0:
+            break
+    route, t = env.task.route, env.plant.time
+    expected = [route.reference(t + 0.1 * i)[0] - route.reference(t)[0] for i in (1, 2, 3)]
+    np.testing.assert_allclose(obs[-9:], np.concatenate(expected), atol=1e-6)
+    hover = RobotEnv("crazyflie", "hover", action_history=1, observe_preview=3)
+    obs, _ = hover.reset(seed=0)
+    assert not obs[-9:].any()
+
+
 def test_a_moving_routes_error_is_split_into_lag_and_cross_track():
     route = flight.get_route("figure8")
     times = np.arange(0.0, route.duration_s + 1e-9, 0.01)

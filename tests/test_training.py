@@ -236,6 +236,39 @@ def test_init_adds_the_winding_to_the_observation_without_changing_what_the_poli
     assert main(deploy) == 2
 
 
+def test_init_adds_a_flights_reference_preview_and_refuses_any_other_new_entry(tmp_path):
+    def flight(**env):
+        data = {
+            "algo": "ppo",
+            "n_timesteps": 64,
+            "n_envs": 2,
+            "normalize": False,
+            "env": {"task": "figure8", "action_history": 2, **env},
+            "eval": {"freq": 64, "episodes": 1},
+            "hyperparams": TINY["ppo"],
+        }
+        path = tmp_path / f"flight{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return load_config("crazyflie", path, "ppo")
+
+    source = train(flight(), tmp_path / "hover", progress=False)
+    run = train(flight(observe_preview=2), tmp_path / "preview", progress=False, init=source)
+    before = PPO.load(source / "checkpoints" / "best.zip", device="cpu")
+    # Its first evaluation comes before its first update: the checkpoint it saved is the start.
+    after = PPO.load(run / "checkpoints" / "best.zip", device="cpu")
+    # The preview's six entries come last and start with zero weights: the same actions as before.
+    obs = np.random.default_rng(0).uniform(-1, 1, (20, before.observation_space.shape[0])).astype(np.float32)
+    ahead = np.concatenate([obs, np.full((20, 6), 0.5, np.float32)], axis=1)
+    np.testing.assert_allclose(
+        after.predict(ahead, deterministic=True)[0], before.predict(obs, deterministic=True)[0], atol=1e-6
+    )
+    # The integral sits before the action history: adding it would shift what the weights read.
+    with pytest.raises(ValueError, match="has 26 entries, this one 29; only observe_preview may add to it"):
+        train(flight(observe_error_integral=True), tmp_path / "integral", progress=False, init=source)
+    with pytest.raises(ValueError, match="holds more .observe_preview 2, here 0"):
+        train(flight(), tmp_path / "fewer", progress=False, init=run)
+
+
 def test_init_adds_the_winding_to_a_normalised_observation(trained, tmp_path):
     # PPO with observation normalisation: the new entries get mean 0 and variance 1, so the
     # normalised winding, too, meets zero weights.
@@ -265,7 +298,7 @@ def test_init_refuses_to_drop_the_winding(trained, tmp_path):
     wound.env["observe_winding"] = True
     wound.hyperparams["learning_starts"] = 10
     run = train(wound, tmp_path / "b", progress=False, init=trained["sac"][0])
-    with pytest.raises(ValueError, match="holds the joints' winding"):
+    with pytest.raises(ValueError, match="its observation holds more .observe_winding True, here False"):
         train(tiny_config(tmp_path, "sac", steps=1), tmp_path / "c", progress=False, init=run)
 
 

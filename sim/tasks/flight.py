@@ -37,6 +37,10 @@ m s, and enters the observation divided by it."""
 INTEGRATE_WITHIN = 0.15
 """The position error is integrated only within this distance of the reference, m: no wind-up while
 recovering from afar."""
+PREVIEW_STEP_S = 0.1
+"""With `Flight`'s observe_preview the reference ahead is seen at this spacing, s..."""
+PREVIEW_CLIP = 1.0
+"""...as its displacement from the reference now, clipped to +-this, m."""
 MAX_ERROR = 0.6
 """An episode ends, failed, beyond this distance from the reference, m."""
 MAX_BODY_RATE = 10.0
@@ -108,8 +112,8 @@ def get_route(name: str) -> Route:
         raise ValueError(f"unknown quadrotor task {name!r}; expected one of {', '.join(TASKS)}") from None
 
 
-def observation_size(action_history: int, error_integral: bool = False) -> int:
-    return 18 + 3 * error_integral + ROTORS * action_history
+def observation_size(action_history: int, error_integral: bool = False, preview: int = 0) -> int:
+    return 18 + 3 * error_integral + ROTORS * action_history + 3 * preview
 
 
 def observation(
@@ -117,12 +121,14 @@ def observation(
     reference: tuple[np.ndarray, np.ndarray],
     past_actions: np.ndarray,
     integral: np.ndarray | None = None,
+    preview: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Policy input, float32 (..., 18 [+ 3] + 4 k), for measurements (..., 13), references (..., 3),
-    past actions (..., k, 4) and optionally the position error's integral (..., 3) m s: [position
-    error (3) clipped to +-POSITION_CLIP m, rotation matrix body to world (9, row-major), velocity
-    error (3) clipped to +-VELOCITY_CLIP m/s, body rates / RATE_SCALE clipped to +-RATE_CLIP (3),
-    the integral / INTEGRAL_CLIP (3) if given, the k most recent actions oldest first]."""
+    """Policy input, float32 (..., 18 [+ 3] + 4 k [+ 3 p]), for measurements (..., 13), references
+    (..., 3), past actions (..., k, 4) and optionally the position error's integral (..., 3) m s and
+    the reference ahead (..., p, 3) m: [position error (3) clipped to +-POSITION_CLIP m, rotation
+    matrix body to world (9, row-major), velocity error (3) clipped to +-VELOCITY_CLIP m/s, body
+    rates / RATE_SCALE clipped to +-RATE_CLIP (3), the integral / INTEGRAL_CLIP (3) if given, the k
+    most recent actions oldest first, the reference ahead clipped to +-PREVIEW_CLIP (3 p) if given]."""
     position, velocity = reference
     batch = measured.shape[:-1]
     parts = [
@@ -132,6 +138,7 @@ def observation(
         np.clip(measured[..., 10:13] / RATE_SCALE, -RATE_CLIP, RATE_CLIP),
         *([] if integral is None else [integral / INTEGRAL_CLIP]),
         np.reshape(past_actions, (*batch, -1)),
+        *([] if preview is None else [np.clip(preview, -PREVIEW_CLIP, PREVIEW_CLIP).reshape(*batch, -1)]),
     ]
     return np.concatenate(parts, axis=-1, dtype=np.float32)
 
@@ -268,7 +275,9 @@ class Flight(Task):
     Observation: `observation` of the measured state, the reference and the last `action_history`
     actions, with `observe_error_integral` the position error's integral too (`integrate_error`,
     the task's memory): a constant force, such as the per-episode disturbance, otherwise leaves a
-    constant offset, as it would for any controller without an integral. Action (4,) in [-1, 1]
+    constant offset, as it would for any controller without an integral; with `observe_preview`
+    p > 0 the reference's displacement 0.1, 0.2, ... p/10 s ahead, appended (a tracking
+    controller's feedforward). Action (4,) in [-1, 1]
     at `action_level`: `rotors` (rotor speeds) or `rates` (collective thrust and body rates,
     `rotor_command`); the rate controller and the hover action use the nominal vehicle. Reward:
     `reward` on the true state with `weights`, with `reward_curriculum` at `training_steps`
@@ -281,7 +290,8 @@ class Flight(Task):
     """
 
     score, score_label, score_sign = "rmse_cm", "RMSE (cm)", -1.0
-    conditions = ("action_level", "observe_error_integral")
+    conditions = ("action_level", "observe_error_integral", "observe_preview")
+    observation_extensions = ("observe_preview",)
 
     def __init__(
         self,
@@ -292,9 +302,12 @@ class Flight(Task):
         init_spread: float | None = None,
         reward_curriculum: bool = False,
         observe_error_integral: bool = False,
+        observe_preview: int = 0,
     ):
         if action_level not in ACTION_LEVELS:
             raise ValueError(f"unknown action level {action_level!r}; expected one of {', '.join(ACTION_LEVELS)}")
+        if not 0 <= observe_preview <= 10:
+            raise ValueError(f"observe_preview must be in [0, 10] points, got {observe_preview}")
         if not 0 <= action_history <= 64:
             raise ValueError(f"action_history must be in [0, 64], got {action_history}")
         self.route = get_route(route)
@@ -307,6 +320,7 @@ class Flight(Task):
         self.action_size = ROTORS
         self.observe_error_integral = bool(observe_error_integral)
         self.memory_size = 4 if observe_error_integral else 0
+        self.observe_preview = int(observe_preview)
         self.weights, self.reward_curriculum = RewardWeights(), bool(reward_curriculum)
         self.observation_high = np.concatenate(
             [
@@ -316,6 +330,7 @@ class Flight(Task):
                 np.full(3, RATE_CLIP),
                 np.ones(3 if observe_error_integral else 0),
                 np.ones(ROTORS * action_history),
+                np.full(3 * observe_preview, PREVIEW_CLIP),
             ]
         )
         self._hover = hover_action(action_level, params)
@@ -331,7 +346,11 @@ class Flight(Task):
         integral = None
         if self.observe_error_integral:
             integral = integrate_error(memory, measured[..., :3] - reference[0], t)
-        return observation(measured, reference, past, integral)
+        preview = None
+        if self.observe_preview:
+            ahead = np.asarray(t)[..., None] + PREVIEW_STEP_S * np.arange(1, self.observe_preview + 1)
+            preview = self.route.reference(ahead)[0] - reference[0][..., None, :]
+        return observation(measured, reference, past, integral, preview)
 
     def to_command(self, action: np.ndarray, measured: np.ndarray, params: QuadrotorParams) -> np.ndarray:
         """Rotor-speed set-points (4,) in [0, 1]."""
@@ -359,6 +378,8 @@ class Flight(Task):
         if self.observe_error_integral:
             layout += [f"position_error_integral.{a}/{INTEGRAL_CLIP:g}" for a in axes]
         layout += [f"action[t-{k - i}][{a}]" for i in range(k) for a in range(ROTORS)]
+        p = self.observe_preview
+        layout += [f"reference_ahead[{(i + 1) * PREVIEW_STEP_S:g} s].{a}" for i in range(p) for a in axes]
         channels = (
             [f"rotor{i + 1}.speed" for i in range(ROTORS)]
             if self.action_level == "rotors"

@@ -152,6 +152,7 @@ class SwingUp(Task):
     failure_penalty = FAILURE_PENALTY
     score, score_label = "score", "v2"
     conditions = ("observe_winding", "friction_compensation")
+    observation_extensions = ("observe_winding",)
 
     def __init__(
         self,

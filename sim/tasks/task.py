@@ -37,6 +37,10 @@ class Task(abc.ABC):
     conditions: tuple[str, ...] = ()
     """The options (`task_options`) the observation and commands depend on besides the action
     history: a policy must be deployed with the values it was trained with."""
+    observation_extensions: tuple[str, ...] = ()
+    """Of `conditions`, those that only append entries to the observation's end as they are turned
+    on or raised: a policy can start training from one without them, with zero weights for the new
+    entries."""
     observation_high: np.ndarray
     """(O,): the observation lies within +-this."""
     failure_penalty: float = 0.0
