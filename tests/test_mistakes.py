@@ -209,6 +209,17 @@ CASES = {
         "env: unknown action level 'thrust'",
         TRAIN,
     ),
+    "a quadrotor training config with a preview that is not a number of points": (
+        lambda d: [
+            "train",
+            "--robot",
+            "crazyflie",
+            "--config",
+            _file(d, "p.yaml", "algo: ppo\nn_timesteps: 10\nenv: {task: figure8, observe_preview: three}\n"),
+        ],
+        "env: observe_preview must be a whole number of points in [0, 10], got 'three'",
+        TRAIN,
+    ),
     "a training config naming a randomisation that is not there": (
         lambda d: [
             "train",

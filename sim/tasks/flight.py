@@ -306,8 +306,8 @@ class Flight(Task):
     ):
         if action_level not in ACTION_LEVELS:
             raise ValueError(f"unknown action level {action_level!r}; expected one of {', '.join(ACTION_LEVELS)}")
-        if not 0 <= observe_preview <= 10:
-            raise ValueError(f"observe_preview must be in [0, 10] points, got {observe_preview}")
+        if isinstance(observe_preview, bool) or not isinstance(observe_preview, int) or not 0 <= observe_preview <= 10:
+            raise ValueError(f"observe_preview must be a whole number of points in [0, 10], got {observe_preview!r}")
         if not 0 <= action_history <= 64:
             raise ValueError(f"action_history must be in [0, 64], got {action_history}")
         self.route = get_route(route)
