@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from sim.tasks.task import default_task, task_conditions, tasks_of
+from sim.tasks.task import conditions_of, tasks_of
 
 FORMAT = "s2r-policy/1"
 ZOO = Path(__file__).parent / "zoo"
@@ -151,8 +151,7 @@ class OnnxPolicy:
         self.action_history = int(meta["observation"].get("action_history", 0))
         # What the observation and commands were made with (winding, friction compensation, action
         # level...): the robot must do the same.
-        shared = task_conditions(self.robot, self.task or default_task(self.robot))
-        self.conditions = {k: v for k, v in meta["env"].items() if k in shared}
+        self.conditions = conditions_of(self.robot, self.task, meta["env"])
         self.low = np.asarray(meta["action"]["low"], dtype=np.float32)
         self.high = np.asarray(meta["action"]["high"], dtype=np.float32)
         self.squashed = bool(meta["action"].get("squashed", False))

@@ -48,7 +48,7 @@ from policies.vec_env import BatchedVecEnv
 from sim.batched import make_batched
 from sim.config import ConfigError
 from sim.env import RobotEnv
-from sim.tasks.task import default_task, task_conditions
+from sim.tasks.task import conditions_of
 
 log = logging.getLogger(__name__)
 
@@ -487,9 +487,9 @@ def _warm_start(
 
 def _widen_input(old: dict[str, Any], new: dict[str, Any], size: int, extra: int) -> dict[str, Any]:
     """`old` state dict for a model whose observation of `size` entries gained `extra` trailing
-    ones (`Task.observation_extensions`): each first layer gets zero weights for them, inserted after the old
-    observation's columns (a critic's action columns follow), so the widened network computes
-    what the old one did."""
+    ones (`Task.observation_extensions`): each first layer gets zero weights for them, inserted
+    after the old observation's columns (a critic's action columns follow), so the widened network
+    computes what the old one did."""
     out = {}
     for key, weight in old.items():
         target = new[key].shape
@@ -515,8 +515,7 @@ class RunPolicy:
         self.stats = load_normalization(run, checkpoint)
         self.control_rate_hz = float(self.config.env.get("control_rate_hz", 100.0))
         self.action_history = int(self.config.env.get("action_history", 1))
-        shared = task_conditions(self.config.robot, self.config.env.get("task") or default_task(self.config.robot))
-        self.conditions = {k: v for k, v in self.config.env.items() if k in shared}
+        self.conditions = conditions_of(self.config.robot, self.config.env.get("task"), self.config.env)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.model.predict(normalize(obs, self.stats), deterministic=True)[0]

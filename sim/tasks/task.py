@@ -142,6 +142,13 @@ def task_conditions(robot: str, task: str) -> tuple[str, ...]:
     return _task_class(robot, task).conditions
 
 
+def conditions_of(robot: str, task: str | None, env: dict[str, Any]) -> dict[str, Any]:
+    """A policy's conditions: the `task_conditions` among the env options it was trained with
+    (`task` None: the robot's default task)."""
+    shared = task_conditions(robot, task or default_task(robot))
+    return {k: v for k, v in env.items() if k in shared}
+
+
 def make_task(robot: str, task: str, params: Any, **options: Any) -> Task:
     """Task `task` on `robot` with its nominal parameter set `params` (loaded) and the task's own
     options (`task_options`: `sim.tasks.swingup.SwingUp`'s, `sim.tasks.flight.Flight`'s)."""
