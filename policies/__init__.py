@@ -33,9 +33,10 @@ def controller_robot(name: str, robot: str | None = None) -> str | None:
     return None
 
 
-def make_controller(name: str, robot: str, rate_hz: float | None = None):
+def make_controller(name: str, robot: str, rate_hz: float | None = None, action_level: str | None = None):
     """A controller by name for a robot: "baseline", "zoo:NAME" or an artifact path. `rate_hz`: the
-    rate a baseline that can run at any rate (the crazyflie's) is run at (default: 100 Hz)."""
+    rate a baseline that can run at any rate (the crazyflie's) is run at (default: 100 Hz);
+    `action_level`: the level the crazyflie's baseline acts at (default: rotors)."""
     if name.startswith("zoo:") or name.endswith((".json", ".onnx")):
         from policies.runtime import load_policy
 
@@ -51,7 +52,7 @@ def make_controller(name: str, robot: str, rate_hz: float | None = None):
         if robot == "crazyflie":
             from policies.geometric import GeometricController
 
-            return GeometricController(control_rate_hz=rate_hz or 100.0)
+            return GeometricController(control_rate_hz=rate_hz or 100.0, action_level=action_level or "rotors")
         from policies.baselines import PendubotEnergyLQR
 
         return PendubotEnergyLQR()

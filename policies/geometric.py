@@ -10,13 +10,15 @@ J (-kR e_R - kw w) + w x J w; the rotor thrusts solve the allocation, and the
 rotor-speed set-points lead the motors' lag by tau d(speed)/dt.
 
 Like every policy it acts on the observation (`sim.tasks.flight.observation`)
-and returns an action in [-1, 1] (the `rotors` level); it knows only the model
-the user gives it.
+and returns an action in [-1, 1], at the `rotors` level, or at the `rates` level
+(collective thrust and the body rates -k_R e_R / k_w that its attitude loop asks
+for, which a flight controller's rate loop then follows); it knows only the
+model the user gives it.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -30,25 +32,35 @@ YAW_SHARE = 0.3
 """Yaw's attitude and rate gains, as a share of roll's and pitch's."""
 YAW_AUTHORITY = 0.5
 """The yaw torque is limited to this share of what the rotors can give at hover, N m."""
+GAINS = {
+    "rotors": {"kp": 36.0, "kv": 14.0, "ki": 60.0, "k_attitude": 600.0, "k_rate": 45.0},
+    # Slower at the rates level: a flight controller's rate loop (and the motors' lag behind it) is
+    # between this controller and the rotors; its attitude loop asks for k_attitude / k_rate (2.5) 1/s.
+    "rates": {"kp": 6.0, "kv": 4.0, "ki": 4.0, "k_attitude": 112.5, "k_rate": 45.0},
+}
+"""Position (kp, kv, ki: 1/s^2, 1/s, 1/s^3) and attitude gains (k_attitude, k_rate) per action level."""
 
 
 class GeometricController:
-    """`act(obs) -> action` at the `rotors` action level, for observations without action history
-    or with any (it ignores it)."""
+    """`act(obs) -> action` at `action_level` (`rotors` or `rates`), for observations without
+    action history or with any (it ignores it)."""
 
-    conditions: ClassVar[dict[str, Any]] = {"action_level": "rotors"}
     action_history = 0
 
     def __init__(
         self,
         params: QuadrotorParams | str = "l2f",
         control_rate_hz: float = 100.0,
-        kp: float = 36.0,
-        kv: float = 14.0,
-        ki: float = 60.0,
-        k_attitude: float = 600.0,
-        k_rate: float = 45.0,
+        action_level: str = "rotors",
+        **gains: float,
     ):
+        """`gains` (kp, kv, ki, k_attitude, k_rate) override the level's `GAINS`."""
+        if action_level not in flight.ACTION_LEVELS:
+            raise ValueError(f"unknown action level {action_level!r}; expected one of {', '.join(flight.ACTION_LEVELS)}")
+        if unknown := set(gains) - set(GAINS[action_level]):
+            raise ValueError(f"unknown gain(s) {', '.join(sorted(unknown))}; expected {', '.join(GAINS[action_level])}")
+        kp, kv, ki, k_attitude, k_rate = (GAINS[action_level] | gains).values()
+        self.conditions: dict[str, Any] = {"action_level": action_level}
         self.params = quadrotor.load_params(params) if isinstance(params, str) else params
         self.control_rate_hz = control_rate_hz
         self.dt = 1.0 / control_rate_hz
@@ -89,6 +101,13 @@ class GeometricController:
         error = desired.T @ rotation - rotation.T @ desired
         e_r = 0.5 * np.array([error[2, 1], error[0, 2], error[1, 0]])
         inertia = np.asarray(p.inertia)
+        if self.conditions["action_level"] == "rates":
+            # The attitude loop's rate set-points; the flight controller's rate loop does the rest.
+            setpoint = -k_attitude / k_rate * e_r
+            setpoint[2] *= YAW_SHARE
+            collective = thrust / (quadrotor.ROTORS * p.max_thrust)
+            limit = quadrotor.MAX_BODY_RATE
+            return np.clip(np.concatenate([[2.0 * collective - 1.0], setpoint / limit]), -1.0, 1.0)
         torque = inertia * (-k_attitude * e_r - k_rate * rates) + np.cross(rates, inertia * rates)
         # Roll and pitch before yaw: yaw takes differential thrust that tilting needs, and a saturated
         # rotor would couple the axes (an attitude oscillation that grows).

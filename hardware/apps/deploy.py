@@ -24,7 +24,7 @@ from hardware.device import Device
 from hardware.loop import ControlLoop, Policy, TickRecord, apply_realtime_settings, probe_policy
 from hardware.safety import SafetyConfig
 from sim import simulated
-from sim.robots import ROBOTS, default_params, get_robot, load_robot_params, robot_names, robot_spec
+from sim.robots import QUADROTORS, ROBOTS, default_params, get_robot, load_robot_params, robot_names, robot_spec
 from sim.tasks.binding import Binding, make_binding
 from sim.tasks.task import default_task, task_conditions, tasks_of
 
@@ -42,8 +42,11 @@ class DeployOptions:
     duration_s: float | None = 10.0
     """Run length, s; None runs until Ctrl-C or `should_stop`."""
     device: str = "sim"
-    """sim (the simulated robot), serial:PORT (a device speaking the s2r serial protocol) or ros2
-    (ROS 2 topics: JointState in, Float64MultiArray effort commands out)."""
+    """sim (the simulated robot), serial:PORT (a device speaking the s2r serial protocol), ros2
+    (ROS 2 topics: JointState in, Float64MultiArray effort commands out) or msp:PORT (a quadrotor's
+    Betaflight-class flight controller, position from motion capture on `mocap_topic`)."""
+    mocap_topic: str = "/cf1/mocap/odom"
+    """nav_msgs/Odometry of the vehicle from motion capture (the msp device), ROS 2."""
     domain_id: int = 0
     """ROS 2 domain id (the ros2 device)."""
     loopback: bool = False
@@ -92,8 +95,16 @@ class DeployOptions:
             problems.append(f"action_history {self.action_history} is not in [0, 64]")
         if not 0 <= self.seed < 2**32:
             problems.append(f"seed {self.seed} is not in [0, 2^32)")
+        if self.device.startswith("msp") and self.robot not in QUADROTORS:
+            problems.append(f"msp is a flight controller's link: the {self.robot} is not a quadrotor")
         if problems:
             raise ValueError("invalid deploy options: " + "; ".join(problems))
+
+    @property
+    def commands(self) -> str | None:
+        """The level of commands the device takes (`sim.robots.quadrotor.COMMAND_LEVELS`; None: the
+        robot's only or default one): a flight controller over MSP runs the rate loop itself."""
+        return "rates" if self.device.startswith("msp") else None
 
 
 def options_for(policy: Policy, robot: str, **settings: Any) -> DeployOptions:
@@ -122,6 +133,11 @@ def make_device(options: DeployOptions) -> Device:
         if options.robot not in ROBOTS:
             raise ValueError(f"the s2r serial protocol carries joints: the {options.robot} is not on it yet")
         return SerialDevice(options.device.removeprefix("serial:"))
+    if options.device.startswith("msp:") and len(options.device) > len("msp:"):
+        from hardware.backends.msp_device import MocapOdometry, MspDevice
+
+        mocap = MocapOdometry(options.mocap_topic, options.domain_id, options.loopback, options.ros2_backend)
+        return MspDevice(options.device.removeprefix("msp:"), mocap)
     if options.device == "ros2":
         if options.robot not in ROBOTS:
             raise ValueError(f"the ros2 device speaks JointState: the {options.robot} is not on it yet")
@@ -131,14 +147,22 @@ def make_device(options: DeployOptions) -> Device:
         return Ros2Device(
             joints, joints, domain_id=options.domain_id, loopback=options.loopback, backend=options.ros2_backend
         )
-    raise ValueError(f"unknown device {options.device!r}; expected sim, serial:PORT (e.g. serial:/dev/ttyACM0) or ros2")
+    raise ValueError(
+        f"unknown device {options.device!r}; expected sim, serial:PORT (e.g. serial:/dev/ttyACM0), ros2 or msp:PORT"
+    )
 
 
 def binding_of(options: DeployOptions) -> Binding:
     """The loop's binding for the robot, task and policy conditions `options` name."""
     params = load_robot_params(options.robot, options.params)
     return make_binding(
-        options.robot, options.task, params, options.rate_hz, options.conditions, options.safety.damping
+        options.robot,
+        options.task,
+        params,
+        options.rate_hz,
+        options.conditions,
+        options.safety.damping,
+        options.commands,
     )
 
 
@@ -164,7 +188,7 @@ def deploy(
     loop measured and sent (with `summary`, their line for a person). `records`, if given,
     receives every tick; `should_stop`, if given, is asked before every tick."""
     params = load_robot_params(options.robot, options.params)
-    spec = robot_spec(options.robot, params)
+    spec = robot_spec(options.robot, params, options.commands)
     binding = binding_of(options)
     probe_policy(policy, binding, len(spec.state), options.action_history)  # before anything moves
     device = device or make_device(options)

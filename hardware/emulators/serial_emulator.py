@@ -248,15 +248,21 @@ class Emulator:
 
     # Sending, through the faulty wire -------------------------------------------------------------
     def _send(self, kind: Type, payload: bytes, now: int) -> None:
-        seq, count = self.tx_seq, self.frames_sent
+        seq = self.tx_seq
         self.tx_seq = (seq + 1) & 0xFFFF
+        self._transmit(protocol.encode_frame(kind, seq, payload), kind == Type.STATE, now)
+
+    def _transmit(self, frame: bytes, state: bool, now: int) -> None:
+        """Put `frame` on the faulty wire at `now`; `state` frames are recorded (by their index among
+        the frames sent) when dropped or damaged."""
+        count = self.frames_sent
         self.frames_sent += 1
-        data = bytearray(protocol.encode_frame(kind, seq, payload))
+        data = bytearray(frame)
         f, rng = self.faults, self.wire_rng
-        record = kind == Type.STATE and not self.booted
+        record = state and not self.booted
         if record:
             self.report["states_sent"] += 1
-        if kind == Type.STATE and f.drop and rng.random() < f.drop:
+        if state and f.drop and rng.random() < f.drop:
             if record:
                 self.report["states_dropped"].append(count)
             return

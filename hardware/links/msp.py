@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import struct
+
+import numpy as np
 
 FIRMWARE_RECEIVE_BUFFER = 192
 """The largest request payload a Betaflight board accepts, bytes."""
@@ -211,3 +214,78 @@ def unpack_rc(payload: bytes) -> tuple[int, ...]:
     if len(payload) % 2:
         raise MspError(f"RC payload of {len(payload)} bytes is not a whole number of u16 channels")
     return struct.unpack(f"<{len(payload) // 2}H", payload)
+
+
+STATUS = struct.Struct("<HHHIB")
+"""MSP_STATUS's first fields: cycle time us, I2C errors, sensors present, flight mode flags, profile."""
+ARMED_FLAG, ANGLE_FLAG, FAILSAFE_FLAG = 1 << 0, 1 << 1, 1 << 2
+"""Flight mode flags of STATUS as the s2r emulator sets them (a board packs its own box ids, which
+MSP_BOXIDS lists; ARM is box 0 on Betaflight)."""
+
+
+def pack_status(cycle_time_us: int, flags: int) -> bytes:
+    return STATUS.pack(cycle_time_us, 0, 0b11, flags, 0)
+
+
+def unpack_status(payload: bytes) -> tuple[int, int]:
+    """(cycle time us, flight mode flags) of a STATUS reply (longer replies: the first fields)."""
+    if len(payload) < STATUS.size:
+        raise MspError(f"STATUS payload of {len(payload)} bytes; at least {STATUS.size} expected")
+    cycle, _, _, flags, _ = STATUS.unpack_from(payload)
+    return cycle, flags
+
+
+# Conventions ---------------------------------------------------------------------------------
+# s2r's frames are world ENU-like (z up) and body FLU; a flight controller speaks in stick terms:
+# roll right wing down, pitch nose up, yaw (heading) clockwise seen from above, all positive.
+
+RC_CHANNELS = 8
+"""SET_RAW_RC carries roll, pitch, yaw, throttle (Betaflight's AETR map) and AUX1..AUX4."""
+AUX_ARM_HIGH, AUX_ARM_LOW = 1800, 1000
+"""AUX1 at these arms and disarms (a board's ARM mode on AUX1 from 1700 us)."""
+ARM_THRESHOLD = 1700
+
+
+def sticks(setpoint: np.ndarray, max_rate: float, arm: bool) -> tuple[int, ...]:
+    """SET_RAW_RC channels (RC_CHANNELS) of [collective thrust in [0, 1], body rates x, y, z rad/s
+    (FLU)] for a board whose rate profile is linear up to `max_rate` rad/s at full stick: roll about
+    body x, pitch stick forward (nose down) about +y, yaw stick right about -z; AUX1 arms."""
+    thrust, rx, ry, rz = (float(v) for v in setpoint)
+    def stick(v: float) -> int:
+        return int(round(1500 + 500 * max(-1.0, min(1.0, v / max_rate))))
+    throttle = int(round(RC_MIN + (RC_MAX - RC_MIN) * max(0.0, min(1.0, thrust))))
+    aux = AUX_ARM_HIGH if arm else AUX_ARM_LOW
+    return (stick(rx), stick(ry), stick(-rz), throttle, aux, RC_MIN, RC_MIN, RC_MIN)
+
+
+def setpoint(channels: tuple[int, ...], max_rate: float) -> np.ndarray:
+    """The inverse of `sticks`: [collective thrust, body rates x, y, z rad/s] of RC channels."""
+    roll, pitch, yaw, throttle = (float(c) for c in channels[:4])
+    scale = max_rate / 500.0
+    return np.array([(throttle - RC_MIN) / (RC_MAX - RC_MIN), (roll - 1500) * scale, (pitch - 1500) * scale,
+                     -(yaw - 1500) * scale])
+
+
+def attitude_of(quaternion: np.ndarray) -> tuple[float, float, float]:
+    """(roll, pitch, heading) in degrees, as ATTITUDE reports them, of the unit quaternion (w, x, y,
+    z) from body FLU to world (z up): ZYX angles of the FLU frame, pitch negated (nose up positive)
+    and heading clockwise in [0, 360)."""
+    w, x, y, z = (float(v) for v in quaternion)
+    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
+    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return math.degrees(roll), -math.degrees(pitch), (-math.degrees(yaw)) % 360.0
+
+
+def quaternion_of(roll_deg: float, pitch_deg: float, heading_deg: float) -> np.ndarray:
+    """The inverse of `attitude_of`: the unit quaternion (w, x, y, z) of ATTITUDE's angles."""
+    r, p, y = math.radians(roll_deg) / 2, -math.radians(pitch_deg) / 2, -math.radians(heading_deg) / 2
+    cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
+    return np.array([cr * cp * cy + sr * sp * sy, sr * cp * cy - cr * sp * sy,
+                     cr * sp * cy + sr * cp * sy, cr * cp * sy - sr * sp * cy])
+
+
+GYRO_SCALE = 1.0
+"""RAW_IMU's gyro unit, deg/s (Betaflight sends whole degrees per second)."""
+ACC_1G = 512
+"""RAW_IMU's accelerometer counts per g."""

@@ -165,6 +165,73 @@ class Empty(idl.IdlStruct, typename="std_msgs::msg::dds_::Empty_"):
 
 
 @dataclass
+@annotate.final
+class Point(idl.IdlStruct, typename="geometry_msgs::msg::dds_::Point_"):
+    x: types.float64 = 0.0
+    y: types.float64 = 0.0
+    z: types.float64 = 0.0
+
+
+@dataclass
+@annotate.final
+class Quaternion(idl.IdlStruct, typename="geometry_msgs::msg::dds_::Quaternion_"):
+    x: types.float64 = 0.0
+    y: types.float64 = 0.0
+    z: types.float64 = 0.0
+    w: types.float64 = 1.0
+
+
+@dataclass
+@annotate.final
+class Pose(idl.IdlStruct, typename="geometry_msgs::msg::dds_::Pose_"):
+    position: Point = field(default_factory=Point)
+    orientation: Quaternion = field(default_factory=Quaternion)
+
+
+@dataclass
+@annotate.final
+class PoseWithCovariance(idl.IdlStruct, typename="geometry_msgs::msg::dds_::PoseWithCovariance_"):
+    pose: Pose = field(default_factory=Pose)
+    covariance: types.array[types.float64, 36] = field(default_factory=lambda: [0.0] * 36)
+
+
+@dataclass
+@annotate.final
+class Vector3(idl.IdlStruct, typename="geometry_msgs::msg::dds_::Vector3_"):
+    x: types.float64 = 0.0
+    y: types.float64 = 0.0
+    z: types.float64 = 0.0
+
+
+@dataclass
+@annotate.final
+class Twist(idl.IdlStruct, typename="geometry_msgs::msg::dds_::Twist_"):
+    linear: Vector3 = field(default_factory=Vector3)
+    angular: Vector3 = field(default_factory=Vector3)
+
+
+@dataclass
+@annotate.final
+class TwistWithCovariance(idl.IdlStruct, typename="geometry_msgs::msg::dds_::TwistWithCovariance_"):
+    twist: Twist = field(default_factory=Twist)
+    covariance: types.array[types.float64, 36] = field(default_factory=lambda: [0.0] * 36)
+
+
+@dataclass
+@annotate.final
+class Odometry(idl.IdlStruct, typename="nav_msgs::msg::dds_::Odometry_"):
+    """A body's pose in `header.frame_id` and its twist in `child_frame_id` (REP 105): what a
+    motion-capture bridge publishes for a tracked vehicle."""
+
+    header: Header = field(default_factory=Header)
+    child_frame_id: str = ""
+    pose: PoseWithCovariance = field(default_factory=PoseWithCovariance)
+    twist: TwistWithCovariance = field(default_factory=TwistWithCovariance)
+    ros_type = "nav_msgs/msg/Odometry"
+    type_hash = "RIHS01_3cc97dc7fb7502f8714462c526d369e35b603cfc34d946e3f2eda2766dfec6e0"
+
+
+@dataclass
 class Malformed:
     """What a reader gets in place of a message that did not decode, and why."""
 
@@ -197,6 +264,7 @@ MESSAGES = (
     DiagnosticStatus,
     DiagnosticArray,
     Empty,
+    Odometry,
 )
 for _type in MESSAGES:
     _tolerant(_type)

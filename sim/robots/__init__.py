@@ -244,10 +244,13 @@ def load_robot_params(robot: str, name_or_path: str | Path):
     return get_robot(robot).load_params(name_or_path)
 
 
-def robot_spec(robot: str, params) -> RobotSpec:
-    """`robot`'s channels with parameter set `params` (as `load_robot_params` gives it)."""
+def robot_spec(robot: str, params, commands: str | None = None) -> RobotSpec:
+    """`robot`'s channels with parameter set `params` (as `load_robot_params` gives it); a
+    quadrotor's commands at the level its device takes (`quadrotor.COMMAND_LEVELS`, default rotors)."""
     if robot in QUADROTORS:
         from sim.robots import quadrotor
 
-        return quadrotor.spec(params)
+        return quadrotor.spec(params, commands or "rotors")
+    if commands is not None:
+        raise ValueError(f"the {robot} has one command level: joint torques")
     return get_robot(robot).spec(params)

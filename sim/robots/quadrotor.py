@@ -26,11 +26,17 @@ import numpy as np
 
 from sim.config import ConfigError, as_float, as_floats, check_keys, load_yaml
 from sim.robots import channels
-from sim.robots.spec import RobotSpec
+from sim.robots.spec import Channel, RobotSpec
 
 _DIR = Path(__file__).parent / "crazyflie"
 XML = _DIR / "crazyflie.xml"
 
+COMMAND_LEVELS = ("rotors", "rates")
+"""What a quadrotor device takes: rotor speeds (the vehicle's own rate loop is the host's, as in
+simulation), or collective thrust and body rates (a flight controller's rate loop follows them: a
+Betaflight board over MSP)."""
+MAX_BODY_RATE = 10.0
+"""Body-rate set-points span +-this, rad/s (a Betaflight board's rate profile at 573 deg/s, linear)."""
 MAX_ROTOR_THRUST = 0.2
 """Hard thrust limit of one rotor, N: above what a Crazyflie-class motor and propeller can give
 (0.15 N at full speed). A parameter set whose thrust curve asks for more is refused."""
@@ -170,12 +176,16 @@ RATE_RANGE = 50.0
 """...nor body rates beyond +-this, rad/s."""
 
 
-def spec(params: QuadrotorParams) -> RobotSpec:
+def spec(params: QuadrotorParams, commands: str = "rotors") -> RobotSpec:
     """The quadrotor's channels, as its MJCF declares them (`sim.robots.channels`): state (13,) =
     [body.position.x/y/z (m, world), body.orientation.w/x/y/z, body.velocity.x/y/z (m/s, world),
-    body.rates.x/y/z (rad/s, body)], a state estimate as the vehicle reports it; commands (4,) =
-    rotor speed set-points in [0, 1] (rotor1.speed .. rotor4.speed), which the rotor model turns
-    into the actuators' thrusts. No rate limit: the motors' own lag is the physics."""
+    body.rates.x/y/z (rad/s, body)], a state estimate as the vehicle reports it. Commands (4,) at
+    the `commands` level (COMMAND_LEVELS): `rotors`, rotor speed set-points in [0, 1]
+    (rotor1.speed .. rotor4.speed), which the rotor model turns into the actuators' thrusts;
+    `rates`, [body.thrust in [0, 1] of the four rotors' maximum, body.rate_setpoint.x/y/z within
+    +-MAX_BODY_RATE rad/s (body FLU)]. No rate limit: the motors' own lag is the physics."""
+    if commands not in COMMAND_LEVELS:
+        raise ValueError(f"unknown quadrotor command level {commands!r}; expected one of {', '.join(COMMAND_LEVELS)}")
     model = channels.compiled(XML)
     ranges = {
         "body.position": (-POSITION_RANGE, POSITION_RANGE),
@@ -183,7 +193,16 @@ def spec(params: QuadrotorParams) -> RobotSpec:
         "body.linear_velocity": (-VELOCITY_RANGE, VELOCITY_RANGE),
         "body.angular_velocity": (-RATE_RANGE, RATE_RANGE),
     }
-    command = channels.command_channels(model, ".speed", "1", "rotor.speed", [(0.0, 1.0)] * ROTORS, math.inf)
+    if commands == "rotors":
+        command = channels.command_channels(model, ".speed", "1", "rotor.speed", [(0.0, 1.0)] * ROTORS, math.inf)
+    else:
+        command = (
+            Channel("body.thrust", "1", 0.0, 1.0, "body.thrust"),
+            *(
+                Channel(f"body.rate_setpoint.{a}", "rad/s", -MAX_BODY_RATE, MAX_BODY_RATE, "body.rate_setpoint")
+                for a in "xyz"
+            ),
+        )
     return RobotSpec("crazyflie", channels.state_channels(model, ranges), command, 100.0, 500.0)
 
 

@@ -20,6 +20,8 @@ KINDS = (
     "body.linear_velocity",  # x, y, z in the world frame, m/s
     "body.angular_velocity",  # x, y, z in the body frame, rad/s
     "rotor.speed",  # normalised rotor speed set-point in [0, 1]
+    "body.thrust",  # collective thrust set-point, fraction of the rotors' maximum in [0, 1]
+    "body.rate_setpoint",  # x, y, z body-rate set-points, rad/s (a flight controller's rate loop follows them)
 )
 """What a channel measures or commands; channels of one body kind come in x, y, z (w first for the
 orientation) order."""

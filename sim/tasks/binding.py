@@ -51,15 +51,22 @@ class Binding:
 
 
 def make_binding(
-    robot: str, task: str, params: Any, rate_hz: float, conditions: Mapping[str, Any], damping: float
+    robot: str,
+    task: str,
+    params: Any,
+    rate_hz: float,
+    conditions: Mapping[str, Any],
+    damping: float,
+    commands: str | None = None,
 ) -> Binding:
     """The binding of `task` on `robot` with its parameter set `params` (loaded), at `rate_hz`, and
     the policy's training conditions (`conditions`: task options its observation and commands depend
     on, `sim.tasks.task.make_task`'s; those this task does not take are not its policy's, e.g. an
-    action level for a pendulum). `damping` is the pendulum's safe-state damping, N m s/rad."""
+    action level for a pendulum). `damping` is the pendulum's safe-state damping, N m s/rad;
+    `commands` the level the device takes (`Task.binding`)."""
     from sim.tasks.task import make_task, task_options
 
     taken = task_options(robot, task)
     return make_task(robot, task, params, **{k: v for k, v in conditions.items() if k in taken}).binding(
-        rate_hz, damping
+        rate_hz, damping, commands
     )

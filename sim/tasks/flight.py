@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sim.dynamics.quadrotor import rotation
-from sim.robots.quadrotor import ROTORS, QuadrotorParams
+from sim.robots.quadrotor import MAX_BODY_RATE, ROTORS, QuadrotorParams
 from sim.tasks.task import Task
 
 if TYPE_CHECKING:
@@ -43,8 +43,6 @@ PREVIEW_CLIP = 1.0
 """...as its displacement from the reference now, clipped to +-this, m."""
 MAX_ERROR = 0.6
 """An episode ends, failed, beyond this distance from the reference, m."""
-MAX_BODY_RATE = 10.0
-"""Body-rate set-points of the `rates` action level span +-this, rad/s."""
 RATE_GAIN = 20.0
 """The inner rate controller's proportional gain, 1/s: torque = J RATE_GAIN (w_set - w)."""
 ACTION_LEVELS = ("rotors", "rates")
@@ -175,21 +173,34 @@ def speeds_for(params: QuadrotorParams, thrusts: np.ndarray) -> np.ndarray:
     return np.clip((-c1 + np.sqrt(c1 * c1 - 4 * c2 * (c0 - f))) / (2 * c2), 0.0, 1.0)
 
 
-def rotor_command(level: str, action: np.ndarray, measured: np.ndarray, params: QuadrotorParams) -> np.ndarray:
-    """Rotor-speed set-points (..., 4) in [0, 1] for actions (..., 4) in [-1, 1] at action `level`:
-    `rotors`, each rotor's speed; `rates`, collective thrust (fraction of the four rotors' maximum)
-    and body-rate set-points (x MAX_BODY_RATE rad/s) through a proportional rate controller with
-    the gyroscopic term, on the measured rates (measurements (..., 13))."""
+def rates_setpoint(action: np.ndarray) -> np.ndarray:
+    """[collective thrust (fraction of the four rotors' maximum, [0, 1]), body-rate set-points (3)
+    rad/s] (..., 4) of `rates`-level actions (..., 4) in [-1, 1]: what a flight controller's rate
+    loop is given."""
     action = np.clip(action, -1.0, 1.0)
-    if level == "rotors":
-        return (action + 1.0) / 2.0
-    thrust = (action[..., :1] + 1.0) / 2.0 * ROTORS * params.max_thrust
+    return np.concatenate([(action[..., :1] + 1.0) / 2.0, action[..., 1:] * MAX_BODY_RATE], axis=-1)
+
+
+def rate_controller(setpoint: np.ndarray, rates: np.ndarray, params: QuadrotorParams) -> np.ndarray:
+    """Rotor-speed set-points (..., 4) in [0, 1] that follow `setpoint` (..., 4) (`rates_setpoint`)
+    from the body rates (..., 3) rad/s: a proportional rate controller with the gyroscopic term,
+    torque = J RATE_GAIN (w_set - w) + w x J w, on the nominal vehicle `params`."""
+    thrust = setpoint[..., :1] * ROTORS * params.max_thrust
     inertia = np.asarray(params.inertia)
-    rates = measured[..., 10:13]
-    torque = inertia * RATE_GAIN * (action[..., 1:] * MAX_BODY_RATE - rates) + np.cross(rates, inertia * rates)
+    torque = inertia * RATE_GAIN * (setpoint[..., 1:] - rates) + np.cross(rates, inertia * rates)
     wrench = np.concatenate([thrust, torque], axis=-1)
     thrusts = np.linalg.solve(allocation(params), wrench[..., None])[..., 0]
     return speeds_for(params, thrusts)
+
+
+def rotor_command(level: str, action: np.ndarray, measured: np.ndarray, params: QuadrotorParams) -> np.ndarray:
+    """Rotor-speed set-points (..., 4) in [0, 1] for actions (..., 4) in [-1, 1] at action `level`:
+    `rotors`, each rotor's speed; `rates`, collective thrust and body rates (`rates_setpoint`)
+    through `rate_controller` on the measured rates (measurements (..., 13))."""
+    action = np.clip(action, -1.0, 1.0)
+    if level == "rotors":
+        return (action + 1.0) / 2.0
+    return rate_controller(rates_setpoint(action), measured[..., 10:13], params)
 
 
 def hover_action(level: str, params: QuadrotorParams) -> np.ndarray:
@@ -387,7 +398,7 @@ class Flight(Task):
         )
         return {"observation": {"layout": layout}, "action": {"level": self.action_level, "channels": channels}}
 
-    def binding(self, rate_hz: float, damping: float) -> Binding:
+    def binding(self, rate_hz: float, damping: float, commands: str | None = None) -> Binding:
         from sim.tasks import flight_binding
 
-        return flight_binding.binding(self, rate_hz)
+        return flight_binding.binding(self, rate_hz, commands=commands or "rotors")

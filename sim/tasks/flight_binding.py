@@ -1,4 +1,6 @@
-"""The flight tasks' binding for the quadrotor: state the vehicle's estimate (13,), commands rotor speeds (4,).
+"""The flight tasks' binding for the quadrotor: state the vehicle's estimate (13,), commands (4,) at the
+level the device takes: rotor speeds, or collective thrust and body rates for a flight controller
+whose own rate loop follows them (`sim.robots.quadrotor.COMMAND_LEVELS`).
 
 Its safe behaviour is `FlightSupervisor`'s: from a trusted state the vehicle
 lands, the classical baseline tracking a reference that descends at
@@ -12,22 +14,23 @@ import dataclasses
 
 import numpy as np
 
-from sim.robots.quadrotor import ROTORS, QuadrotorParams
+from sim.robots.quadrotor import COMMAND_LEVELS, ROTORS, QuadrotorParams
 from sim.tasks import flight
 from sim.tasks.binding import Binding
 from sim.tasks.flight_safety import LAND, OFF, FlightLimits, FlightSupervisor, outside
 
 
 class SafeFlight:
-    """`command(values | None, elapsed_s)`: the rotor speeds (4,) of the safe state, `elapsed_s`
-    seconds after it began. A safe state that begins again (the loop's e-stop was reset and tripped
+    """`command(values | None, elapsed_s)`: the commands (4,) of the safe state at the device's
+    `commands` level, `elapsed_s` seconds after it began; motors off is all zero at either level
+    (no thrust, no rates). A safe state that begins again (the loop's e-stop was reset and tripped
     anew) lands again from where the vehicle is, unless the motors went off."""
 
-    def __init__(self, params: QuadrotorParams, rate_hz: float, limits: FlightLimits):
+    def __init__(self, params: QuadrotorParams, rate_hz: float, limits: FlightLimits, commands: str = "rotors"):
         from policies.geometric import GeometricController  # the classical baseline lands
 
-        self.limits = limits
-        self.lander = GeometricController(params, rate_hz)
+        self.limits, self.commands = limits, commands
+        self.lander = GeometricController(params, rate_hz, action_level=commands)
         self.supervisor = FlightSupervisor(limits)
         self._elapsed = float("inf")
 
@@ -43,16 +46,30 @@ class SafeFlight:
             return np.zeros(ROTORS)
         reference = self.supervisor.landing_reference(elapsed_s)
         action = self.lander.act(flight.observation(values, reference, np.zeros((0, ROTORS))))
-        return (action + 1.0) / 2.0
+        return (action + 1.0) / 2.0 if self.commands == "rotors" else flight.rates_setpoint(action)
 
 
-def binding(task: flight.Flight, rate_hz: float, limits: FlightLimits | None = None) -> Binding:
+def binding(
+    task: flight.Flight, rate_hz: float, limits: FlightLimits | None = None, commands: str = "rotors"
+) -> Binding:
     """The flight `task` on the vehicle at `rate_hz`, its nominal parameter set the rate
-    controller's and the landing's model. Time runs from the loop's first tick, as the reference
-    does from reset."""
+    controller's and the landing's model, for a device taking `commands` (`COMMAND_LEVELS`): at
+    `rates` the device's own rate loop follows the policy's set-points, so the policy must act at
+    that level. Time runs from the loop's first tick, as the reference does from reset."""
     route, params = task.route, task.params
+    if commands not in COMMAND_LEVELS:
+        raise ValueError(f"unknown quadrotor command level {commands!r}; expected one of {', '.join(COMMAND_LEVELS)}")
+    if commands == "rates" and task.action_level != "rates":
+        raise ValueError(
+            f"this policy commands {task.action_level}, and the device takes collective thrust and body rates "
+            "(its flight controller runs the rate loop): deploy a policy trained with action_level: rates"
+        )
     limits = limits or FlightLimits()
-    safe = SafeFlight(params, rate_hz, limits)
+    safe = SafeFlight(params, rate_hz, limits, commands)
+    if commands == "rotors":
+        to_command = lambda action, values: task.to_command(action, values, params)  # noqa: E731
+    else:
+        to_command = lambda action, values: flight.rates_setpoint(action)  # noqa: E731
 
     def errors(T: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, str | None]:
         references = [route.reference(t) for t in T]
@@ -76,7 +93,7 @@ def binding(task: flight.Flight, rate_hz: float, limits: FlightLimits | None = N
     return Binding(
         task=task.name,
         observe=task.observe,
-        to_command=lambda action, values: task.to_command(action, values, params),
+        to_command=to_command,
         envelope=lambda values: outside(limits, values),
         safe_command=safe.command,
         action_size=task.action_size,

@@ -239,7 +239,9 @@ class SwingUp(Task):
             "action": {"joints": active, "torque_limit_nm": limits},
         }
 
-    def binding(self, rate_hz: float, damping: float) -> Binding:
+    def binding(self, rate_hz: float, damping: float, commands: str | None = None) -> Binding:
+        if commands is not None:
+            raise ValueError(f"the swing-up commands joint torques, not {commands!r}")
         from sim.tasks import swingup_binding
 
         return swingup_binding.binding(self, damping)

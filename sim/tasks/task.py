@@ -96,9 +96,10 @@ class Task(abc.ABC):
         and of the action (what each entry commands), as {"observation": {...}, "action": {...}}."""
 
     @abc.abstractmethod
-    def binding(self, rate_hz: float, damping: float) -> Binding:
+    def binding(self, rate_hz: float, damping: float, commands: str | None = None) -> Binding:
         """The task as the real-time loop runs it at `rate_hz`; `damping` is a pendulum's safe-state
-        damping, N m s/rad."""
+        damping, N m s/rad; `commands` the level of commands the device takes (a quadrotor's
+        `sim.robots.quadrotor.COMMAND_LEVELS`; None: the robot's default)."""
 
 
 def tasks_of(robot: str) -> tuple[str, ...]:
