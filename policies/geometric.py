@@ -56,7 +56,9 @@ class GeometricController:
     ):
         """`gains` (kp, kv, ki, k_attitude, k_rate) override the level's `GAINS`."""
         if action_level not in flight.ACTION_LEVELS:
-            raise ValueError(f"unknown action level {action_level!r}; expected one of {', '.join(flight.ACTION_LEVELS)}")
+            raise ValueError(
+                f"unknown action level {action_level!r}; expected one of {', '.join(flight.ACTION_LEVELS)}"
+            )
         if unknown := set(gains) - set(GAINS[action_level]):
             raise ValueError(f"unknown gain(s) {', '.join(sorted(unknown))}; expected {', '.join(GAINS[action_level])}")
         kp, kv, ki, k_attitude, k_rate = (GAINS[action_level] | gains).values()

@@ -491,7 +491,13 @@ def _deploy_options(args: argparse.Namespace, robot: str, policy):
         domain_id=getattr(args, "domain_id", 0),
         loopback=getattr(args, "loopback", False),
         ros2_backend=getattr(args, "ros2_backend", "auto"),
+        mocap_topic=getattr(args, "mocap_topic", None) or "/cf1/mocap/odom",
     )
+
+
+def _baseline_level(device: str) -> str | None:
+    """The crazyflie baseline's action level on `device`: a flight controller over MSP takes rates."""
+    return "rates" if device.startswith("msp") else None
 
 
 def _stop_on_signals() -> Callable[[], bool]:
@@ -544,7 +550,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     robot = _controller_robot(args, args.policy)
     if args.plot and robot not in ROBOTS:
         raise ValueError(f"--plot draws joints: the {robot}'s flight is in its --log (Foxglove's 3D panel)")
-    policy = make_controller(args.policy, robot, args.rate)
+    policy = make_controller(args.policy, robot, args.rate, _baseline_level(args.device))
     options = _deploy_options(args, robot, policy)
     records = []
     result = deploy(policy, options, records=records, should_stop=_stop_on_signals())
@@ -613,12 +619,15 @@ def cmd_hil(args: argparse.Namespace) -> int:
     from hardware.apps.hil import run_hil
     from policies import make_controller
 
-    if args.device == "serial" and not args.emulate:
-        raise ValueError("--device serial needs --emulate (the emulator's port) or a port: --device serial:PORT")
-    if not args.device.startswith("serial"):
-        raise ValueError(f"hil runs over serial: --device serial[:PORT], not {args.device!r}")
+    link = args.device.split(":")[0]
+    if link not in ("serial", "msp"):
+        raise ValueError(f"hil runs over serial or msp: --device serial[:PORT] or msp[:PORT], not {args.device!r}")
+    if ":" not in args.device and not args.emulate:
+        raise ValueError(f"--device {link} needs --emulate (the emulator's port) or a port: --device {link}:PORT")
     robot = _controller_robot(args, args.policy)
-    policy = make_controller(args.policy, robot)
+    if (link == "msp") != (robot == QUADROTOR):
+        raise ValueError(f"{link} is not the {robot}'s link: the pendulums speak serial, the {QUADROTOR} msp")
+    policy = make_controller(args.policy, robot, args.rate, _baseline_level(args.device))
     options = _deploy_options(args, robot, policy)
     faults = _fault_plan(args) if args.emulate else None
     result = run_hil(policy, options, faults, start=args.start, should_stop=_stop_on_signals())
@@ -868,7 +877,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("deploy", "run a policy on a device with the real-time loop", cmd_deploy)
     _add_loop_arguments(p, robots=(*ROBOTS, QUADROTOR))
-    p.add_argument("--device", default="sim", help="sim (the simulated robot), serial:PORT or ros2 (ROS 2 topics)")
+    p.add_argument(
+        "--device",
+        default="sim",
+        help="sim (the simulated robot), serial:PORT, ros2 (ROS 2 topics) or msp:PORT (a flight controller)",
+    )
+    p.add_argument("--mocap-topic", default="/cf1/mocap/odom", help="motion capture's nav_msgs/Odometry (msp)")
     _add_ros2_arguments(p)
     p.add_argument("--plot", type=Path, help="write a PNG of what the loop measured and sent, faults marked")
     mode = p.add_mutually_exclusive_group()
@@ -901,9 +915,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fault_arguments(p)
 
-    p = command("hil", "hardware-in-the-loop: the loop over serial against the emulator or a device, judged", cmd_hil)
-    _add_loop_arguments(p)
-    p.add_argument("--device", default="serial", help="serial (with --emulate) or serial:PORT (a real device)")
+    p = command("hil", "hardware-in-the-loop: the loop over a link against its emulator or a device, judged", cmd_hil)
+    _add_loop_arguments(p, robots=(*ROBOTS, QUADROTOR))
+    p.add_argument(
+        "--device",
+        default="serial",
+        help="serial or msp (a quadrotor's flight controller), with --emulate; serial:PORT or msp:PORT (a device)",
+    )
+    p.add_argument("--domain-id", type=_number(int, 0, 232), default=0, help="ROS 2 domain of motion capture (msp)")
+    p.add_argument("--mocap-topic", default="/cf1/mocap/odom", help="motion capture's nav_msgs/Odometry (msp)")
     p.add_argument("--emulate", action="store_true", help="start the device emulator and run against it")
     p.add_argument("--start", choices=["down", "up"], default="down", help="emulated plant hanging or upright")
     _add_fault_arguments(p)

@@ -1,5 +1,8 @@
 """Hardware-in-the-loop: the real loop over a real serial port, against the emulator or a device, judged.
 
+Two links: the s2r serial protocol (`serial`, the pendulum family) and MSP to a
+flight controller (`msp`, the quadrotor; motion capture beside it on DDS).
+
 The verdict's checks:
 - task:      the task was being done well (the task's own `held`: for the swing-up, up and
              staying up) until the first injected disruptive fault, or the end;
@@ -10,12 +13,15 @@ The verdict's checks:
 - no spurious fault: the loop faulted only after an injected fault;
 - detection: every injected fault (unplug, brown-out, frozen sensor) was caught by the loop
              within its stated number of ticks (`detection_bound`);
-- log:       the MCAP log is complete and holds every tick.
+- log:       the MCAP log is complete and holds every tick;
+- down (a flying robot, emulated): the vehicle ended disarmed on the floor, and after an injected
+             fault the flight controller's failsafe (or its reboot) brought it there.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,11 +30,15 @@ import numpy as np
 from hardware.apps.deploy import DeployOptions, binding_of, deploy, trajectory_of
 from hardware.apps.log import read_log
 from hardware.backends.serial_device import SerialDevice
+from hardware.device import Device
 from hardware.emulators.faults import FaultPlan
 from hardware.emulators.process import EmulatorProcess
 from hardware.loop import Policy, TickRecord
 from hardware.safety import blind_torque_ticks, max_steps
 from sim.robots import load_robot_params, robot_spec
+
+FLOOR_M = 0.1
+"""A vehicle below this height has come down, m."""
 
 
 def detection_bound(kind: str, duration_s: float, options: DeployOptions) -> int:
@@ -58,31 +68,38 @@ def run_hil(
     start: str = "down",
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Deploy over serial and judge the run. `options.device` is serial:PORT for a real device, or
-    `serial` to start the emulator (with `faults`, the options' parameters and imperfections, and
-    the plant hanging or upright as `start` says). `should_stop` is asked before every tick."""
+    """Deploy over a link and judge the run. `options.device` is a real device (serial:PORT,
+    msp:PORT), or the link's name alone (`serial`, `msp`) to start its emulator with `faults`, the
+    options' parameters and imperfections, and a pendulum hanging or upright as `start` says.
+    `should_stop` is asked before every tick."""
     records: list[TickRecord] = []
     report = None
-    if options.device == "serial":
-        with EmulatorProcess(
-            robot=options.robot,
-            params=options.params,
-            imperfections=options.imperfections,
-            seed=options.seed,
-            faults=faults or FaultPlan(),
-            start=start,
-        ) as emulator:
-            device = SerialDevice(emulator.port)
-            result = deploy(policy, options, device, records, should_stop)
-            report = emulator.stop()
-    else:
+    link = options.device.split(":")[0]
+    if link not in ("serial", "msp"):
+        raise ValueError(f"hil runs over serial or msp, not {options.device!r}")
+    if ":" in options.device:
         if faults is not None:
-            raise ValueError("faults are injected by the emulator: use --device serial --emulate, not a real port")
-        device = SerialDevice(options.device.removeprefix("serial:"))
+            raise ValueError(f"faults are injected by the emulator: use --device {link} --emulate, not a real port")
+        device = None  # deploy opens the one the options name
         result = deploy(policy, options, device, records, should_stop)
-    rtt = np.array(device.rtt_us)
-    result["link"]["rtt_p50_us"] = float(np.percentile(rtt, 50)) if len(rtt) else math.nan
-    result["link"]["rtt_p99_us"] = float(np.percentile(rtt, 99)) if len(rtt) else math.nan
+        device_counters = result["link"]
+    else:
+        emulated = {"robot": options.robot, "params": options.params, "imperfections": options.imperfections}
+        emulated |= {"seed": options.seed, "faults": faults or FaultPlan()}
+        if link == "msp":
+            emulated |= {"domain_id": options.domain_id, "mocap_topic": options.mocap_topic}
+        else:
+            emulated["start"] = start
+        with EmulatorProcess(transport=link, **emulated) as emulator:
+            device = _device(link, emulator.port, options)
+            result = deploy(policy, options, device, records, should_stop)
+            if link == "msp" and any(r.fault for r in records):
+                time.sleep(FAILSAFE_WAIT_S)  # the board's failsafe brings the vehicle down on its own
+            report = emulator.stop()
+        device_counters = result["link"]
+    rtt = np.array(getattr(device, "rtt_us", []))
+    device_counters["rtt_p50_us"] = float(np.percentile(rtt, 50)) if len(rtt) else math.nan
+    device_counters["rtt_p99_us"] = float(np.percentile(rtt, 99)) if len(rtt) else math.nan
     checks = judge(records, options, result, report)
     result["checks"] = checks
     result["verdict"] = "pass" if all(c["ok"] for c in checks) else "fail"
@@ -95,8 +112,23 @@ def run_hil(
             "commands_dropped": report["commands_dropped"],
             "commands_outside_limits": report["commands_outside_limits"],
             "events": report["events"],
+            **({"flight": report["flight"]} if "flight" in report else {}),
         }
     return result
+
+
+FAILSAFE_WAIT_S = 3.0
+"""After a faulted run over MSP, how long the emulated board is left to its failsafe (RC loss, 1.5 s
+level, the drop and the fall), s."""
+
+
+def _device(link: str, port: str, options: DeployOptions) -> Device:
+    """The host's side of an emulated link: the emulator's motion capture is Cyclone DDS on loopback."""
+    if link == "serial":
+        return SerialDevice(port)
+    from hardware.backends.msp_device import MocapOdometry, MspDevice
+
+    return MspDevice(port, MocapOdometry(options.mocap_topic, options.domain_id, loopback=True, backend="cyclonedds"))
 
 
 def judge(
@@ -111,7 +143,7 @@ def judge(
     if not records:
         check("run", False, "the loop never ticked")
         return checks
-    spec = robot_spec(options.robot, load_robot_params(options.robot, options.params))
+    spec = robot_spec(options.robot, load_robot_params(options.robot, options.params), options.commands)
     binding = binding_of(options)
     starts = np.array([r.start_ns for r in records])
     # A fault belongs to the injection if its tick was still running when the fault was injected.
@@ -156,7 +188,18 @@ def judge(
     )
 
     # Losses: every frame the emulator dropped or damaged, in the range the host saw, was counted.
-    if report is not None:
+    if report is not None and "flight" in report:  # MSP: every state reply the board lost, over the session
+        injected = len(report["states_dropped"]) + len(report["states_corrupted"])
+        counted = result["link"]["lost_states"]
+        check(
+            "losses",
+            counted >= injected,
+            f"{injected} state replies dropped or corrupted on the wire, {counted} counted lost by the host "
+            f"({result['link']['crc_errors']} checksum errors, {result['link']['malformed_frames']} malformed)",
+            injected=injected,
+            counted=counted,
+        )
+    elif report is not None:
         seqs = [r.state.seq for r in records if r.state.seq >= 0]
         first, last = min(seqs), max(seqs)
         injected = {s for s in report["states_dropped"] + report["states_corrupted"] if first < s < last}
@@ -191,6 +234,9 @@ def judge(
         ticks = int(((ends >= event["at_ns"]) & (starts <= caught.start_ns)).sum())
         check(name, ticks <= bound, f"caught in {ticks} ticks (bound {bound}): {caught.fault.reason}", ticks=ticks)
 
+    if report is not None and "flight" in report:
+        check("down", *_came_down(report["flight"], events))
+
     if options.log_path is not None:
         contents = read_log(options.log_path)
         logged = len(contents.messages.get("/command", []))
@@ -198,3 +244,17 @@ def judge(
         damage = f", damaged: {'; '.join(contents.damage)}" if contents.damage else ""
         check("log", ok, f"{logged} of {len(records)} ticks, complete: {contents.complete}{damage}")
     return checks
+
+
+def _came_down(flight: dict[str, Any], events: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Whether the emulated vehicle ended disarmed on the floor, by the failsafe (or a reboot) when a
+    fault was injected."""
+    height = flight["final_position"][2]
+    how = [e for e in flight["events"] if e["kind"] in ("failsafe", "rebooted", "disarmed")]
+    if events:
+        how = [e for e in how if e["at_ns"] >= events[0]["at_ns"]]
+    said = ", ".join(e["kind"] + (f" ({e['why']})" if "why" in e else "") for e in how) or "nothing"
+    down = not flight["armed"] and height < FLOOR_M
+    if events and not any(e["kind"] in ("failsafe", "rebooted") for e in how):
+        return False, f"after the injected fault the board did not fail safe ({said}); height {height:.2f} m"
+    return down, f"{'disarmed' if not flight['armed'] else 'ARMED'} at {height:.2f} m: {said}"

@@ -31,7 +31,7 @@ import time
 import numpy as np
 import serial
 
-from hardware.device import Command, Device, DeviceError, State
+from hardware.device import Command, Device, DeviceError, Lifecycle, State
 from hardware.links import msp
 from sim.dynamics.quadrotor import rotation
 from sim.robots.quadrotor import MAX_BODY_RATE, load_params, spec
@@ -168,8 +168,8 @@ class MspDevice(Device):
 
     def _on_deactivate(self) -> None:
         self._armed = False
-        if self._fd < 0:
-            return
+        if self._fd < 0 or self.lifecycle is Lifecycle.FAULT:
+            return  # the board's failsafe, not a disarm from a host that faulted, brings it down
         for _ in range(3):  # disarm survives a lost frame
             self._send_rc(np.zeros(4), arm=False)
         # The last tick's replies: count what never came.
@@ -191,9 +191,13 @@ class MspDevice(Device):
         now = time.monotonic_ns()
         if self._armed and not self._flags & msp.ARMED_FLAG:
             failsafe = " in failsafe" if self._flags & msp.FAILSAFE_FLAG else ""
-            raise DeviceError(f"the board disarmed itself{failsafe} (flags {self._flags:#x}): failsafe, reboot or its own check")
+            raise DeviceError(
+                f"the board disarmed itself{failsafe} (flags {self._flags:#x}): failsafe, reboot or its own check"
+            )
         if self._rates is not None and now - self._imu_since_ns > self.imu_frozen_s * 1e9:
-            raise DeviceError(f"IMU frozen: RAW_IMU unchanged, noise included, for over {self.imu_frozen_s * 1e3:.0f} ms")
+            raise DeviceError(
+                f"IMU frozen: RAW_IMU unchanged, noise included, for over {self.imu_frozen_s * 1e3:.0f} ms"
+            )
         values = np.full(len(self.provided.state), np.nan)
         if self._attitude is not None:
             offset = 0 if self.mocap is None else 3
@@ -206,7 +210,9 @@ class MspDevice(Device):
         return State(self._stamp_ns, self._seq, values)
 
     def _write(self, command: Command) -> Command:
-        values = np.clip(np.asarray(command.values, dtype=float), [0.0, *[-MAX_BODY_RATE] * 3], [1.0, *[MAX_BODY_RATE] * 3])
+        values = np.clip(
+            np.asarray(command.values, dtype=float), [0.0, *[-MAX_BODY_RATE] * 3], [1.0, *[MAX_BODY_RATE] * 3]
+        )
         self._poll(values, arm=True)
         return Command(msp.setpoint(msp.sticks(values, MAX_BODY_RATE, True), MAX_BODY_RATE))
 

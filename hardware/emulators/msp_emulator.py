@@ -16,7 +16,8 @@ What the board does, as the firmware does it:
 - failsafe on lost RC: no SET_RAW_RC for `RX_LOSS_S` (stage 1) levels the
   vehicle in angle mode holding the last throttle for `FAILSAFE_DELAY_S`
   (Betaflight's failsafe_delay 15), then drops: motors off, disarmed (its
-  default procedure); RC back within stage 1 recovers.
+  default procedure), and arms again only after the ARM switch went off; RC
+  back within stage 1 recovers.
 
 A motion-capture system stands beside the board: it publishes the vehicle's
 pose and velocity as `nav_msgs/Odometry` on `mocap_topic` (ROS 2 over DDS, on
@@ -82,6 +83,7 @@ class FlightController:
         self.events: list[dict[str, Any]] = []
         self._integral = np.zeros(3)
         self._last_ns: int | None = None
+        self._switch_must_reset = False  # after a failsafe the ARM switch must go off before arming again
 
     def rc(self, channels: tuple[int, ...], now: int, quaternion: np.ndarray) -> None:
         """A SET_RAW_RC: new sticks; AUX1 arms (when allowed) or disarms."""
@@ -90,6 +92,7 @@ class FlightController:
             self.failsafe_since_ns = None  # recovered within stage 1
             self.events.append({"kind": "failsafe_recovered", "at_ns": now})
         arm = len(channels) > 4 and channels[4] >= msp.ARM_THRESHOLD
+        self._switch_must_reset &= arm
         if arm and not self.armed and self.arming_blocked(quaternion) is None:
             self.armed = True
             self.events.append({"kind": "armed", "at_ns": now})
@@ -103,6 +106,8 @@ class FlightController:
             return "not level"
         if self.failsafe_since_ns is not None:
             return "failsafe"
+        if self._switch_must_reset:
+            return "arm switch still on after a failsafe"
         return None
 
     def disarm(self, now: int, why: str) -> None:
@@ -124,6 +129,7 @@ class FlightController:
         if self.failsafe_since_ns is not None:
             if now - self.failsafe_since_ns > FAILSAFE_DELAY_S * 1e9:
                 self.disarm(now, "failsafe drop")
+                self.failsafe_since_ns, self._switch_must_reset = None, True
                 return np.zeros(4)
             setpoint[1:] = level_rates(quaternion)
         self._integral = np.clip(self._integral + RATE_I_GAIN * (setpoint[1:] - gyro) * dt, -RATE_I_LIMIT, RATE_I_LIMIT)
@@ -133,10 +139,7 @@ class FlightController:
     @property
     def flags(self) -> int:
         failsafe = self.failsafe_since_ns is not None
-        return (
-            (msp.ARMED_FLAG if self.armed else 0)
-            | (msp.ANGLE_FLAG | msp.FAILSAFE_FLAG if failsafe else 0)
-        )
+        return (msp.ARMED_FLAG if self.armed else 0) | (msp.ANGLE_FLAG | msp.FAILSAFE_FLAG if failsafe else 0)
 
 
 def tilt(quaternion: np.ndarray) -> float:
@@ -211,7 +214,11 @@ class MspEmulator(Emulator):
         up = rotation(measured[3:7]).T @ np.array([0.0, 0.0, 1.0])
         acc = np.round(msp.ACC_1G * (up + self.sensor_rng.normal(0.0, 0.01, 3))).astype(int)
         gyro = np.degrees(measured[10:13] * np.array([1.0, -1.0, -1.0]))  # stick convention: FRD
-        return {"quaternion": measured[3:7].copy(), "gyro": measured[10:13].copy(), "raw": (*acc, *np.round(gyro).astype(int), 0, 0, 0)}
+        return {
+            "quaternion": measured[3:7].copy(),
+            "gyro": measured[10:13].copy(),
+            "raw": (*acc, *np.round(gyro).astype(int), 0, 0, 0),
+        }
 
     def _physics_step(self, now: int) -> None:
         browned_out = now < self.silent_until_ns
@@ -233,7 +240,9 @@ class MspEmulator(Emulator):
                 header=m.Header(m.Time.from_ns(now), "world"),
                 child_frame_id="base_link",
                 pose=m.PoseWithCovariance(m.Pose(m.Point(*map(float, measured[:3])), m.Quaternion(x, y, z, w))),
-                twist=m.TwistWithCovariance(m.Twist(m.Vector3(*map(float, body_velocity)), m.Vector3(*map(float, measured[10:13])))),
+                twist=m.TwistWithCovariance(
+                    m.Twist(m.Vector3(*map(float, body_velocity)), m.Vector3(*map(float, measured[10:13])))
+                ),
             )
         )
 
@@ -302,6 +311,9 @@ class MspEmulator(Emulator):
         direction = msp.Direction.ERROR if error else msp.Direction.REPLY
         frame = msp.encode(msp.Message(request.command, payload, direction, request.version, request.flags))
         self._transmit(frame, state, now)
+
+    def _lose_link(self) -> None:
+        """The UART cable is out; the battery still powers the board, which loses RC: its failsafe."""
 
     def _disarm(self) -> None:
         self.fc.disarm(time.monotonic_ns(), "power lost")

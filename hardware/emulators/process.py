@@ -10,9 +10,9 @@ TRANSPORTS = ("serial", "ros2", "msp")
 
 
 class EmulatorProcess:
-    """An emulator (serial, ROS 2 topics, or a flight controller over MSP) in a process of its own, as firmware runs on its own
-    processor: it never shares the loop's interpreter lock. `port` (for ROS 2, a description of
-    the topics) is ready when the constructor returns."""
+    """An emulator (serial, ROS 2 topics, or a flight controller over MSP) in a process of its own,
+    as firmware runs on its own processor: it never shares the loop's interpreter lock. `port` (for
+    ROS 2, a description of the topics) is ready when the constructor returns."""
 
     def __init__(self, transport: str = "serial", **emulator_options: Any):
         if transport not in TRANSPORTS:

@@ -315,10 +315,14 @@ class Emulator:
                 self.outbox.clear()
                 self._boot()
             elif event.kind == "unplug":
-                self._disarm()
+                self._lose_link()
                 self.outbox.clear()
                 self.close()
                 self.unplugged_ns = now
+
+    def _lose_link(self) -> None:
+        """The cable is out: a board powered through it goes down with it."""
+        self._disarm()
 
     def _boot(self) -> None:
         """A reset: every firmware variable to its power-on value; the first frame says so."""

@@ -251,8 +251,10 @@ def sticks(setpoint: np.ndarray, max_rate: float, arm: bool) -> tuple[int, ...]:
     (FLU)] for a board whose rate profile is linear up to `max_rate` rad/s at full stick: roll about
     body x, pitch stick forward (nose down) about +y, yaw stick right about -z; AUX1 arms."""
     thrust, rx, ry, rz = (float(v) for v in setpoint)
+
     def stick(v: float) -> int:
         return int(round(1500 + 500 * max(-1.0, min(1.0, v / max_rate))))
+
     throttle = int(round(RC_MIN + (RC_MAX - RC_MIN) * max(0.0, min(1.0, thrust))))
     aux = AUX_ARM_HIGH if arm else AUX_ARM_LOW
     return (stick(rx), stick(ry), stick(-rz), throttle, aux, RC_MIN, RC_MIN, RC_MIN)
@@ -262,8 +264,9 @@ def setpoint(channels: tuple[int, ...], max_rate: float) -> np.ndarray:
     """The inverse of `sticks`: [collective thrust, body rates x, y, z rad/s] of RC channels."""
     roll, pitch, yaw, throttle = (float(c) for c in channels[:4])
     scale = max_rate / 500.0
-    return np.array([(throttle - RC_MIN) / (RC_MAX - RC_MIN), (roll - 1500) * scale, (pitch - 1500) * scale,
-                     -(yaw - 1500) * scale])
+    return np.array(
+        [(throttle - RC_MIN) / (RC_MAX - RC_MIN), (roll - 1500) * scale, (pitch - 1500) * scale, -(yaw - 1500) * scale]
+    )
 
 
 def attitude_of(quaternion: np.ndarray) -> tuple[float, float, float]:
@@ -281,8 +284,14 @@ def quaternion_of(roll_deg: float, pitch_deg: float, heading_deg: float) -> np.n
     """The inverse of `attitude_of`: the unit quaternion (w, x, y, z) of ATTITUDE's angles."""
     r, p, y = math.radians(roll_deg) / 2, -math.radians(pitch_deg) / 2, -math.radians(heading_deg) / 2
     cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
-    return np.array([cr * cp * cy + sr * sp * sy, sr * cp * cy - cr * sp * sy,
-                     cr * sp * cy + sr * cp * sy, cr * cp * sy - sr * sp * cy])
+    return np.array(
+        [
+            cr * cp * cy + sr * sp * sy,
+            sr * cp * cy - cr * sp * sy,
+            cr * sp * cy + sr * cp * sy,
+            cr * cp * sy - sr * sp * cy,
+        ]
+    )
 
 
 GYRO_SCALE = 1.0

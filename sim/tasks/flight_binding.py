@@ -72,6 +72,7 @@ def binding(
         to_command = lambda action, values: flight.rates_setpoint(action)  # noqa: E731
 
     def errors(T: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, str | None]:
+        T, X = measured(T, X)
         references = [route.reference(t) for t in T]
         failed = next((f for x, r in zip(X, references, strict=True) if (f := flight.failure(x, r))), None)
         return np.array([np.linalg.norm(x[:3] - r[0]) for x, r in zip(X, references, strict=True)]), failed
@@ -80,10 +81,12 @@ def binding(
         # The run is the episode: it succeeds if it never failed, however long it lasted.
         _, failed = errors(T, X)
         run = dataclasses.replace(route, duration_s=float(T[-1]) if len(T) else 0.0)
+        T, X = measured(T, X)
         return flight.metrics(run, T, X[:, :3], failed)
 
     def held(T: np.ndarray, X: np.ndarray, U: np.ndarray) -> tuple[bool, str]:
         error, failed = errors(T, X)
+        T, _ = measured(T, X)
         settled = error[T >= route.settle_s]
         worst = f", max error {100 * settled.max():.1f} cm after {route.settle_s:g} s" if len(settled) else ""
         if failed:
@@ -105,6 +108,12 @@ def binding(
         # Down from the geofence's ceiling at the landing rate, and 2 s to spare.
         settle_s=limits.geofence_high[2] / limits.land_rate + 2.0,
     )
+
+
+def measured(T: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ticks that had a reading: a failed read (a lost link) leaves NaN in its place."""
+    finite = np.isfinite(X).all(axis=1) if len(X) else np.zeros(0, dtype=bool)
+    return T[finite], X[finite]
 
 
 def describe(m: dict[str, float]) -> str:
