@@ -132,6 +132,12 @@ class Device:
     """Base class: the lifecycle and its guards. Backends implement the `_on_*` hooks and
     `_read` / `_write`."""
 
+    firmware_failsafe = ""
+    """What the device's own firmware does when its host falls silent (a flight controller: level
+    out, then motors off), or "" if it has no failsafe of its own. A device that has one is handed
+    over to it (`hand_over`) when the loop cannot trust its state, rather than sent a command made
+    without a reading."""
+
     def __init__(self, provided: RobotSpec | None):
         self.provided = provided
         """What the device offers; a device that learns it when it connects sets it in _on_configure."""
@@ -193,6 +199,13 @@ class Device:
         finally:
             self._on_close()
             self.lifecycle = Lifecycle.FINALIZED
+
+    def hand_over(self, reason: str) -> None:
+        """Stop commanding an ACTIVE device and leave it to its firmware's failsafe: it goes to FAULT
+        (no more writes; `deactivate()` sends nothing a faulted device's hook does not)."""
+        self._require(Lifecycle.ACTIVE, action="hand over")
+        log.warning("%s: %s: handed over to its firmware (%s)", self.name, reason, self.firmware_failsafe)
+        self.lifecycle = Lifecycle.FAULT
 
     # Data ------------------------------------------------------------------
     def read(self) -> State:

@@ -194,6 +194,9 @@ class ControlLoop:
             if self._safe_since_ns is None:
                 self._safe_since_ns = start
             target = self.binding.safe_command(state.values if trusted else None, (start - self._safe_since_ns) / 1e9)
+            if not trusted and self.device.firmware_failsafe and self.device.lifecycle is Lifecycle.ACTIVE:
+                # Blind, with a firmware that fails safe on its own sensors: leave the robot to it.
+                self.device.hand_over("the loop cannot trust its state")
         else:
             self._safe_since_ns = None
         command, clamps = limit_command(target, self._last_command(), self._low, self._high, spec, self.max_step)

@@ -35,8 +35,8 @@ YAW_AUTHORITY = 0.5
 GAINS = {
     "rotors": {"kp": 36.0, "kv": 14.0, "ki": 60.0, "k_attitude": 600.0, "k_rate": 45.0},
     # Slower at the rates level: a flight controller's rate loop (and the motors' lag behind it) is
-    # between this controller and the rotors; its attitude loop asks for k_attitude / k_rate (2.5) 1/s.
-    "rates": {"kp": 6.0, "kv": 4.0, "ki": 4.0, "k_attitude": 112.5, "k_rate": 45.0},
+    # between this controller and the rotors; its attitude loop asks for k_attitude / k_rate (10) 1/s.
+    "rates": {"kp": 16.0, "kv": 8.0, "ki": 15.0, "k_attitude": 450.0, "k_rate": 45.0},
 }
 """Position (kp, kv, ki: 1/s^2, 1/s, 1/s^3) and attitude gains (k_attitude, k_rate) per action level."""
 

@@ -496,8 +496,9 @@ def _deploy_options(args: argparse.Namespace, robot: str, policy):
 
 
 def _baseline_level(device: str) -> str | None:
-    """The crazyflie baseline's action level on `device`: a flight controller over MSP takes rates."""
-    return "rates" if device.startswith("msp") else None
+    """The crazyflie baseline's action level on `device`: a flight controller over MSP and a
+    Crazyflie over CRTP take rates."""
+    return "rates" if device.startswith(("msp", "crtp")) else None
 
 
 def _stop_on_signals() -> Callable[[], bool]:
@@ -620,13 +621,13 @@ def cmd_hil(args: argparse.Namespace) -> int:
     from policies import make_controller
 
     link = args.device.split(":")[0]
-    if link not in ("serial", "msp"):
-        raise ValueError(f"hil runs over serial or msp: --device serial[:PORT] or msp[:PORT], not {args.device!r}")
+    if link not in ("serial", "msp", "crtp"):
+        raise ValueError(f"hil runs over serial, msp or crtp (with --emulate, or LINK:PORT), not {args.device!r}")
     if ":" not in args.device and not args.emulate:
         raise ValueError(f"--device {link} needs --emulate (the emulator's port) or a port: --device {link}:PORT")
     robot = _controller_robot(args, args.policy)
-    if (link == "msp") != (robot == QUADROTOR):
-        raise ValueError(f"{link} is not the {robot}'s link: the pendulums speak serial, the {QUADROTOR} msp")
+    if (link != "serial") != (robot == QUADROTOR):
+        raise ValueError(f"{link} is not the {robot}'s link: the pendulums speak serial, the {QUADROTOR} msp or crtp")
     policy = make_controller(args.policy, robot, args.rate, _baseline_level(args.device))
     options = _deploy_options(args, robot, policy)
     faults = _fault_plan(args) if args.emulate else None
@@ -880,7 +881,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device",
         default="sim",
-        help="sim (the simulated robot), serial:PORT, ros2 (ROS 2 topics) or msp:PORT (a flight controller)",
+        help="sim (the simulated robot), serial:PORT, ros2 (ROS 2 topics), msp:PORT (a flight controller) "
+        "or crtp:URI (a Crazyflie, cflib's URI)",
     )
     p.add_argument("--mocap-topic", default="/cf1/mocap/odom", help="motion capture's nav_msgs/Odometry (msp)")
     _add_ros2_arguments(p)
@@ -920,7 +922,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device",
         default="serial",
-        help="serial or msp (a quadrotor's flight controller), with --emulate; serial:PORT or msp:PORT (a device)",
+        help="serial, msp (a flight controller) or crtp (a Crazyflie), with --emulate; or LINK:PORT, a device "
+        "(crtp:radio://0/80/2M/E7E7E7E7E7)",
     )
     p.add_argument("--domain-id", type=_number(int, 0, 232), default=0, help="ROS 2 domain of motion capture (msp)")
     p.add_argument("--mocap-topic", default="/cf1/mocap/odom", help="motion capture's nav_msgs/Odometry (msp)")

@@ -210,6 +210,33 @@ def test_a_blind_safe_state_applies_no_torque_and_gets_there_at_the_slew_limit(h
     assert (np.diff(np.abs(after)) <= 0).all() and after[3:].tolist() == [0.0] * (len(after) - 3), after
 
 
+def test_a_device_with_a_firmware_failsafe_is_handed_over_when_blind_and_sent_nothing_more():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    device.firmware_failsafe = "levels out, then cuts its motors"
+    device.state = np.array([0.1, 0.0, 1.0, 0.0])
+    device._read = Blinding(device, "stale")
+    loop = make_loop(device, ConstantPolicy([1.0]), stale_timeout_s=0.02)
+    loop.run(ticks=20)
+    assert loop.estop.tripped and "stale state" in loop.faults[0].reason
+    assert device.lifecycle is Lifecycle.FAULT  # the loop stops: the firmware has the robot now
+    written = len(device.written)
+    assert written <= loop.faults[0].tick, "no command after the loop went blind"
+    device.deactivate()
+    assert len(device.written) == written
+
+
+def test_a_trusted_fault_is_not_handed_over():
+    clock = FakeClock()
+    device = MockDevice(clock)
+    device.firmware_failsafe = "levels out, then cuts its motors"
+    device.state = np.array([0.1, 0.0, 1.0, 0.0])
+    loop = make_loop(device, ConstantPolicy([float("nan")]))
+    loop.run(ticks=5)
+    assert loop.estop.tripped and "non-finite action" in loop.faults[0].reason
+    assert device.lifecycle is Lifecycle.ACTIVE and len(device.written) == 5  # the host's safe state, sent
+
+
 def test_the_safe_state_damps_only_from_a_reading_it_trusts_and_is_slew_limited():
     clock = FakeClock()
     device = MockDevice(clock)

@@ -14,8 +14,9 @@ from hardware.apps.hil import detection_bound, run_hil
 from hardware.backends.msp_device import MspDevice
 from hardware.device import DeviceError, SpecMismatchError
 from hardware.emulators.faults import FaultPlan
-from hardware.emulators.msp_emulator import FAILSAFE_DELAY_S, RX_LOSS_S, FlightController, level_rates
+from hardware.emulators.msp_emulator import FAILSAFE_DELAY_S, RX_LOSS_S, FlightController
 from hardware.emulators.process import EmulatorProcess
+from hardware.emulators.rate_loop import attitude_rates
 from hardware.links import msp
 from policies import make_controller
 from s2r.cli import main
@@ -78,7 +79,7 @@ def test_failsafe_levels_then_drops_with_the_firmwares_timings():
     start = fc.failsafe_since_ns
     # Stage 1 holds the last throttle and levels: a rolled vehicle is rolled back.
     rolled = np.array([math.cos(0.1), math.sin(0.1), 0.0, 0.0])
-    assert level_rates(rolled)[0] < 0
+    assert attitude_rates(rolled)[0] < 0
     assert fc.update(start + int(FAILSAFE_DELAY_S * 1e9) - MS, rolled, gyro).any() and fc.armed
     assert not fc.update(start + int(FAILSAFE_DELAY_S * 1e9) + MS, LEVEL, gyro).any()
     assert not fc.armed and fc.events[-1] == {

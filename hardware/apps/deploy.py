@@ -43,8 +43,9 @@ class DeployOptions:
     """Run length, s; None runs until Ctrl-C or `should_stop`."""
     device: str = "sim"
     """sim (the simulated robot), serial:PORT (a device speaking the s2r serial protocol), ros2
-    (ROS 2 topics: JointState in, Float64MultiArray effort commands out) or msp:PORT (a quadrotor's
-    Betaflight-class flight controller, position from motion capture on `mocap_topic`)."""
+    (ROS 2 topics: JointState in, Float64MultiArray effort commands out), msp:PORT (a quadrotor's
+    Betaflight-class flight controller, position from motion capture on `mocap_topic`) or crtp:URI
+    (a Crazyflie through cflib, e.g. crtp:radio://0/80/2M/E7E7E7E7E7 or crtp:udp://127.0.0.1:19850)."""
     mocap_topic: str = "/cf1/mocap/odom"
     """nav_msgs/Odometry of the vehicle from motion capture (the msp device), ROS 2."""
     domain_id: int = 0
@@ -95,16 +96,17 @@ class DeployOptions:
             problems.append(f"action_history {self.action_history} is not in [0, 64]")
         if not 0 <= self.seed < 2**32:
             problems.append(f"seed {self.seed} is not in [0, 2^32)")
-        if self.device.startswith("msp") and self.robot not in QUADROTORS:
-            problems.append(f"msp is a flight controller's link: the {self.robot} is not a quadrotor")
+        if self.device.startswith(("msp", "crtp")) and self.robot not in QUADROTORS:
+            problems.append(f"{self.device.split(':')[0]} is a quadrotor's link: the {self.robot} is not one")
         if problems:
             raise ValueError("invalid deploy options: " + "; ".join(problems))
 
     @property
     def commands(self) -> str | None:
         """The level of commands the device takes (`sim.robots.quadrotor.COMMAND_LEVELS`; None: the
-        robot's only or default one): a flight controller over MSP runs the rate loop itself."""
-        return "rates" if self.device.startswith("msp") else None
+        robot's only or default one): a flight controller over MSP or a Crazyflie over CRTP runs the
+        rate loop itself."""
+        return "rates" if self.device.startswith(("msp", "crtp")) else None
 
 
 def options_for(policy: Policy, robot: str, **settings: Any) -> DeployOptions:
@@ -138,6 +140,10 @@ def make_device(options: DeployOptions) -> Device:
 
         mocap = MocapOdometry(options.mocap_topic, options.domain_id, options.loopback, options.ros2_backend)
         return MspDevice(options.device.removeprefix("msp:"), mocap)
+    if options.device.startswith("crtp:") and len(options.device) > len("crtp:"):
+        from hardware.backends.crtp_device import CrtpDevice
+
+        return CrtpDevice(options.device.removeprefix("crtp:"))
     if options.device == "ros2":
         if options.robot not in ROBOTS:
             raise ValueError(f"the ros2 device speaks JointState: the {options.robot} is not on it yet")
@@ -148,7 +154,8 @@ def make_device(options: DeployOptions) -> Device:
             joints, joints, domain_id=options.domain_id, loopback=options.loopback, backend=options.ros2_backend
         )
     raise ValueError(
-        f"unknown device {options.device!r}; expected sim, serial:PORT (e.g. serial:/dev/ttyACM0), ros2 or msp:PORT"
+        f"unknown device {options.device!r}; expected sim, serial:PORT (e.g. serial:/dev/ttyACM0), ros2, msp:PORT "
+        "or crtp:URI"
     )
 
 

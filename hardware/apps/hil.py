@@ -1,7 +1,8 @@
 """Hardware-in-the-loop: the real loop over a real serial port, against the emulator or a device, judged.
 
-Two links: the s2r serial protocol (`serial`, the pendulum family) and MSP to a
-flight controller (`msp`, the quadrotor; motion capture beside it on DDS).
+Three links: the s2r serial protocol (`serial`, the pendulum family), MSP to a
+flight controller (`msp`, the quadrotor; motion capture beside it on DDS) and
+CRTP to a Crazyflie (`crtp`, through cflib over the emulator's UDP link).
 
 The verdict's checks:
 - task:      the task was being done well (the task's own `held`: for the swing-up, up and
@@ -37,6 +38,10 @@ from hardware.loop import Policy, TickRecord
 from hardware.safety import blind_torque_ticks, max_steps
 from sim.robots import load_robot_params, robot_spec
 
+LINKS = ("serial", "msp", "crtp")
+FAILSAFES = ("failsafe", "level", "off", "rebooted")
+"""What the emulated flight firmware reports of its failsafe: MSP's failsafe, the Crazyflie's
+supervisor levelling out and cutting the motors, a reboot."""
 FLOOR_M = 0.1
 """A vehicle below this height has come down, m."""
 
@@ -45,13 +50,16 @@ def detection_bound(kind: str, duration_s: float, options: DeployOptions) -> int
     """Ticks within which the loop must catch an injected fault, counted from the injection (a tick
     still running at the injection counts).
 
-    - unplug: the next read or write fails: 2 ticks;
+    - unplug: the next read or write fails: 2 ticks; over a radio (crtp) nothing fails, the
+      state goes stale: the stale-state timeout, plus 2;
     - frozen sensor: the watchdog's frozen timeout, plus 3 ticks: the one running at the injection,
       the one that reads the last fresh frame (still on the link at the injection), and the first
       whose age of the values is over the timeout;
     - brown-out: the device's RESET fault when it reboots, or the stale-state timeout if sooner, plus 2.
     """
     rate, safety = options.rate_hz, options.safety
+    if kind == "unplug" and options.device.startswith("crtp"):
+        return math.ceil(safety.stale_timeout_s * rate) + 2
     if kind == "unplug":
         return 2
     if kind == "frozen_sensor":
@@ -75,8 +83,8 @@ def run_hil(
     records: list[TickRecord] = []
     report = None
     link = options.device.split(":")[0]
-    if link not in ("serial", "msp"):
-        raise ValueError(f"hil runs over serial or msp, not {options.device!r}")
+    if link not in LINKS:
+        raise ValueError(f"hil runs over {', '.join(LINKS)}, not {options.device!r}")
     if ":" in options.device:
         if faults is not None:
             raise ValueError(f"faults are injected by the emulator: use --device {link} --emulate, not a real port")
@@ -88,12 +96,12 @@ def run_hil(
         emulated |= {"seed": options.seed, "faults": faults or FaultPlan()}
         if link == "msp":
             emulated |= {"domain_id": options.domain_id, "mocap_topic": options.mocap_topic}
-        else:
+        elif link == "serial":
             emulated["start"] = start
         with EmulatorProcess(transport=link, **emulated) as emulator:
             device = _device(link, emulator.port, options)
             result = deploy(policy, options, device, records, should_stop)
-            if link == "msp" and any(r.fault for r in records):
+            if link != "serial" and any(r.fault for r in records):
                 time.sleep(FAILSAFE_WAIT_S)  # the board's failsafe brings the vehicle down on its own
             report = emulator.stop()
         device_counters = result["link"]
@@ -118,14 +126,18 @@ def run_hil(
 
 
 FAILSAFE_WAIT_S = 3.0
-"""After a faulted run over MSP, how long the emulated board is left to its failsafe (RC loss, 1.5 s
-level, the drop and the fall), s."""
+"""After a faulted flight, how long the emulated vehicle is left to its firmware's failsafe (over
+MSP: RC loss, 1.5 s level, the drop and the fall; over CRTP: 0.5 s, level until 2 s, motors off), s."""
 
 
 def _device(link: str, port: str, options: DeployOptions) -> Device:
     """The host's side of an emulated link: the emulator's motion capture is Cyclone DDS on loopback."""
     if link == "serial":
         return SerialDevice(port)
+    if link == "crtp":
+        from hardware.backends.crtp_device import CrtpDevice
+
+        return CrtpDevice(port)
     from hardware.backends.msp_device import MocapOdometry, MspDevice
 
     return MspDevice(port, MocapOdometry(options.mocap_topic, options.domain_id, loopback=True, backend="cyclonedds"))
@@ -187,8 +199,9 @@ def judge(
         blind_ticks=int((~trusted).sum()),
     )
 
-    # Losses: every frame the emulator dropped or damaged, in the range the host saw, was counted.
-    if report is not None and "flight" in report:  # MSP: every state reply the board lost, over the session
+    # Losses: every frame the emulator dropped or damaged, in the range the host saw (by its sequence
+    # numbers: the serial frames' indices, the Crazyflie's log stamps), was counted.
+    if report is not None and options.device.startswith("msp"):  # every state reply lost, over the session
         injected = len(report["states_dropped"]) + len(report["states_corrupted"])
         counted = result["link"]["lost_states"]
         check(
@@ -202,7 +215,7 @@ def judge(
     elif report is not None:
         seqs = [r.state.seq for r in records if r.state.seq >= 0]
         first, last = min(seqs), max(seqs)
-        injected = {s for s in report["states_dropped"] + report["states_corrupted"] if first < s < last}
+        injected = [s for s in report["states_dropped"] + report["states_corrupted"] if first < s < last]
         counted = result["link"]["lost_states"]
         check(
             "losses",
@@ -250,11 +263,11 @@ def _came_down(flight: dict[str, Any], events: list[dict[str, Any]]) -> tuple[bo
     """Whether the emulated vehicle ended disarmed on the floor, by the failsafe (or a reboot) when a
     fault was injected."""
     height = flight["final_position"][2]
-    how = [e for e in flight["events"] if e["kind"] in ("failsafe", "rebooted", "disarmed")]
+    how = [e for e in flight["events"] if e["kind"] in (*FAILSAFES, "disarmed")]
     if events:
         how = [e for e in how if e["at_ns"] >= events[0]["at_ns"]]
     said = ", ".join(e["kind"] + (f" ({e['why']})" if "why" in e else "") for e in how) or "nothing"
     down = not flight["armed"] and height < FLOOR_M
-    if events and not any(e["kind"] in ("failsafe", "rebooted") for e in how):
+    if events and not any(e["kind"] in FAILSAFES for e in how):
         return False, f"after the injected fault the board did not fail safe ({said}); height {height:.2f} m"
     return down, f"{'disarmed' if not flight['armed'] else 'ARMED'} at {height:.2f} m: {said}"

@@ -16,9 +16,10 @@ frozen (RAW_IMU bit-identical, noise included, for `imu_frozen_s`), the port
 gone. Motion capture that is late makes position and velocity NaN: the loop
 is blind, not the device faulted.
 
-On a fault the host stops sending: the board's own failsafe (level, then
-motors off) takes over, the one safe action a lost or untrusted link allows.
-Deactivating disarms (AUX1 low, throttle low) where the link still carries it.
+On a fault, and whenever the loop cannot trust the state, the host stops
+sending (`firmware_failsafe`): the board's own failsafe (level, then motors
+off) takes over. Deactivating disarms (AUX1 low, throttle low) where the link
+still carries it and the device did not fault.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def provided_spec(with_position: bool) -> RobotSpec:
 
 class MspDevice(Device):
     """The board on `port` at `baudrate`, position and velocity from `mocap` (None: none)."""
+
+    firmware_failsafe = "without RC the board levels out, then its motors go off (its failsafe procedure)"
 
     def __init__(
         self,

@@ -6,15 +6,13 @@ What the board does, as the firmware does it:
   SET_RAW_RC (the RC override); an unknown command gets an error reply;
 - runs its rate loop at every physics step (500 Hz) on its own gyro: the RC
   sticks are body-rate set-points through a linear rate profile up to
-  `MAX_BODY_RATE`, the throttle the collective thrust
-  (`sim.tasks.flight.rate_controller`, the rate loop a `rates`-level policy
-  trains with, plus an integral on the rate error as Betaflight's I-term);
+  `MAX_BODY_RATE`, the throttle the collective thrust (`rate_loop.RateLoop`);
 - arms on AUX1 high only with the throttle low, the vehicle within
   `SMALL_ANGLE_DEG` of level and no failsafe; disarms on AUX1 low. Each
   arming starts the vehicle where its task's episodes start, rotors at hover
   (as the simulated device's activation does), unless `keep_state`;
 - failsafe on lost RC: no SET_RAW_RC for `RX_LOSS_S` (stage 1) levels the
-  vehicle in angle mode holding the last throttle for `FAILSAFE_DELAY_S`
+  vehicle in angle mode (`rate_loop.attitude_rates`) holding the last throttle for `FAILSAFE_DELAY_S`
   (Betaflight's failsafe_delay 15), then drops: motors off, disarmed (its
   default procedure), and arms again only after the ARM switch went off; RC
   back within stage 1 recovers.
@@ -44,11 +42,12 @@ from typing import Any
 import numpy as np
 
 from hardware.emulators.faults import FaultPlan
+from hardware.emulators.rate_loop import RateLoop, attitude_rates
 from hardware.emulators.serial_emulator import Emulator
 from hardware.links import msp
 from sim.dynamics.quadrotor import rotation
 from sim.robots.quadrotor import MAX_BODY_RATE
-from sim.tasks import flight
+from sim.tasks.flight_safety import tilt
 
 RX_LOSS_S = 0.1
 """RC silent for this long is a lost link: failsafe stage 1, s."""
@@ -58,13 +57,6 @@ SMALL_ANGLE_DEG = 25.0
 """Arming is refused when tilted beyond this, degrees (Betaflight's small_angle)."""
 THROTTLE_LOW = 1050
 """Arming needs the throttle below this, us (Betaflight's min_check)."""
-RATE_I_GAIN = 2.0
-"""The rate loop's integral on the rate error, 1/s: a constant torque (a bent prop, an offset
-centre of mass) leaves no steady rate error, as Betaflight's I-term has it."""
-RATE_I_LIMIT = 2.0
-"""The integral's share of the set-point is held within +-this, rad/s."""
-LEVEL_GAIN = 5.0
-"""Angle mode's rate set-point per radian of tilt, 1/s."""
 MOCAP_RATE_HZ = 100.0
 CYCLE_TIME_US = 2000
 """The board's loop period as STATUS reports it (the 500 Hz physics step)."""
@@ -81,7 +73,7 @@ class FlightController:
         self.last_rc_ns: int | None = None
         self.failsafe_since_ns: int | None = None
         self.events: list[dict[str, Any]] = []
-        self._integral = np.zeros(3)
+        self.rate_loop = RateLoop(params)
         self._last_ns: int | None = None
         self._switch_must_reset = False  # after a failsafe the ARM switch must go off before arming again
 
@@ -120,7 +112,7 @@ class FlightController:
         dt = 0.0 if self._last_ns is None else (now - self._last_ns) / 1e9
         self._last_ns = now
         if not self.armed:
-            self._integral[:] = 0.0
+            self.rate_loop.reset()
             return np.zeros(4)
         if self.failsafe_since_ns is None and self.last_rc_ns is not None and now - self.last_rc_ns > RX_LOSS_S * 1e9:
             self.failsafe_since_ns = now
@@ -131,27 +123,13 @@ class FlightController:
                 self.disarm(now, "failsafe drop")
                 self.failsafe_since_ns, self._switch_must_reset = None, True
                 return np.zeros(4)
-            setpoint[1:] = level_rates(quaternion)
-        self._integral = np.clip(self._integral + RATE_I_GAIN * (setpoint[1:] - gyro) * dt, -RATE_I_LIMIT, RATE_I_LIMIT)
-        setpoint[1:] += self._integral
-        return flight.rate_controller(setpoint, gyro, self.params)
+            setpoint[1:] = attitude_rates(quaternion)
+        return self.rate_loop.speeds(setpoint, gyro, dt)
 
     @property
     def flags(self) -> int:
         failsafe = self.failsafe_since_ns is not None
         return (msp.ARMED_FLAG if self.armed else 0) | (msp.ANGLE_FLAG | msp.FAILSAFE_FLAG if failsafe else 0)
-
-
-def tilt(quaternion: np.ndarray) -> float:
-    w, x, y, z = quaternion
-    return math.acos(max(-1.0, min(1.0, 1.0 - 2.0 * (x * x + y * y))))
-
-
-def level_rates(quaternion: np.ndarray) -> np.ndarray:
-    """Angle mode's body-rate set-points (3,) rad/s toward level, no yaw: LEVEL_GAIN times the
-    rotation that takes body z to world z (world z in the body frame, crossed)."""
-    up = rotation(quaternion).T @ np.array([0.0, 0.0, 1.0])
-    return LEVEL_GAIN * np.array([-up[1], up[0], 0.0])
 
 
 class MspEmulator(Emulator):

@@ -192,6 +192,20 @@ def unpack_setpoint(packet: Packet) -> Rpyt | Generic | FullState:
     raise CrtpError(f"unknown generic set-point type {kind}")
 
 
+def rates_setpoint(setpoint) -> Rpyt:
+    """The RPYT set-point in rate mode (`flightmode.stabModeRoll` and `stabModePitch` 0) of
+    [collective thrust in [0, 1], body rates x, y, z rad/s (FLU)]: roll the rate about x, pitch
+    (nose up positive, as cflib takes it) minus the rate about y, yaw rate about z, in deg/s; thrust
+    scaled to 0..THRUST_MAX."""
+    thrust, x, y, z = (float(v) for v in setpoint)
+    return Rpyt(math.degrees(x), -math.degrees(y), math.degrees(z), int(round(min(1.0, max(0.0, thrust)) * THRUST_MAX)))
+
+
+def rates_of(s: Rpyt) -> tuple[float, float, float, float]:
+    """The inverse of `rates_setpoint`: [collective thrust, body rates (3) rad/s]."""
+    return s.thrust / THRUST_MAX, math.radians(s.roll_deg), -math.radians(s.pitch_deg), math.radians(s.yaw_rate_deg_s)
+
+
 # The firmware's compressed quaternion (quatcompress.h): the index of the largest component in the
 # top 2 bits, then for each of the other three (in order) a sign bit and 9 bits of magnitude in
 # units of 1/sqrt(2) / 511; the largest is recovered from the unit norm, made positive.
