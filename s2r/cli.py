@@ -492,13 +492,14 @@ def _deploy_options(args: argparse.Namespace, robot: str, policy):
         loopback=getattr(args, "loopback", False),
         ros2_backend=getattr(args, "ros2_backend", "auto"),
         mocap_topic=getattr(args, "mocap_topic", None) or "/cf1/mocap/odom",
+        vehicle=getattr(args, "vehicle", None) or "cf1",
     )
 
 
-def _baseline_level(device: str) -> str | None:
-    """The crazyflie baseline's action level on `device`: a flight controller over MSP and a
-    Crazyflie over CRTP take rates."""
-    return "rates" if device.startswith(("msp", "crtp")) else None
+def _baseline_level(device: str, robot: str) -> str | None:
+    """The crazyflie baseline's action level on `device`: a flight controller over MSP, a Crazyflie
+    over CRTP or behind crazyswarm2 (ros2) take rates."""
+    return "rates" if device.startswith(("msp", "crtp")) or (device == "ros2" and robot == QUADROTOR) else None
 
 
 def _stop_on_signals() -> Callable[[], bool]:
@@ -551,7 +552,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     robot = _controller_robot(args, args.policy)
     if args.plot and robot not in ROBOTS:
         raise ValueError(f"--plot draws joints: the {robot}'s flight is in its --log (Foxglove's 3D panel)")
-    policy = make_controller(args.policy, robot, args.rate, _baseline_level(args.device))
+    policy = make_controller(args.policy, robot, args.rate, _baseline_level(args.device, robot))
     options = _deploy_options(args, robot, policy)
     records = []
     result = deploy(policy, options, records=records, should_stop=_stop_on_signals())
@@ -588,22 +589,48 @@ def _fault_plan(args: argparse.Namespace):
 
 def cmd_emulate(args: argparse.Namespace) -> int:
     from hardware.emulators.serial_emulator import Emulator
+    from sim.robots import default_params
 
     common = {
-        "params": args.params,
+        "params": args.params or default_params(args.robot),
         "imperfections": not args.no_imperfections,
         "seed": args.seed,
         "start": args.start,
         "keep_state": args.keep_state,
     }
-    if args.transport == "ros2":
+    quadrotor = args.robot == QUADROTOR
+    if (args.transport in ("msp", "crtp") and not quadrotor) or (args.transport == "serial" and quadrotor):
+        raise ValueError(
+            f"the {args.robot} is not on {args.transport}: the pendulums speak serial or ros2, the "
+            f"{QUADROTOR} msp, crtp or ros2 (crazyswarm2's topics)"
+        )
+    if args.transport in ("ros2", "crtp") and (args.link or args.replug):
+        raise ValueError("--link and --replug are for a pseudo-terminal (serial, msp)")
+    if args.transport == "ros2" and not quadrotor:
         from hardware.emulators.ros2_emulator import Ros2Emulator
 
-        if args.faults or args.link or args.replug:
-            raise ValueError("--faults, --link and --replug are for the serial transport")
+        if args.faults:
+            raise ValueError("--faults are for the serial, msp and crtp transports and the quadrotor's ros2")
         emulator = Ros2Emulator(
             args.robot, domain_id=args.domain_id, loopback=args.loopback, backend=args.ros2_backend, **common
         )
+    elif quadrotor:
+        del common["start"]
+        common["faults"] = _fault_plan(args)
+        if args.transport == "msp":
+            from hardware.emulators.msp_emulator import MspEmulator
+
+            emulator = MspEmulator(args.robot, link=args.link, domain_id=args.domain_id, **common)
+        elif args.transport == "ros2":
+            from hardware.emulators.crazyswarm2_emulator import Crazyswarm2Emulator
+
+            emulator = Crazyswarm2Emulator(
+                args.robot, domain_id=args.domain_id, loopback=args.loopback, backend=args.ros2_backend, **common
+            )
+        else:
+            from hardware.emulators.crtp_emulator import CrtpEmulator
+
+            emulator = CrtpEmulator(args.robot, port=args.udp_port, **common)
     else:
         emulator = Emulator(args.robot, faults=_fault_plan(args), link=args.link, replug_s=args.replug, **common)
     print(emulator.open(), flush=True)  # the port: the first line, for whoever started us
@@ -612,7 +639,15 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     finally:
         emulator.close()
     counts = {k: len(v) if isinstance(v, list) and k != "events" else v for k, v in report.items()}
-    _finish(args, counts, ["emulator stopped: " + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "events")])
+    lines = ["emulator stopped: " + ", ".join(f"{k} {v}" for k, v in counts.items() if k not in ("events", "flight"))]
+    if "flight" in report:
+        flight = report["flight"]
+        said = ", ".join(e["kind"] for e in flight["events"]) or "none"
+        lines.append(
+            f"vehicle {'armed' if flight['armed'] else 'disarmed'} at height {flight['final_position'][2]:.2f} m; "
+            f"firmware events: {said}"
+        )
+    _finish(args, counts, lines)
     return 0
 
 
@@ -621,14 +656,18 @@ def cmd_hil(args: argparse.Namespace) -> int:
     from policies import make_controller
 
     link = args.device.split(":")[0]
-    if link not in ("serial", "msp", "crtp"):
-        raise ValueError(f"hil runs over serial, msp or crtp (with --emulate, or LINK:PORT), not {args.device!r}")
-    if ":" not in args.device and not args.emulate:
+    if link not in ("serial", "msp", "crtp", "ros2"):
+        raise ValueError(f"hil runs over serial, msp, crtp or ros2 (with --emulate, or LINK:PORT), not {args.device!r}")
+    if ":" not in args.device and link != "ros2" and not args.emulate:
         raise ValueError(f"--device {link} needs --emulate (the emulator's port) or a port: --device {link}:PORT")
+    if ":" in args.device and args.emulate:
+        raise ValueError(f"--emulate starts the emulator: give --device {link}, not a port")
     robot = _controller_robot(args, args.policy)
     if (link != "serial") != (robot == QUADROTOR):
-        raise ValueError(f"{link} is not the {robot}'s link: the pendulums speak serial, the {QUADROTOR} msp or crtp")
-    policy = make_controller(args.policy, robot, args.rate, _baseline_level(args.device))
+        raise ValueError(
+            f"{link} is not the {robot}'s link in hil: the pendulums speak serial, the {QUADROTOR} msp, crtp or ros2"
+        )
+    policy = make_controller(args.policy, robot, args.rate, _baseline_level(args.device, robot))
     options = _deploy_options(args, robot, policy)
     faults = _fault_plan(args) if args.emulate else None
     result = run_hil(policy, options, faults, start=args.start, should_stop=_stop_on_signals())
@@ -882,9 +921,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--device",
         default="sim",
         help="sim (the simulated robot), serial:PORT, ros2 (ROS 2 topics), msp:PORT (a flight controller) "
-        "or crtp:URI (a Crazyflie, cflib's URI)",
+        "or crtp:URI (a Crazyflie, cflib's URI); a quadrotor on ros2 is a crazyswarm2 vehicle",
     )
     p.add_argument("--mocap-topic", default="/cf1/mocap/odom", help="motion capture's nav_msgs/Odometry (msp)")
+    p.add_argument("--vehicle", default="cf1", help="the quadrotor's crazyswarm2 name (ros2)")
     _add_ros2_arguments(p)
     p.add_argument("--plot", type=Path, help="write a PNG of what the loop measured and sent, faults marked")
     mode = p.add_mutually_exclusive_group()
@@ -894,18 +934,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("emulate", "a simulated robot behind a serial port (pty) or ROS 2 topics", cmd_emulate)
-    _robot_argument(p, required=True)
+    _robot_argument(p, required=True, robots=(*ROBOTS, QUADROTOR))
     p.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal, print its path (the default)")
     p.add_argument(
         "--transport",
-        choices=["serial", "ros2"],
+        choices=["serial", "ros2", "msp", "crtp"],
         default="serial",
-        help="the s2r serial protocol on a pty, or ROS 2 topics",
+        help="the s2r serial protocol on a pty, ROS 2 topics; a quadrotor's flight controller (MSP on a pty, "
+        "motion capture on DDS), a Crazyflie (CRTP on UDP, for cflib) or crazyswarm2's topics (ros2)",
     )
+    p.add_argument("--udp-port", type=_number(int, 0, 65535), default=19850, help="crtp: the UDP port (0: any)")
     _add_ros2_arguments(p)
     p.add_argument("--link", type=Path, help="also make this symlink to the port (stable across replugs)")
     p.add_argument("--replug", type=SECONDS, metavar="S", help="after an injected unplug, a new port after S seconds")
-    p.add_argument("--params", default="model_1.0", help="plant parameter set, the real robot's by default")
+    p.add_argument("--params", help="plant parameter set (default: the real robot's, model_1.0; the crazyflie's l2f)")
     p.add_argument("--no-imperfections", action="store_true", help="plant without noise, delay, lag, pushes")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the plant")
     p.add_argument("--duration", type=SECONDS, help="seconds (default: until Ctrl-C)")
@@ -922,10 +964,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device",
         default="serial",
-        help="serial, msp (a flight controller) or crtp (a Crazyflie), with --emulate; or LINK:PORT, a device "
-        "(crtp:radio://0/80/2M/E7E7E7E7E7)",
+        help="serial, msp (a flight controller), crtp (a Crazyflie) or ros2 (crazyswarm2's topics), with --emulate; "
+        "or a device: LINK:PORT (crtp:radio://0/80/2M/E7E7E7E7E7), ros2",
     )
-    p.add_argument("--domain-id", type=_number(int, 0, 232), default=0, help="ROS 2 domain of motion capture (msp)")
+    p.add_argument(
+        "--domain-id", type=_number(int, 0, 232), default=0, help="ROS 2 domain (msp's motion capture, ros2)"
+    )
+    p.add_argument("--vehicle", default="cf1", help="the quadrotor's crazyswarm2 name (ros2)")
     p.add_argument("--mocap-topic", default="/cf1/mocap/odom", help="motion capture's nav_msgs/Odometry (msp)")
     p.add_argument("--emulate", action="store_true", help="start the device emulator and run against it")
     p.add_argument("--start", choices=["down", "up"], default="down", help="emulated plant hanging or upright")

@@ -28,6 +28,11 @@ LEVEL = np.array([1.0, 0.0, 0.0, 0.0])
 MS = 1_000_000
 
 
+def _estimate(quaternion):
+    """A state estimate (13,): at 1 m, at rest, with this attitude."""
+    return np.concatenate([[0.0, 0.0, 1.0], quaternion, np.zeros(6)])
+
+
 def _firmware():
     firmware = Firmware(load_robot_params("crazyflie", "l2f"))
     firmware.params["flightmode.stabModeRoll"] = firmware.params["flightmode.stabModePitch"] = 0
@@ -53,10 +58,10 @@ def test_rate_set_points_are_what_cflibs_commander_sends():
 def test_thrust_stays_locked_until_a_zero_thrust_set_point():
     firmware = _firmware()
     firmware.rpyt(1 * MS, crtp.rates_setpoint([0.5, 0, 0, 0]))
-    assert not firmware.update(2 * MS, LEVEL, np.zeros(3)).any()
+    assert not firmware.update(2 * MS, _estimate(LEVEL)).any()
     firmware.rpyt(3 * MS, crtp.rates_setpoint([0.0, 0, 0, 0]))
     firmware.rpyt(4 * MS, crtp.rates_setpoint([0.5, 0, 0, 0]))
-    assert firmware.update(5 * MS, LEVEL, np.zeros(3)).all()
+    assert firmware.update(5 * MS, _estimate(LEVEL)).all()
 
 
 def test_rate_mode_follows_rates_and_angle_mode_levels():
@@ -67,7 +72,7 @@ def test_rate_mode_follows_rates_and_angle_mode_levels():
         firmware.params["flightmode.stabModeRoll"] = mode
         firmware.rpyt(0, crtp.rates_setpoint([0.0, 0, 0, 0]))
         firmware.rpyt(1 * MS, crtp.rates_setpoint([0.5, 0, 0, 0]))
-        speeds[mode] = firmware.update(2 * MS, rolled, np.zeros(3))
+        speeds[mode] = firmware.update(2 * MS, _estimate(rolled))
     # Rate mode holds the roll (no differential); angle mode rolls back: the left rotors (1 and 4 on
     # the right, FLU: y > 0 is left) differ from the right.
     assert np.ptp(speeds[0]) < 1e-9 and np.ptp(speeds[1]) > 1e-3
@@ -77,15 +82,14 @@ def test_the_supervisor_levels_after_half_a_second_and_cuts_the_motors_after_two
     firmware = _firmware()
     firmware.rpyt(0, crtp.rates_setpoint([0.0, 0, 0, 0]))
     firmware.rpyt(1 * MS, crtp.rates_setpoint([0.45, 0.5, 0, 0]))
-    gyro = np.zeros(3)
-    assert firmware.update(1 * MS + int(LEVEL_TIMEOUT_S * 1e9) - MS, LEVEL, gyro).any() and firmware.stage == "fly"
-    firmware.update(1 * MS + int(LEVEL_TIMEOUT_S * 1e9) + MS, LEVEL, gyro)
+    assert firmware.update(1 * MS + int(LEVEL_TIMEOUT_S * 1e9) - MS, _estimate(LEVEL)).any() and firmware.stage == "fly"
+    firmware.update(1 * MS + int(LEVEL_TIMEOUT_S * 1e9) + MS, _estimate(LEVEL))
     assert firmware.stage == "level" and firmware.armed
     firmware.rpyt(int(0.9e9), crtp.rates_setpoint([0.45, 0, 0, 0]))  # set-points back: flying again
     assert firmware.stage == "fly"
     last = int(0.9e9)
-    assert firmware.update(last + int(SHUTDOWN_TIMEOUT_S * 1e9) - MS, LEVEL, gyro).any()
-    assert not firmware.update(last + int(SHUTDOWN_TIMEOUT_S * 1e9) + MS, LEVEL, gyro).any()
+    assert firmware.update(last + int(SHUTDOWN_TIMEOUT_S * 1e9) - MS, _estimate(LEVEL)).any()
+    assert not firmware.update(last + int(SHUTDOWN_TIMEOUT_S * 1e9) + MS, _estimate(LEVEL)).any()
     assert not firmware.armed and [e["kind"] for e in firmware.events][-3:] == ["level", "off", "disarmed"]
 
 

@@ -179,9 +179,11 @@ def test_hil_over_msp_catches_a_frozen_imu_and_leaves_the_vehicle_to_the_failsaf
     "argv, message",
     [
         (["--robot", "pendubot", "--device", "msp", "--emulate"], "msp is not the pendubot's link"),
+        (["--robot", "pendubot", "--device", "ros2", "--emulate"], "ros2 is not the pendubot's link in hil"),
         (["--robot", "crazyflie", "--device", "serial", "--emulate"], "serial is not the crazyflie's link"),
         (["--robot", "crazyflie", "--device", "msp"], "--device msp needs --emulate"),
-        (["--robot", "crazyflie", "--device", "ros2", "--emulate"], "hil runs over serial or msp"),
+        (["--robot", "crazyflie", "--device", "can", "--emulate"], "hil runs over serial, msp, crtp or ros2"),
+        (["--robot", "crazyflie", "--device", "msp:/dev/ttyACM0", "--emulate"], "--emulate starts the emulator"),
     ],
 )
 def test_hil_link_mistakes_are_one_line(capsys, argv, message):

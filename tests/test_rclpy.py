@@ -186,6 +186,39 @@ def test_a_default_qos_rclpy_node_reads_the_emulators_joint_states_and_moves_it(
     assert emulator.report["commands_refused"] == 0 and emulator.report["sessions"] == 1
 
 
+def test_a_default_qos_rclpy_node_flies_the_crazyswarm2_emulator():
+    """crazyswarm2's topics as a plain rclpy client sees them: Odometry and PoseStamped out (default
+    QoS), cmd_vel_legacy (geometry_msgs/Twist) in, its thrust unlock and a hover thrust."""
+    from geometry_msgs.msg import PoseStamped, Twist, Vector3
+    from nav_msgs.msg import Odometry
+
+    from hardware.emulators.crazyswarm2_emulator import Crazyswarm2Emulator
+
+    emulator = Crazyswarm2Emulator(imperfections=False, domain_id=159, loopback=True, backend="cyclonedds")
+    emulator.open()
+    stop = threading.Event()
+    served = threading.Thread(target=emulator.run, kwargs={"should_stop": stop.is_set})
+    served.start()
+    try:
+        with _node(159, "client") as node:
+            odometry: list[Odometry] = []
+            poses: list[PoseStamped] = []
+            node.create_subscription(Odometry, "/cf1/odom", odometry.append, DEFAULT_QOS)
+            node.create_subscription(PoseStamped, "/cf1/pose", poses.append, DEFAULT_QOS)
+            command = node.create_publisher(Twist, "/cf1/cmd_vel_legacy", DEFAULT_QOS)
+            assert _until(lambda: len(odometry) >= 20 and len(poses) >= 20), "no odometry reached rclpy"
+            assert odometry[-1].header.frame_id == "cf1" and poses[-1].header.frame_id == "world"
+            assert _until(lambda: emulator.firmware.armed, every=lambda: command.publish(Twist()))  # unlock
+            hover = Twist(linear=Vector3(x=0.0, y=0.0, z=30000.0))
+            assert _until(lambda: emulator.report["commands_received"] >= 50, every=lambda: command.publish(hover))
+            assert _until(lambda: odometry[-1].pose.pose.position.z > 0.5)
+    finally:
+        stop.set()
+        served.join(timeout=10)
+        emulator.close()
+    assert not emulator.firmware.thrust_locked and emulator.report["sessions"] == 1
+
+
 # s2r deploy against a plain rclpy node that plays the robot. -------------------------------------
 
 

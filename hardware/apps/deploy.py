@@ -43,11 +43,14 @@ class DeployOptions:
     """Run length, s; None runs until Ctrl-C or `should_stop`."""
     device: str = "sim"
     """sim (the simulated robot), serial:PORT (a device speaking the s2r serial protocol), ros2
-    (ROS 2 topics: JointState in, Float64MultiArray effort commands out), msp:PORT (a quadrotor's
+    (ROS 2 topics: JointState in, Float64MultiArray effort commands out; a quadrotor's crazyswarm2
+    topics, `vehicle`'s odom and rates in, cmd_vel_legacy out), msp:PORT (a quadrotor's
     Betaflight-class flight controller, position from motion capture on `mocap_topic`) or crtp:URI
     (a Crazyflie through cflib, e.g. crtp:radio://0/80/2M/E7E7E7E7E7 or crtp:udp://127.0.0.1:19850)."""
     mocap_topic: str = "/cf1/mocap/odom"
     """nav_msgs/Odometry of the vehicle from motion capture (the msp device), ROS 2."""
+    vehicle: str = "cf1"
+    """A quadrotor's name under crazyswarm2 (the ros2 device): its topics' namespace."""
     domain_id: int = 0
     """ROS 2 domain id (the ros2 device)."""
     loopback: bool = False
@@ -104,9 +107,12 @@ class DeployOptions:
     @property
     def commands(self) -> str | None:
         """The level of commands the device takes (`sim.robots.quadrotor.COMMAND_LEVELS`; None: the
-        robot's only or default one): a flight controller over MSP or a Crazyflie over CRTP runs the
-        rate loop itself."""
-        return "rates" if self.device.startswith(("msp", "crtp")) else None
+        robot's only or default one): a flight controller over MSP, a Crazyflie over CRTP or behind
+        crazyswarm2 runs the rate loop itself."""
+        flight_controller = self.device.startswith(("msp", "crtp")) or (
+            self.device == "ros2" and self.robot in QUADROTORS
+        )
+        return "rates" if flight_controller else None
 
 
 def options_for(policy: Policy, robot: str, **settings: Any) -> DeployOptions:
@@ -144,9 +150,11 @@ def make_device(options: DeployOptions) -> Device:
         from hardware.backends.crtp_device import CrtpDevice
 
         return CrtpDevice(options.device.removeprefix("crtp:"))
+    if options.device == "ros2" and options.robot in QUADROTORS:
+        from hardware.backends.crazyswarm2_device import Crazyswarm2Device
+
+        return Crazyswarm2Device(options.vehicle, options.domain_id, options.loopback, options.ros2_backend)
     if options.device == "ros2":
-        if options.robot not in ROBOTS:
-            raise ValueError(f"the ros2 device speaks JointState: the {options.robot} is not on it yet")
         from hardware.backends.ros2_device import Ros2Device  # DDS only when asked for
 
         joints = list(get_robot(options.robot).joints)

@@ -1,8 +1,9 @@
 """Hardware-in-the-loop: the real loop over a real serial port, against the emulator or a device, judged.
 
-Three links: the s2r serial protocol (`serial`, the pendulum family), MSP to a
-flight controller (`msp`, the quadrotor; motion capture beside it on DDS) and
-CRTP to a Crazyflie (`crtp`, through cflib over the emulator's UDP link).
+The links: the s2r serial protocol (`serial`, the pendulum family); for the
+quadrotor MSP to a flight controller (`msp`; motion capture beside it on DDS),
+CRTP to a Crazyflie (`crtp`, through cflib over the emulator's UDP link) and
+crazyswarm2's topics (`ros2`, on loopback DDS).
 
 The verdict's checks:
 - task:      the task was being done well (the task's own `held`: for the swing-up, up and
@@ -36,9 +37,9 @@ from hardware.emulators.faults import FaultPlan
 from hardware.emulators.process import EmulatorProcess
 from hardware.loop import Policy, TickRecord
 from hardware.safety import blind_torque_ticks, max_steps
-from sim.robots import load_robot_params, robot_spec
+from sim.robots import QUADROTORS, load_robot_params, robot_spec
 
-LINKS = ("serial", "msp", "crtp")
+LINKS = ("serial", "msp", "crtp", "ros2")
 FAILSAFES = ("failsafe", "level", "off", "rebooted")
 """What the emulated flight firmware reports of its failsafe: MSP's failsafe, the Crazyflie's
 supervisor levelling out and cutting the motors, a reboot."""
@@ -50,15 +51,15 @@ def detection_bound(kind: str, duration_s: float, options: DeployOptions) -> int
     """Ticks within which the loop must catch an injected fault, counted from the injection (a tick
     still running at the injection counts).
 
-    - unplug: the next read or write fails: 2 ticks; over a radio (crtp) nothing fails, the
-      state goes stale: the stale-state timeout, plus 2;
+    - unplug: the next read or write fails: 2 ticks; over a radio or a network (crtp, ros2)
+      nothing fails, the state goes stale: the stale-state timeout, plus 2;
     - frozen sensor: the watchdog's frozen timeout, plus 3 ticks: the one running at the injection,
       the one that reads the last fresh frame (still on the link at the injection), and the first
       whose age of the values is over the timeout;
     - brown-out: the device's RESET fault when it reboots, or the stale-state timeout if sooner, plus 2.
     """
     rate, safety = options.rate_hz, options.safety
-    if kind == "unplug" and options.device.startswith("crtp"):
+    if kind == "unplug" and options.device.startswith(("crtp", "ros2")):
         return math.ceil(safety.stale_timeout_s * rate) + 2
     if kind == "unplug":
         return 2
@@ -76,29 +77,35 @@ def run_hil(
     start: str = "down",
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Deploy over a link and judge the run. `options.device` is a real device (serial:PORT,
-    msp:PORT), or the link's name alone (`serial`, `msp`) to start its emulator with `faults`, the
-    options' parameters and imperfections, and a pendulum hanging or upright as `start` says.
-    `should_stop` is asked before every tick."""
+    """Deploy over a link and judge the run: against the link's emulator, started with `faults`
+    (FaultPlan() for none), the options' parameters and imperfections and, for a pendulum, hanging
+    or upright as `start` says; or, with `faults` None, against the device `options.device` names
+    (serial:PORT, msp:PORT, crtp:URI, or ros2: a crazyswarm2 vehicle). `should_stop` is asked
+    before every tick."""
     records: list[TickRecord] = []
     report = None
     link = options.device.split(":")[0]
     if link not in LINKS:
         raise ValueError(f"hil runs over {', '.join(LINKS)}, not {options.device!r}")
-    if ":" in options.device:
-        if faults is not None:
-            raise ValueError(f"faults are injected by the emulator: use --device {link} --emulate, not a real port")
+    if link == "ros2" and options.robot not in QUADROTORS:
+        raise ValueError("hil runs the pendulums over serial; over ros2, the quadrotor's crazyswarm2 topics")
+    if faults is None:
+        if ":" not in options.device and link != "ros2":
+            raise ValueError(f"--device {link} needs a port ({link}:PORT) or the emulator (--emulate)")
         device = None  # deploy opens the one the options name
         result = deploy(policy, options, device, records, should_stop)
         device_counters = result["link"]
     else:
         emulated = {"robot": options.robot, "params": options.params, "imperfections": options.imperfections}
-        emulated |= {"seed": options.seed, "faults": faults or FaultPlan()}
+        emulated |= {"seed": options.seed, "faults": faults}
         if link == "msp":
             emulated |= {"domain_id": options.domain_id, "mocap_topic": options.mocap_topic}
+        elif link == "ros2":
+            emulated |= {"domain_id": options.domain_id, "name": options.vehicle}
         elif link == "serial":
             emulated["start"] = start
-        with EmulatorProcess(transport=link, **emulated) as emulator:
+        transport = "crazyswarm2" if link == "ros2" else link
+        with EmulatorProcess(transport=transport, **emulated) as emulator:
             device = _device(link, emulator.port, options)
             result = deploy(policy, options, device, records, should_stop)
             if link != "serial" and any(r.fault for r in records):
@@ -138,6 +145,10 @@ def _device(link: str, port: str, options: DeployOptions) -> Device:
         from hardware.backends.crtp_device import CrtpDevice
 
         return CrtpDevice(port)
+    if link == "ros2":
+        from hardware.backends.crazyswarm2_device import Crazyswarm2Device
+
+        return Crazyswarm2Device(options.vehicle, options.domain_id, loopback=True, backend="cyclonedds")
     from hardware.backends.msp_device import MocapOdometry, MspDevice
 
     return MspDevice(port, MocapOdometry(options.mocap_topic, options.domain_id, loopback=True, backend="cyclonedds"))

@@ -59,12 +59,14 @@ class MocapOdometry:
         self.malformed = 0
 
     def latest(self, max_age_s: float) -> tuple[np.ndarray, np.ndarray] | None:
-        from hardware.links.ros2_msgs import Malformed
+        from hardware.links.ros2_msgs import Malformed, Odometry
 
         for sample in self.reader.take(64):
             if isinstance(sample, Malformed):
                 self.malformed += 1
                 continue
+            if not isinstance(sample, Odometry):
+                continue  # a publisher went away: DDS says so with an invalid sample
             p, q, v = sample.pose.pose.position, sample.pose.pose.orientation, sample.twist.twist.linear
             position = np.array([p.x, p.y, p.z])
             quaternion = np.array([q.w, q.x, q.y, q.z])

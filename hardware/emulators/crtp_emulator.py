@@ -13,7 +13,9 @@ The firmware's behaviour, as the Crazyflie has it:
   `flightmode.stabModeRoll` / `stabModePitch` are 0 (rate mode); yaw is a
   rate; thrust 0..65535 is the collective thrust. After a link opens (and
   after a stop) thrust stays locked until a set-point with zero thrust;
-- the generic commander's STOP: motors off;
+- the generic commander's STOP: motors off; POSITION and FULL_STATE: the
+  on-board position controller (the geometric controller at the rates level)
+  tracks them;
 - the supervisor: arming on request; without set-points for
   `LEVEL_TIMEOUT_S` it levels out (thrust kept), after `SHUTDOWN_TIMEOUT_S`
   its motors go off and it disarms;
@@ -50,7 +52,10 @@ from hardware.emulators.faults import FaultPlan
 from hardware.emulators.rate_loop import RateLoop, attitude_rates
 from hardware.links import crtp
 from hardware.links.crtp import Packet, Port
+from policies.geometric import GeometricController
+from sim.flight import PHYSICS_DT
 from sim.simulated import PlantServer, SimulatedRobot
+from sim.tasks import flight
 
 PROTOCOL_VERSION = 12
 LEVEL_TIMEOUT_S = 0.5
@@ -103,6 +108,9 @@ class Firmware:
         self.last_setpoint_ns: int | None = None
         self.stage = "fly"  # fly, level, off
         self.events: list[dict[str, Any]] = []
+        self.reference: tuple[np.ndarray, np.ndarray] | None = None
+        """A position set-point's (position m, velocity m/s), world: the on-board controller tracks it."""
+        self._tracker = GeometricController(vehicle, 1.0 / PHYSICS_DT, action_level="rates")
         self._last_ns: int | None = None
 
     def arm(self, now: int, do_arm: bool, quaternion: np.ndarray) -> bool:
@@ -119,21 +127,35 @@ class Firmware:
             self.events.append({"kind": "disarmed", "at_ns": now, "why": why})
 
     def rpyt(self, now: int, s: crtp.Rpyt) -> None:
-        self.last_setpoint_ns = now
-        if self.stage != "fly" and self.armed:
-            self.events.append({"kind": "setpoints_back", "at_ns": now})
-            self.stage = "fly"
+        self._setpoint_arrived(now)
+        self.reference = None
         if s.thrust == 0:
             self.thrust_locked = False
         thrust = 0.0 if self.thrust_locked else s.thrust / crtp.THRUST_MAX
         self.setpoint = np.array(crtp.rates_of(crtp.Rpyt(s.roll_deg, s.pitch_deg, s.yaw_rate_deg_s, 0)))
         self.setpoint[0] = thrust
 
+    def track(self, now: int, position: np.ndarray, velocity: np.ndarray) -> None:
+        """A position set-point (generic POSITION or FULL_STATE, crazyswarm2's cmd_position and
+        cmd_full_state): the on-board position controller takes the vehicle there."""
+        self._setpoint_arrived(now)
+        if self.reference is None:
+            self._tracker.reset()
+        self.reference = (np.asarray(position, dtype=float), np.asarray(velocity, dtype=float))
+
     def stop(self, now: int) -> None:
-        self.last_setpoint_ns, self.thrust_locked = now, True
+        self.last_setpoint_ns, self.thrust_locked, self.reference = now, True, None
         self.setpoint = np.zeros(4)
 
-    def update(self, now: int, quaternion: np.ndarray, gyro: np.ndarray) -> np.ndarray:
+    def _setpoint_arrived(self, now: int) -> None:
+        self.last_setpoint_ns = now
+        if self.stage != "fly" and self.armed:
+            self.events.append({"kind": "setpoints_back", "at_ns": now})
+            self.stage = "fly"
+
+    def update(self, now: int, estimate: np.ndarray) -> np.ndarray:
+        """Rotor speeds (4,) for this physics step from the state estimate (13,)."""
+        quaternion, gyro = estimate[3:7], estimate[10:13]
         dt = 0.0 if self._last_ns is None else (now - self._last_ns) / 1e9
         self._last_ns = now
         if not self.armed:
@@ -148,11 +170,16 @@ class Firmware:
             if quiet > LEVEL_TIMEOUT_S:
                 self._stage(now, "level")
         thrust, roll, pitch, yaw = self.setpoint
+        if self.reference is not None and self.stage == "fly":
+            action = self._tracker.act(flight.observation(estimate, self.reference, np.zeros((0, 4))))
+            thrust, roll, pitch, yaw = flight.rates_setpoint(action)
         if self.stage == "level":
             rates = attitude_rates(quaternion)
         else:
             rates = np.array([roll, pitch, yaw])
-            if self.params["flightmode.stabModeRoll"] or self.params["flightmode.stabModePitch"]:
+            if self.reference is None and (
+                self.params["flightmode.stabModeRoll"] or self.params["flightmode.stabModePitch"]
+            ):
                 angles = attitude_rates(quaternion, roll, pitch)
                 rates[0] = angles[0] if self.params["flightmode.stabModeRoll"] else roll
                 rates[1] = angles[1] if self.params["flightmode.stabModePitch"] else pitch
@@ -266,7 +293,7 @@ class CrtpEmulator:
         silent = now < self.silent_until_ns
         if now >= self.frozen_until_ns:
             self.estimate = self.server.robot.measure()
-        speeds = np.zeros(4) if silent else self.firmware.update(now, self.estimate[3:7], self.estimate[10:13])
+        speeds = np.zeros(4) if silent else self.firmware.update(now, self.estimate)
         self.server.step(speeds)
         if not silent:
             for block_id, block in self.blocks.items():
@@ -380,6 +407,10 @@ class CrtpEmulator:
                 self.firmware.rpyt(now, setpoint)
             elif isinstance(setpoint, crtp.Generic) and setpoint.kind == crtp.Setpoint.STOP:
                 self.firmware.stop(now)
+            elif isinstance(setpoint, crtp.Generic) and setpoint.kind == crtp.Setpoint.POSITION:
+                self.firmware.track(now, np.array(setpoint.values[:3]), np.zeros(3))
+            elif isinstance(setpoint, crtp.FullState):
+                self.firmware.track(now, np.array(setpoint.position), np.array(setpoint.velocity))
 
     def _toc(self, p: Packet, items: list[tuple[int, bytes]], now: int) -> None:
         d = p.data

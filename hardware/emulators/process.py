@@ -6,11 +6,12 @@ import multiprocessing
 import threading
 from typing import Any
 
-TRANSPORTS = ("serial", "ros2", "msp", "crtp")
+TRANSPORTS = ("serial", "ros2", "msp", "crtp", "crazyswarm2")
 
 
 class EmulatorProcess:
-    """An emulator (serial, ROS 2 topics, a flight controller over MSP, a Crazyflie over CRTP) in a process of its own,
+    """An emulator (serial, ROS 2 topics, a flight controller over MSP, a Crazyflie over CRTP
+    or behind crazyswarm2's topics) in a process of its own,
     as firmware runs on its own processor: it never shares the loop's interpreter lock. `port` (for
     ROS 2, a description of the topics) is ready when the constructor returns."""
 
@@ -64,6 +65,10 @@ def _serve(transport: str, options: dict[str, Any], conn) -> None:
             from hardware.emulators.ros2_emulator import Ros2Emulator
 
             emulator = Ros2Emulator(**options)
+        elif transport == "crazyswarm2":
+            from hardware.emulators.crazyswarm2_emulator import Crazyswarm2Emulator
+
+            emulator = Crazyswarm2Emulator(**options)
         elif transport == "crtp":
             from hardware.emulators.crtp_emulator import CrtpEmulator
 

@@ -206,8 +206,13 @@ class Vector3(idl.IdlStruct, typename="geometry_msgs::msg::dds_::Vector3_"):
 @dataclass
 @annotate.final
 class Twist(idl.IdlStruct, typename="geometry_msgs::msg::dds_::Twist_"):
+    """Also crazyswarm2's `cmd_vel_legacy`: linear.y roll, -linear.x pitch (deg), angular.z yaw rate
+    (deg/s), linear.z thrust (0..60000), the RPYT commander's set-point."""
+
     linear: Vector3 = field(default_factory=Vector3)
     angular: Vector3 = field(default_factory=Vector3)
+    ros_type = "geometry_msgs/msg/Twist"
+    type_hash = "RIHS01_9c45bf16fe0983d80e3cfe750d6835843d265a9a6c46bd2e609fcddde6fb8d2a"
 
 
 @dataclass
@@ -229,6 +234,57 @@ class Odometry(idl.IdlStruct, typename="nav_msgs::msg::dds_::Odometry_"):
     twist: TwistWithCovariance = field(default_factory=TwistWithCovariance)
     ros_type = "nav_msgs/msg/Odometry"
     type_hash = "RIHS01_3cc97dc7fb7502f8714462c526d369e35b603cfc34d946e3f2eda2766dfec6e0"
+
+
+@dataclass
+@annotate.final
+class PoseStamped(idl.IdlStruct, typename="geometry_msgs::msg::dds_::PoseStamped_"):
+    header: Header = field(default_factory=Header)
+    pose: Pose = field(default_factory=Pose)
+    ros_type = "geometry_msgs/msg/PoseStamped"
+    type_hash = "RIHS01_10f3786d7d40fd2b54367835614bff85d4ad3b5dab62bf8bca0cc232d73b4cd8"
+
+
+# crazyswarm2's crazyflie_interfaces (no wheel on the registry: defined here, wire-compatible).
+
+
+@dataclass
+@annotate.final
+class Position(idl.IdlStruct, typename="crazyflie_interfaces::msg::dds_::Position_"):
+    """`cmd_position`: where the Crazyflie's own position controller takes it, m and yaw deg."""
+
+    header: Header = field(default_factory=Header)
+    x: types.float32 = 0.0
+    y: types.float32 = 0.0
+    z: types.float32 = 0.0
+    yaw: types.float32 = 0.0
+    ros_type = "crazyflie_interfaces/msg/Position"
+    type_hash = "RIHS01_a4bf0f7d2b21c142b07ce860e4d2192ad831125c65aee6f12fad6f628b329e55"
+
+
+@dataclass
+@annotate.final
+class FullState(idl.IdlStruct, typename="crazyflie_interfaces::msg::dds_::FullState_"):
+    """`cmd_full_state`: pose, twist (world linear, body angular) and acceleration to track."""
+
+    header: Header = field(default_factory=Header)
+    pose: Pose = field(default_factory=Pose)
+    twist: Twist = field(default_factory=Twist)
+    acc: Vector3 = field(default_factory=Vector3)
+    ros_type = "crazyflie_interfaces/msg/FullState"
+    type_hash = "RIHS01_bd2e17994c6bec891c6ea8232010a47ecd291bc282ef452814229fd9297ba56f"
+
+
+@dataclass
+@annotate.final
+class LogDataGeneric(idl.IdlStruct, typename="crazyflie_interfaces::msg::dds_::LogDataGeneric_"):
+    """A custom log topic: the on-board stamp (ms) and the block's values, in its variables' order."""
+
+    header: Header = field(default_factory=Header)
+    timestamp: types.uint32 = 0
+    values: types.sequence[types.float32] = field(default_factory=list)
+    ros_type = "crazyflie_interfaces/msg/LogDataGeneric"
+    type_hash = "RIHS01_c384b5eed47a721c171818ebf0619ac2681eb5949b020a344247a16ab02a63e7"
 
 
 @dataclass
@@ -265,6 +321,11 @@ MESSAGES = (
     DiagnosticArray,
     Empty,
     Odometry,
+    Twist,
+    PoseStamped,
+    Position,
+    FullState,
+    LogDataGeneric,
 )
 for _type in MESSAGES:
     _tolerant(_type)

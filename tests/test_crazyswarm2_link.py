@@ -1,0 +1,137 @@
+"""The quadrotor behind crazyswarm2's topics on ROS 2 (Cyclone DDS on loopback): the message
+definitions byte-equal to rosbags', cmd_vel_legacy as the server reads it, the on-board position
+controller behind cmd_position, the device's refusals, and HIL with the shipped quadrotor plans.
+`tests/test_rclpy.py` flies the emulator from a plain rclpy node."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hardware.apps.deploy import DeployOptions
+from hardware.apps.hil import detection_bound, run_hil
+from hardware.backends.crazyswarm2_device import Crazyswarm2Device
+from hardware.device import DeviceError
+from hardware.emulators.crazyswarm2_emulator import Crazyswarm2Emulator
+from hardware.emulators.faults import FaultPlan
+from hardware.links import crtp
+from hardware.links import ros2_msgs as m
+from hardware.links.crazyswarm2 import THRUST_CAP, rpyt_of, twist_of
+from hardware.links.dds import DdsTransport
+from policies import make_controller
+from sim.robots import load_robot_params, robot_spec
+
+rosbags = pytest.importorskip("rosbags.typesys", reason="rosbags (a test tool in the dev extra) is absent")
+
+DEFINITIONS = {
+    "crazyflie_interfaces/msg/Position": "std_msgs/Header header\nfloat32 x\nfloat32 y\nfloat32 z\nfloat32 yaw\n",
+    "crazyflie_interfaces/msg/FullState": (
+        "std_msgs/Header header\ngeometry_msgs/Pose pose\ngeometry_msgs/Twist twist\ngeometry_msgs/Vector3 acc\n"
+    ),
+    "crazyflie_interfaces/msg/LogDataGeneric": "std_msgs/Header header\nuint32 timestamp\nfloat32[] values\n",
+}
+
+
+def test_crazyflie_interfaces_are_byte_equal_to_rosbags_and_carry_its_type_hashes():
+    store = rosbags.get_typestore(rosbags.Stores.ROS2_JAZZY)
+    for name, text in DEFINITIONS.items():
+        store.register(rosbags.get_types_from_msg(text, name))
+    t = store.types
+    header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=3, nanosec=4), frame_id="world")
+    ours = m.Header(m.Time(3, 4), "world")
+    position = t["crazyflie_interfaces/msg/Position"](header=header, x=1.0, y=2.0, z=3.0, yaw=90.0)
+    values = np.array([1.5, -2.5, 3.0], np.float32)
+    log = t["crazyflie_interfaces/msg/LogDataGeneric"](header=header, timestamp=7, values=values)
+    cases = [(m.Position(ours, 1.0, 2.0, 3.0, 90.0), position), (m.LogDataGeneric(ours, 7, [1.5, -2.5, 3.0]), log)]
+    for message, theirs in cases:
+        assert message.serialize() == bytes(store.serialize_cdr(theirs, message.ros_type)), message.ros_type
+    for message_type in (m.Position, m.FullState, m.LogDataGeneric, m.Twist, m.PoseStamped, m.Odometry):
+        assert message_type.type_hash == store.hash_rihs01(message_type.ros_type), message_type.ros_type
+
+
+def test_cmd_vel_legacy_is_the_rpyt_set_point_the_server_sends():
+    setpoint = crtp.rates_setpoint([0.5, 1.0, -2.0, 0.3])
+    twist = twist_of(setpoint)
+    assert twist.linear.y == pytest.approx(setpoint.roll_deg) and twist.linear.x == pytest.approx(-setpoint.pitch_deg)
+    back = rpyt_of(twist)
+    assert np.allclose(crtp.rates_of(back), crtp.rates_of(setpoint), atol=1e-4)
+    assert rpyt_of(twist_of(crtp.Rpyt(0, 0, 0, 65535))).thrust == THRUST_CAP  # the server's cap
+    assert rpyt_of(m.Twist(m.Vector3(0.0, 0.0, float("nan")))).thrust == 0
+
+
+@pytest.fixture
+def emulator():
+    em = Crazyswarm2Emulator(imperfections=False, domain_id=71)
+    em.open()
+    stop = threading.Event()
+    thread = threading.Thread(target=em.run, kwargs={"should_stop": stop.is_set}, daemon=True)
+    thread.start()
+    yield em
+    stop.set()
+    thread.join(timeout=10)
+    em.close()
+
+
+def test_cmd_position_is_flown_by_the_onboard_controller(emulator):
+    transport = DdsTransport(71, loopback=True)
+    try:
+        position = transport.publisher("/cf1/cmd_position", m.Position)
+        odom = transport.subscriber("/cf1/odom", m.Odometry, depth=64)
+        target = m.Position(m.Header(), 0.3, -0.2, 1.2, 0.0)
+        deadline = time.monotonic() + 6
+        latest = None
+        while time.monotonic() < deadline:
+            position.write(target)
+            for sample in odom.take(64):
+                latest = sample
+            if latest is not None and time.monotonic() > deadline - 2:
+                p = latest.pose.pose.position
+                if np.linalg.norm([p.x - 0.3, p.y + 0.2, p.z - 1.2]) < 0.05:
+                    break
+            time.sleep(0.01)
+        p = latest.pose.pose.position
+        assert np.linalg.norm([p.x - 0.3, p.y + 0.2, p.z - 1.2]) < 0.05, (p.x, p.y, p.z)
+        assert emulator.firmware.armed and emulator.firmware.reference is not None
+    finally:
+        transport.close()
+
+
+def test_no_crazyswarm2_server_is_one_clear_error():
+    device = Crazyswarm2Device("cf9", domain_id=72, loopback=True, backend="cyclonedds", timeout_s=1.0)
+    with pytest.raises(DeviceError, match="/cf9: no odom, rates within 1.0 s .* is crazyswarm2's server running"):
+        device.configure(robot_spec("crazyflie", load_robot_params("crazyflie", "l2f"), "rates"))
+    device.close()
+
+
+def _hil(tmp_path, plan, domain_id, duration=6.0):
+    policy = make_controller("baseline", "crazyflie", 100.0, "rates")
+    options = DeployOptions(
+        robot="crazyflie",
+        rate_hz=100.0,
+        duration_s=duration,
+        device="ros2",
+        domain_id=domain_id,
+        conditions=dict(policy.conditions),
+        action_history=0,
+        log_path=tmp_path / "hil.mcap",
+    )
+    return run_hil(policy, options, FaultPlan.from_yaml(plan)), options
+
+
+@pytest.mark.hil
+def test_hil_over_crazyswarm2_holds_the_hover_through_loss_and_the_supervisor_lands_it_after_an_unplug(tmp_path):
+    result, options = _hil(tmp_path, "hardware/faults/quadrotor-loss-jitter-unplug.yaml", 73)
+    checks = {c["name"]: c for c in result["checks"]}
+    assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
+    assert checks["losses"]["injected"] > 5 and checks["losses"]["counted"] >= checks["losses"]["injected"]
+    assert checks["detect unplug"]["ticks"] <= detection_bound("unplug", 0.0, options) == 7
+    assert [e["kind"] for e in result["emulator"]["flight"]["events"]] == ["armed", "level", "off", "disarmed"]
+
+
+@pytest.mark.hil
+def test_hil_over_crazyswarm2_catches_a_frozen_estimate(tmp_path):
+    result, _ = _hil(tmp_path, "hardware/faults/quadrotor-frozen-imu.yaml", 74, duration=5.0)
+    checks = {c["name"]: c for c in result["checks"]}
+    assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
+    assert "frozen sensor" in checks["detect frozen_sensor"]["detail"]
