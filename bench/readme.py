@@ -116,6 +116,40 @@ p99**. The pendubot's LQR over serial, {r["seconds_per_rate"]:g} s per rate:
 """
 
 
+def _flight_links() -> str:
+    r = _load("flight_links")
+    names = {"msp": "MSP (pty)", "crtp": "CRTP (cflib, UDP)", "ros2": "ROS 2 (Cyclone DDS)"}
+    bare = {"msp": "raw pty echo", "crtp": "raw UDP echo", "ros2": "raw UDP echo"}
+    rows, rates = [], []
+    for link, v in r["links"].items():
+        ours, peer = v["round_trip_us"]["link"], v["round_trip_us"]["bare_transport"]
+        rows.append(
+            f"| {names[link]} | {ours['p50']:.0f} / {ours['p99']:,.0f} | {bare[link]} {peer['p50']:.0f} / "
+            f"{peer['p99']:,.0f} | **{v['ratio_p50']:.1f}x** / {v['ratio_p99']:.1f}x |"
+        )
+        cells = " | ".join(f"{x['missed_deadlines']} / {len(x['faults'])}" for x in v["loop_rates"].values())
+        rates.append(f"| {names[link]} | {cells} |")
+    hz = list(next(iter(r["links"].values()))["loop_rates"])
+    return f"""## Quadrotor links
+
+`python bench/flight_links.py` ({r["samples"]:,} samples a link, each emulator in a process of its own):
+a request's round trip through each link's stack (an MSP request and reply; a CRTP echo through cflib;
+a Twist through s2r's DDS transport to an echo participant and back) against its bare transport's echo,
+measured alternately in the same run, us p50 / p99:
+
+| link | round trip | bare transport | ratio p50 / p99 |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+The geometric baseline (rates level) flying each emulated vehicle, {r["seconds_per_rate"]:g} s per rate,
+missed deadlines / faults:
+
+| link | {" | ".join(f"{h} Hz" for h in hz)} |
+|---|{"---|" * len(hz)}
+{chr(10).join(rates)}
+"""
+
+
 def _calibration_time() -> str:
     r = _load("calibration_time")
     fits = "\n".join(
@@ -224,6 +258,7 @@ def render() -> str:
         _policy_latency(),
         _loop_timing(),
         _serial_latency(),
+        _flight_links(),
         _calibration_time(),
     ]
     head = """# Benchmarks

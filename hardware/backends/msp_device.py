@@ -13,7 +13,8 @@ STATUS; their replies are there at the next tick's read. A request whose reply
 never came (lost or damaged on the wire, either way) is counted lost. Faults
 the host catches here: the board disarmed itself (failsafe, reboot), its IMU
 frozen (RAW_IMU bit-identical, noise included, for `imu_frozen_s`), the port
-gone. Motion capture that is late makes position and velocity NaN: the loop
+gone. (A frozen IMU is judged on replies that came: no reply at all is the
+loop's stale state.) Motion capture that is late makes position and velocity NaN: the loop
 is blind, not the device faulted.
 
 On a fault, and whenever the loop cannot trust the state, the host stops
@@ -116,7 +117,7 @@ class MspDevice(Device):
         self._rates: np.ndarray | None = None
         self._flags = 0
         self._imu_raw = b""
-        self._imu_since_ns = 0
+        self._imu_since_ns = self._imu_last_ns = 0  # when RAW_IMU last changed, and last came
         self._seq = 0
         self._stamp_ns = 0
         self._armed = False
@@ -193,13 +194,12 @@ class MspDevice(Device):
     # Data -----------------------------------------------------------------------------------------
     def _read(self) -> State:
         self._pump()
-        now = time.monotonic_ns()
         if self._armed and not self._flags & msp.ARMED_FLAG:
             failsafe = " in failsafe" if self._flags & msp.FAILSAFE_FLAG else ""
             raise DeviceError(
                 f"the board disarmed itself{failsafe} (flags {self._flags:#x}): failsafe, reboot or its own check"
             )
-        if self._rates is not None and now - self._imu_since_ns > self.imu_frozen_s * 1e9:
+        if self._imu_last_ns - self._imu_since_ns > self.imu_frozen_s * 1e9:  # replies, all alike
             raise DeviceError(
                 f"IMU frozen: RAW_IMU unchanged, noise included, for over {self.imu_frozen_s * 1e3:.0f} ms"
             )
@@ -283,6 +283,7 @@ class MspDevice(Device):
                 now = time.monotonic_ns()
                 if message.payload != self._imu_raw:
                     self._imu_raw, self._imu_since_ns = message.payload, now
+                self._imu_last_ns = now
                 self._rates = np.radians(np.array(raw[3:6], dtype=float) * msp.GYRO_SCALE) * np.array([1.0, -1.0, -1.0])
                 self._seq += 1
                 self._stamp_ns = now

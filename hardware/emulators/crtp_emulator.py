@@ -2,7 +2,7 @@
 
 cflib's own client connects to it, unmodified (`udp://127.0.0.1:PORT`: one
 CRTP packet per datagram, `hardware.links.crtp`), and finds what it looks for
-when a link opens: the link service's "Bitcraze Crazyflie" echo, the platform's
+when a link opens: the link service's "Bitcraze Crazyflie" source (and its echo), the platform's
 protocol version (`PROTOCOL_VERSION`, with the supervisor port), the log and
 parameter tables of contents (TOC v2), no memories, parameter reads and
 writes, log blocks (create v2, start, stop, delete, reset) streamed at their
@@ -377,7 +377,9 @@ class CrtpEmulator:
 
     def _handle(self, p: Packet, now: int) -> None:
         d = p.data
-        if p.port == Port.LINK and p.channel == 1:  # link service source: identify
+        if p.port == Port.LINK and p.channel == 0:  # link service echo
+            self._send(p, now)
+        elif p.port == Port.LINK and p.channel == 1:  # link service source: identify
             self._send(Packet(Port.LINK, 1, LINK_MAGIC), now)
         elif p.port == Port.PLATFORM and p.channel == 1 and d[:1] == b"\x00":
             self._send(Packet(Port.PLATFORM, 1, bytes((0, PROTOCOL_VERSION))), now)

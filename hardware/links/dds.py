@@ -117,9 +117,12 @@ class DdsTransport:
     @staticmethod
     def matched(endpoint: DataWriter | DataReader) -> int:
         """How many subscribers a publisher, or publishers a subscriber, is matched with."""
-        if isinstance(endpoint, DataWriter):
-            return len(endpoint.get_matched_subscriptions())
-        return len(endpoint.get_matched_publications())
+        try:
+            if isinstance(endpoint, DataWriter):
+                return len(endpoint.get_matched_subscriptions())
+            return len(endpoint.get_matched_publications())
+        except IndexError:  # Cyclone's list changed between its count and its read: ask again later
+            return 0
 
     def close(self) -> None:
         """Let go of this transport's participant; Cyclone DDS deletes it, and the endpoints created
