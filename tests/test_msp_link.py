@@ -190,3 +190,20 @@ def test_hil_link_mistakes_are_one_line(capsys, argv, message):
     assert main(["hil", "--policy", "baseline", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.hil
+def test_hil_over_msp_counts_damaged_replies_and_catches_a_brownout(tmp_path):
+    result, options = _hil(tmp_path, "hardware/faults/quadrotor-noise-brownout.yaml", 63, duration=5.0)
+    checks = {c["name"]: c for c in result["checks"]}
+    assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
+    assert result["link"]["crc_errors"] > 0 and checks["losses"]["counted"] >= checks["losses"]["injected"] > 0
+    assert checks["detect brownout"]["ticks"] <= detection_bound("brownout", 0.05, options)
+    assert "rebooted" in checks["down"]["detail"]
+
+
+def test_a_rotor_level_policy_over_msp_is_one_line_before_any_port_opens(capsys):
+    argv = ["deploy", "--robot", "crazyflie", "--policy", "zoo:crazyflie-hover", "--device", "msp:/dev/nonexistent"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trained with action_level: rates" in err and len(err.splitlines()) == 1
