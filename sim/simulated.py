@@ -112,3 +112,9 @@ class PlantServer:
         self.robot.advance(command, 1)
         self.next_step_ns += self.period_ns
         return self.robot.measure()
+
+    def hold(self) -> np.ndarray:
+        """A physics step's time with the robot held where it is (a vehicle in the hand before it
+        is launched); returns its measurement."""
+        self.next_step_ns += self.period_ns
+        return self.robot.measure()

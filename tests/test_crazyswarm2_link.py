@@ -1,7 +1,7 @@
-"""The quadrotor behind crazyswarm2's topics on ROS 2 (Cyclone DDS on loopback): the message
-definitions byte-equal to rosbags', cmd_vel_legacy as the server reads it, the on-board position
-controller behind cmd_position, the device's refusals, and HIL with the shipped quadrotor plans.
-`tests/test_rclpy.py` flies the emulator from a plain rclpy node."""
+"""The quadrotor behind crazyswarm2's topics on ROS 2 (Cyclone DDS on loopback): cmd_vel_legacy as
+the server reads it, the on-board position controller behind cmd_position, the device's refusals,
+and HIL with the shipped quadrotor plans. `tests/test_ros2.py` checks the message definitions against
+rosbags; `tests/test_rclpy.py` flies the emulator from a plain rclpy node."""
 
 import threading
 import time
@@ -21,33 +21,6 @@ from hardware.links.crazyswarm2 import THRUST_CAP, rpyt_of, twist_of
 from hardware.links.dds import DdsTransport
 from policies import make_controller
 from sim.robots import load_robot_params, robot_spec
-
-rosbags = pytest.importorskip("rosbags.typesys", reason="rosbags (a test tool in the dev extra) is absent")
-
-DEFINITIONS = {
-    "crazyflie_interfaces/msg/Position": "std_msgs/Header header\nfloat32 x\nfloat32 y\nfloat32 z\nfloat32 yaw\n",
-    "crazyflie_interfaces/msg/FullState": (
-        "std_msgs/Header header\ngeometry_msgs/Pose pose\ngeometry_msgs/Twist twist\ngeometry_msgs/Vector3 acc\n"
-    ),
-    "crazyflie_interfaces/msg/LogDataGeneric": "std_msgs/Header header\nuint32 timestamp\nfloat32[] values\n",
-}
-
-
-def test_crazyflie_interfaces_are_byte_equal_to_rosbags_and_carry_its_type_hashes():
-    store = rosbags.get_typestore(rosbags.Stores.ROS2_JAZZY)
-    for name, text in DEFINITIONS.items():
-        store.register(rosbags.get_types_from_msg(text, name))
-    t = store.types
-    header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=3, nanosec=4), frame_id="world")
-    ours = m.Header(m.Time(3, 4), "world")
-    position = t["crazyflie_interfaces/msg/Position"](header=header, x=1.0, y=2.0, z=3.0, yaw=90.0)
-    values = np.array([1.5, -2.5, 3.0], np.float32)
-    log = t["crazyflie_interfaces/msg/LogDataGeneric"](header=header, timestamp=7, values=values)
-    cases = [(m.Position(ours, 1.0, 2.0, 3.0, 90.0), position), (m.LogDataGeneric(ours, 7, [1.5, -2.5, 3.0]), log)]
-    for message, theirs in cases:
-        assert message.serialize() == bytes(store.serialize_cdr(theirs, message.ros_type)), message.ros_type
-    for message_type in (m.Position, m.FullState, m.LogDataGeneric, m.Twist, m.PoseStamped, m.Odometry):
-        assert message_type.type_hash == store.hash_rihs01(message_type.ros_type), message_type.ros_type
 
 
 def test_cmd_vel_legacy_is_the_rpyt_set_point_the_server_sends():

@@ -156,9 +156,14 @@ CASES = {
         "the crazyflie has no task 'swingup' (its tasks: hover, figure8)",
         None,
     ),
-    "the quadrotor on the pendulum's ROS 2 link": (
-        lambda d: ["deploy", "--robot", "crazyflie", "--policy", "baseline", "--device", "ros2"],
-        "the ros2 device speaks JointState: the crazyflie is not on it yet",
+    "the quadrotor on the pendulum's serial link": (
+        lambda d: ["deploy", "--robot", "crazyflie", "--policy", "baseline", "--device", "serial:/dev/ttyACM0"],
+        "the s2r serial protocol carries joints: the crazyflie is not on it yet",
+        None,
+    ),
+    "a pendulum on a flight controller's link": (
+        lambda d: ["deploy", "--robot", "pendubot", "--policy", "baseline", "--device", "msp:/dev/ttyACM0"],
+        "msp is a quadrotor's link: the pendubot is not one",
         None,
     ),
     "a joint plot of a flight": (

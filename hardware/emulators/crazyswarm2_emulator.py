@@ -16,8 +16,9 @@ What crazyswarm2's server publishes and takes for a vehicle named `name`
   controller tracks them.
 The Crazyflie behind it is the CRTP emulator's `Firmware` (thrust lock,
 supervisor timeouts: level after 0.5 s without set-points, motors off after
-2 s), auto-armed by its first set-point, as a brushed Crazyflie is; the thrust
-unlock starts the flight where the task's episodes start.
+2 s), auto-armed by its first set-point, as a brushed Crazyflie is. The vehicle
+is held at its task's start until a flight is launched: the thrust unlock (or a
+first position set-point) starts it there again, unless `keep_state`.
 
 Faults (`FaultPlan`), once flying: messages lost each way (`drop`; a damaged
 one, `corrupt` or `bitflip`, is lost too: its checksum fails), latency and
@@ -80,6 +81,7 @@ class Crazyswarm2Emulator:
         self.silent_until_ns = 0
         self.unplugged = False
         self.armed_at_ns: int | None = None
+        self.launched = False
         self.events_pending = list(self.faults.events)
         self.every = max(1, round(1.0 / (PUBLISH_RATE_HZ * self.server.robot.physics_dt)))
         self.steps = 0
@@ -157,7 +159,12 @@ class Crazyswarm2Emulator:
         if now >= self.frozen_until_ns:
             self.estimate = self.server.robot.measure()
         speeds = np.zeros(4) if now < self.silent_until_ns else self.firmware.update(now, self.estimate)
-        self.server.step(speeds)
+        # Held in the hand at its start until the thrust unlock launches it: what a host reads before
+        # and after the unlock's restart is the same vehicle.
+        if self.launched:
+            self.server.step(speeds)
+        else:
+            self.server.hold()
         self.steps += 1
         if not silent and self.steps % self.every == 0:
             self._publish(now)
@@ -230,20 +237,27 @@ class Crazyswarm2Emulator:
                 self.report["sessions"] += 1
         if topic == "cmd_vel_legacy":
             setpoint = rpyt_of(sample)
-            if firmware.thrust_locked and setpoint.thrust == 0 and not self.keep_state:
-                # The unlock starts the flight where the task's episodes start.
-                self.server.restart()
-                self.estimate = self.server.robot.measure()
+            if firmware.thrust_locked and setpoint.thrust == 0:
+                self._launch()
             firmware.rpyt(now, setpoint)
-        elif topic == "cmd_position":
-            values = np.array([sample.x, sample.y, sample.z], dtype=float)
-            if np.isfinite(values).all():
-                firmware.track(now, values, np.zeros(3))
-        elif topic == "cmd_full_state":
+            return
+        if topic == "cmd_position":
+            values = np.array([sample.x, sample.y, sample.z, 0.0, 0.0, 0.0], dtype=float)
+        else:
             p, v = sample.pose.position, sample.twist.linear
             values = np.array([p.x, p.y, p.z, v.x, v.y, v.z], dtype=float)
-            if np.isfinite(values).all():
-                firmware.track(now, values[:3], values[3:])
+        if np.isfinite(values).all():
+            if not self.launched:
+                self._launch()
+            firmware.track(now, values[:3], values[3:])
+
+    def _launch(self) -> None:
+        """The flight starts where the task's episodes start (as the simulated device's activation
+        does), unless `keep_state`."""
+        if not self.keep_state:
+            self.server.restart()
+            self.estimate = self.server.robot.measure()
+        self.launched = True
 
     # Timed faults -------------------------------------------------------------------------------
     def _events(self, now: int) -> None:

@@ -24,9 +24,9 @@ The firmware's behaviour, as the Crazyflie has it:
   as an estimator fed by motion capture gives it; `pm.vbat` and `pm.state`
   report the battery.
 Its rate loop is `rate_loop.RateLoop` on its gyro at every physics step. The
-set-point that unlocks the thrust after arming starts the flight where the
-task's episodes start (as the simulated device's activation does), unless
-`keep_state`.
+vehicle is held at its task's start until a flight is launched: the set-point
+that unlocks the thrust after arming (or a first position set-point) starts it
+there again, as the simulated device's activation does, unless `keep_state`.
 
 Faults (`FaultPlan`): once armed, datagrams are lost each way with `drop`, and
 `corrupt` and `bitflip` lose them too (the radio's CRC drops a damaged
@@ -231,6 +231,7 @@ class CrtpEmulator:
         self.silent_until_ns = 0
         self.unplugged = False
         self.armed_at_ns: int | None = None
+        self.launched = False
         self.events_pending = list(self.faults.events)
         self.started_ns = time.monotonic_ns()
         self.report: dict[str, Any] = {
@@ -294,7 +295,12 @@ class CrtpEmulator:
         if now >= self.frozen_until_ns:
             self.estimate = self.server.robot.measure()
         speeds = np.zeros(4) if silent else self.firmware.update(now, self.estimate)
-        self.server.step(speeds)
+        # Held in the hand at its start until the thrust unlock launches it: what a host reads before
+        # and after the unlock's restart is the same vehicle.
+        if self.launched:
+            self.server.step(speeds)
+        else:
+            self.server.hold()
         if not silent:
             for block_id, block in self.blocks.items():
                 if block["started"] and now >= block["due_ns"]:
@@ -400,19 +406,20 @@ class CrtpEmulator:
                 self.report["malformed"] += 1
                 return
             self.report["commands_received"] += 1
+            tracking = isinstance(setpoint, crtp.FullState) or (
+                isinstance(setpoint, crtp.Generic) and setpoint.kind == crtp.Setpoint.POSITION
+            )
+            unlock = isinstance(setpoint, crtp.Rpyt) and self.firmware.thrust_locked and setpoint.thrust == 0
+            if self.firmware.armed and (unlock or (tracking and not self.launched)):
+                self._launch()
             if isinstance(setpoint, crtp.Rpyt):
-                if self.firmware.armed and self.firmware.thrust_locked and setpoint.thrust == 0 and not self.keep_state:
-                    # The unlock starts a flight where the task's episodes start, as the simulated
-                    # device's activation does.
-                    self.server.restart()
-                    self.estimate = self.server.robot.measure()
                 self.firmware.rpyt(now, setpoint)
-            elif isinstance(setpoint, crtp.Generic) and setpoint.kind == crtp.Setpoint.STOP:
-                self.firmware.stop(now)
-            elif isinstance(setpoint, crtp.Generic) and setpoint.kind == crtp.Setpoint.POSITION:
-                self.firmware.track(now, np.array(setpoint.values[:3]), np.zeros(3))
             elif isinstance(setpoint, crtp.FullState):
                 self.firmware.track(now, np.array(setpoint.position), np.array(setpoint.velocity))
+            elif tracking:
+                self.firmware.track(now, np.array(setpoint.values[:3]), np.zeros(3))
+            elif setpoint.kind == crtp.Setpoint.STOP:
+                self.firmware.stop(now)
 
     def _toc(self, p: Packet, items: list[tuple[int, bytes]], now: int) -> None:
         d = p.data
@@ -500,6 +507,14 @@ class CrtpEmulator:
                 self.report["sessions"] += 1
             ok = self.firmware.arm(now, bool(d[1]), self.estimate[3:7])
             self._send(Packet(Port.SUPERVISOR, 1, bytes((0x81, ok, self.firmware.armed))), now)
+
+    def _launch(self) -> None:
+        """The flight starts where the task's episodes start (as the simulated device's activation
+        does), unless `keep_state`."""
+        if not self.keep_state:
+            self.server.restart()
+            self.estimate = self.server.robot.measure()
+        self.launched = True
 
     # Timed faults -------------------------------------------------------------------------------
     def _events(self, now: int) -> None:

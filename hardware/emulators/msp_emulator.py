@@ -8,9 +8,10 @@ What the board does, as the firmware does it:
   sticks are body-rate set-points through a linear rate profile up to
   `MAX_BODY_RATE`, the throttle the collective thrust (`rate_loop.RateLoop`);
 - arms on AUX1 high only with the throttle low, the vehicle within
-  `SMALL_ANGLE_DEG` of level and no failsafe; disarms on AUX1 low. Each
-  arming starts the vehicle where its task's episodes start, rotors at hover
-  (as the simulated device's activation does), unless `keep_state`;
+  `SMALL_ANGLE_DEG` of level and no failsafe; disarms on AUX1 low. The
+  vehicle is held at its task's start (rotors at hover) until the first arming
+  launches it, and each arming starts it there again (as the simulated device's
+  activation does), unless `keep_state`;
 - failsafe on lost RC: no SET_RAW_RC for `RX_LOSS_S` (stage 1) levels the
   vehicle in angle mode (`rate_loop.attitude_rates`) holding the last throttle for `FAILSAFE_DELAY_S`
   (Betaflight's failsafe_delay 15), then drops: motors off, disarmed (its
@@ -203,7 +204,9 @@ class MspEmulator(Emulator):
         if self.frozen_values is None:  # a frozen IMU: the board keeps its last readings
             self.imu = self._imu(self.server.robot.measure())
         speeds = np.zeros(4) if browned_out else self.fc.update(now, self.imu["quaternion"], self.imu["gyro"])
-        measured = self.server.step(speeds)
+        # Held in the hand at its start until the first arming launches it: what a host reads
+        # before and after the arming's restart is the same vehicle.
+        measured = self.server.step(speeds) if self.armed_at_ns is not None else self.server.hold()
         self.steps += 1
         if self.mocap is not None and self.steps % self.mocap_every == 0:
             self._publish_mocap(measured, now)
