@@ -12,7 +12,8 @@ import pytest
 
 from hardware.apps.deploy import DeployOptions
 from hardware.apps.hil import detection_bound, run_hil
-from hardware.emulators.crtp_emulator import LEVEL_TIMEOUT_S, SHUTDOWN_TIMEOUT_S, CrtpEmulator, Firmware
+from hardware.emulators.crazyflie import LEVEL_TIMEOUT_S, SHUTDOWN_TIMEOUT_S, Firmware
+from hardware.emulators.crtp_emulator import CrtpEmulator
 from hardware.emulators.faults import FaultPlan
 from hardware.links import crtp
 from policies import make_controller

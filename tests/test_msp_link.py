@@ -161,7 +161,10 @@ def test_hil_over_msp_holds_the_hover_through_loss_and_fails_safe_on_an_unplug(t
     assert "failsafe drop" in checks["down"]["detail"]
     flight = result["emulator"]["flight"]
     kinds = [e["kind"] for e in flight["events"]]
-    assert kinds == ["armed", "failsafe", "disarmed"] and flight["final_position"][2] < 0.1
+    # Armed, and after the unplug the failsafe then its drop (a loaded machine may add a recovered
+    # failsafe in flight: the board's own 100 ms RC timeout is tighter than the host's watchdogs).
+    assert kinds[0] == "armed" and kinds[-2:] == ["failsafe", "disarmed"], kinds
+    assert flight["final_position"][2] < 0.1
 
 
 @pytest.mark.hil

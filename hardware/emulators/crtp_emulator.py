@@ -2,66 +2,39 @@
 
 cflib's own client connects to it, unmodified (`udp://127.0.0.1:PORT`: one
 CRTP packet per datagram, `hardware.links.crtp`), and finds what it looks for
-when a link opens: the link service's "Bitcraze Crazyflie" source (and its echo), the platform's
-protocol version (`PROTOCOL_VERSION`, with the supervisor port), the log and
-parameter tables of contents (TOC v2), no memories, parameter reads and
-writes, log blocks (create v2, start, stop, delete, reset) streamed at their
-period, the supervisor's arming and state bitfield, and the commanders.
-
-The firmware's behaviour, as the Crazyflie has it:
-- the RPYT commander: roll and pitch are angles, or body rates when
-  `flightmode.stabModeRoll` / `stabModePitch` are 0 (rate mode); yaw is a
-  rate; thrust 0..65535 is the collective thrust. After a link opens (and
-  after a stop) thrust stays locked until a set-point with zero thrust;
-- the generic commander's STOP: motors off; POSITION and FULL_STATE: the
-  on-board position controller (the geometric controller at the rates level)
-  tracks them;
-- the supervisor: arming on request; without set-points for
-  `LEVEL_TIMEOUT_S` it levels out (thrust kept), after `SHUTDOWN_TIMEOUT_S`
-  its motors go off and it disarms;
-- the state estimate (`stateEstimateZ`: position and velocity in mm and mm/s,
-  the compressed quaternion, body rates in mrad/s) is the plant's measurement,
-  as an estimator fed by motion capture gives it; `pm.vbat` and `pm.state`
-  report the battery.
-Its rate loop is `rate_loop.RateLoop` on its gyro at every physics step. The
-vehicle is held at its task's start until a flight is launched: the set-point
-that unlocks the thrust after arming (or a first position set-point) starts it
-there again, as the simulated device's activation does, unless `keep_state`.
+when a link opens: the link service's "Bitcraze Crazyflie" source (and its
+echo), the platform's protocol version (`PROTOCOL_VERSION`, with the supervisor
+port), the log and parameter tables of contents (TOC v2), no memories,
+parameter reads and writes, log blocks (create and append v2, start, stop,
+delete, reset) streamed at their period, the supervisor's arming and state
+bitfield, and the commanders (RPYT; generic STOP, POSITION, FULL_STATE). The
+state estimate is logged as `stateEstimateZ` (position and velocity in mm and
+mm/s, the compressed quaternion, body rates in mrad/s); `pm.vbat` and
+`pm.state` report the battery. The vehicle and its firmware are
+`hardware.emulators.crazyflie`'s.
 
 Faults (`FaultPlan`): once armed, datagrams are lost each way with `drop`, and
 `corrupt` and `bitflip` lose them too (the radio's CRC drops a damaged
-packet); the firmware's own packets are delayed by latency and jitter. Events:
-a frozen sensor (the estimate stops changing; the rate loop flies on it), a
-brown-out (silent, then a reboot: disarmed, log blocks gone, thrust locked),
-an unplug (the radio out of range: nothing either way from then on).
+packet); the firmware's own packets are delayed by latency and jitter; the
+events are the vehicle's (a reboot also forgets the log blocks).
 """
 
 from __future__ import annotations
 
-import collections
-import math
+import select
 import socket
 import struct
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hardware.emulators.crazyflie import EmulatedCrazyflie, Firmware
 from hardware.emulators.faults import FaultPlan
-from hardware.emulators.rate_loop import RateLoop, attitude_rates
 from hardware.links import crtp
 from hardware.links.crtp import Packet, Port
-from policies.geometric import GeometricController
-from sim.flight import PHYSICS_DT
-from sim.simulated import PlantServer, SimulatedRobot
-from sim.tasks import flight
 
 PROTOCOL_VERSION = 12
-LEVEL_TIMEOUT_S = 0.5
-"""Without a set-point for this long the supervisor levels the vehicle out, s."""
-SHUTDOWN_TIMEOUT_S = 2.0
-"""...and after this long its motors go off, s."""
 BATTERY_V = 4.1
 LINK_MAGIC = b"Bitcraze Crazyflie"
 
@@ -92,113 +65,9 @@ PARAM_TOC = (
     ("flightmode", "stabModeYaw", P_UINT8, 0),
     ("commander", "enHighLevel", P_UINT8, 0),
 )
-# Supervisor bitfield bits (cflib's Supervisor).
-CAN_BE_ARMED, IS_ARMED, CAN_FLY, IS_FLYING, IS_TUMBLED = 1 << 0, 1 << 1, 1 << 3, 1 << 4, 1 << 5
 
 
-class Firmware:
-    """The Crazyflie's commander, supervisor and rate loop; times in monotonic ns."""
-
-    def __init__(self, vehicle: Any):
-        self.params = {f"{g}.{n}": default for g, n, _, default in PARAM_TOC}
-        self.rate_loop = RateLoop(vehicle)
-        self.armed = False
-        self.thrust_locked = True
-        self.setpoint = np.zeros(4)  # [thrust, roll, pitch, yaw]: rates rad/s or angles rad as the mode says
-        self.last_setpoint_ns: int | None = None
-        self.stage = "fly"  # fly, level, off
-        self.events: list[dict[str, Any]] = []
-        self.reference: tuple[np.ndarray, np.ndarray] | None = None
-        """A position set-point's (position m, velocity m/s), world: the on-board controller tracks it."""
-        self._tracker = GeometricController(vehicle, 1.0 / PHYSICS_DT, action_level="rates")
-        self._last_ns: int | None = None
-
-    def arm(self, now: int, do_arm: bool, quaternion: np.ndarray) -> bool:
-        if do_arm and not self.armed:
-            self.armed, self.stage, self.thrust_locked = True, "fly", True
-            self.events.append({"kind": "armed", "at_ns": now})
-        elif not do_arm and self.armed:
-            self.disarm(now, "disarm request")
-        return True
-
-    def disarm(self, now: int, why: str) -> None:
-        if self.armed:
-            self.armed = False
-            self.events.append({"kind": "disarmed", "at_ns": now, "why": why})
-
-    def rpyt(self, now: int, s: crtp.Rpyt) -> None:
-        self._setpoint_arrived(now)
-        self.reference = None
-        if s.thrust == 0:
-            self.thrust_locked = False
-        thrust = 0.0 if self.thrust_locked else s.thrust / crtp.THRUST_MAX
-        self.setpoint = np.array(crtp.rates_of(crtp.Rpyt(s.roll_deg, s.pitch_deg, s.yaw_rate_deg_s, 0)))
-        self.setpoint[0] = thrust
-
-    def track(self, now: int, position: np.ndarray, velocity: np.ndarray) -> None:
-        """A position set-point (generic POSITION or FULL_STATE, crazyswarm2's cmd_position and
-        cmd_full_state): the on-board position controller takes the vehicle there."""
-        self._setpoint_arrived(now)
-        if self.reference is None:
-            self._tracker.reset()
-        self.reference = (np.asarray(position, dtype=float), np.asarray(velocity, dtype=float))
-
-    def stop(self, now: int) -> None:
-        self.last_setpoint_ns, self.thrust_locked, self.reference = now, True, None
-        self.setpoint = np.zeros(4)
-
-    def _setpoint_arrived(self, now: int) -> None:
-        self.last_setpoint_ns = now
-        if self.stage != "fly" and self.armed:
-            self.events.append({"kind": "setpoints_back", "at_ns": now})
-            self.stage = "fly"
-
-    def update(self, now: int, estimate: np.ndarray) -> np.ndarray:
-        """Rotor speeds (4,) for this physics step from the state estimate (13,)."""
-        quaternion, gyro = estimate[3:7], estimate[10:13]
-        dt = 0.0 if self._last_ns is None else (now - self._last_ns) / 1e9
-        self._last_ns = now
-        if not self.armed:
-            self.rate_loop.reset()
-            return np.zeros(4)
-        if self.last_setpoint_ns is not None:
-            quiet = (now - self.last_setpoint_ns) / 1e9
-            if quiet > SHUTDOWN_TIMEOUT_S:
-                self._stage(now, "off")
-                self.disarm(now, "no set-point for 2 s: motors off")
-                return np.zeros(4)
-            if quiet > LEVEL_TIMEOUT_S:
-                self._stage(now, "level")
-        thrust, roll, pitch, yaw = self.setpoint
-        if self.reference is not None and self.stage == "fly":
-            action = self._tracker.act(flight.observation(estimate, self.reference, np.zeros((0, 4))))
-            thrust, roll, pitch, yaw = flight.rates_setpoint(action)
-        if self.stage == "level":
-            rates = attitude_rates(quaternion)
-        else:
-            rates = np.array([roll, pitch, yaw])
-            if self.reference is None and (
-                self.params["flightmode.stabModeRoll"] or self.params["flightmode.stabModePitch"]
-            ):
-                angles = attitude_rates(quaternion, roll, pitch)
-                rates[0] = angles[0] if self.params["flightmode.stabModeRoll"] else roll
-                rates[1] = angles[1] if self.params["flightmode.stabModePitch"] else pitch
-        if thrust <= 0.0:
-            self.rate_loop.reset()
-            return np.zeros(4)
-        return self.rate_loop.speeds(np.array([thrust, *rates]), gyro, dt)
-
-    def _stage(self, now: int, stage: str) -> None:
-        if self.stage != stage:
-            self.stage = stage
-            self.events.append({"kind": stage, "at_ns": now})
-
-    @property
-    def bitfield(self) -> int:
-        return CAN_BE_ARMED | (IS_ARMED | CAN_FLY if self.armed else 0) | (IS_FLYING if self.setpoint[0] > 0 else 0)
-
-
-class CrtpEmulator:
+class CrtpEmulator(EmulatedCrazyflie):
     """The Crazyflie on a UDP port of 127.0.0.1 (`open()` returns its cflib URI; `run()` serves it)."""
 
     def __init__(
@@ -211,40 +80,19 @@ class CrtpEmulator:
         port: int = 0,
         keep_state: bool = False,
     ):
-        from sim.robots import load_robot_params
-
-        self.server = PlantServer(SimulatedRobot(robot, params=params, imperfections=imperfections), seed)
-        self.vehicle = load_robot_params(robot, params)
-        self.firmware = Firmware(self.vehicle)
-        self.faults = faults or FaultPlan()
-        self.rng = np.random.default_rng(self.faults.seed)
-        self.keep_state = keep_state
+        super().__init__(robot, params, imperfections, seed, faults, keep_state)
         self.battery_state = 0
         """What `pm.state` reports: 0 on battery (3 low power, 4 shutting down)."""
         self.port = port
         self.sock: socket.socket | None = None
         self.client: tuple[str, int] | None = None
-        self.outbox: collections.deque[tuple[int, bytes]] = collections.deque()
         self.blocks: dict[int, dict[str, Any]] = {}
-        self.estimate = self.server.robot.measure()
-        self.frozen_until_ns = 0.0
-        self.silent_until_ns = 0
-        self.unplugged = False
-        self.armed_at_ns: int | None = None
-        self.launched = False
-        self.events_pending = list(self.faults.events)
-        self.started_ns = time.monotonic_ns()
-        self.report: dict[str, Any] = {
-            "states_sent": 0,
-            "states_dropped": [],
-            "states_corrupted": [],
-            "commands_received": 0,
-            "commands_dropped": 0,
-            "commands_outside_limits": 0,
-            "malformed": 0,
-            "sessions": 0,
-            "events": [],
-        }
+
+    def boot_firmware(self, events: list[dict[str, Any]]) -> Firmware:
+        firmware = super().boot_firmware(events)
+        for group, name, _, default in PARAM_TOC:  # the TOC's parameters the firmware model lacks
+            firmware.params.setdefault(f"{group}.{name}", default)
+        return firmware
 
     def open(self) -> str:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -258,54 +106,17 @@ class CrtpEmulator:
             self.sock.close()
             self.sock = None
 
-    def run(self, duration_s: float | None = None, should_stop=lambda: False) -> dict[str, Any]:
-        import select
+    def _wait(self, seconds: float) -> None:
+        select.select([self.sock], [], [], seconds)
 
-        server = self.server
-        start = time.monotonic_ns()
-        server.due(start)
-        end = None if duration_s is None else start + int(duration_s * 1e9)
-        checks = 0
-        while end is None or time.monotonic_ns() < end:
-            checks += 1
-            if checks % 16 == 0 and should_stop():
-                break
-            now = time.monotonic_ns()
-            wake = server.next_step_ns if not self.outbox else min(server.next_step_ns, self.outbox[0][0])
-            if wake > now:
-                select.select([self.sock], [], [], (wake - now) / 1e9)
-            self._receive()
-            now = time.monotonic_ns()
-            self._flush(now)
-            if server.due(now):
-                self._events(now)
-                self._physics_step(now)
-        x = server.robot.env.plant.state()
-        self.report["flight"] = {
-            "events": self.firmware.events,
-            "armed": self.firmware.armed,
-            "final_position": [float(v) for v in x[:3]],
-            "final_speed": float(np.linalg.norm(x[7:10])),
-        }
-        return self.report
+    def _stream(self, now: int) -> None:
+        for block_id, block in self.blocks.items():
+            if block["started"] and now >= block["due_ns"]:
+                block["due_ns"] = max(block["due_ns"] + block["period_ns"], now)
+                self._log_data(block_id, block, now)
 
-    # The vehicle ---------------------------------------------------------------------------------
-    def _physics_step(self, now: int) -> None:
-        silent = now < self.silent_until_ns
-        if now >= self.frozen_until_ns:
-            self.estimate = self.server.robot.measure()
-        speeds = np.zeros(4) if silent else self.firmware.update(now, self.estimate)
-        # Held in the hand at its start until the thrust unlock launches it: what a host reads before
-        # and after the unlock's restart is the same vehicle.
-        if self.launched:
-            self.server.step(speeds)
-        else:
-            self.server.hold()
-        if not silent:
-            for block_id, block in self.blocks.items():
-                if block["started"] and now >= block["due_ns"]:
-                    block["due_ns"] = max(block["due_ns"] + block["period_ns"], now)
-                    self._log_data(block_id, block, now)
+    def _rebooted(self) -> None:
+        self.blocks.clear()
 
     def _log_values(self) -> dict[int, float]:
         m, fw = self.estimate, self.firmware
@@ -321,15 +132,12 @@ class CrtpEmulator:
         self._send(Packet(Port.LOGGING, 2, head + data), now, stamp=stamp_ms)
 
     # The link ------------------------------------------------------------------------------------
-    def _receive(self) -> None:
+    def _receive(self, now: int) -> None:
         while self.sock is not None:
             try:
                 raw, address = self.sock.recvfrom(64)
             except (BlockingIOError, InterruptedError):
                 return
-            now = time.monotonic_ns()
-            if self.unplugged or now < self.silent_until_ns:
-                continue
             if raw == b"\xff":  # cflib's scan probe: any answer says a Crazyflie is here
                 self.sock.sendto(b"\xff", address)
                 continue
@@ -339,23 +147,11 @@ class CrtpEmulator:
                 self.report["malformed"] += 1
                 continue
             self.client = address
-            if self._lost(outgoing=False):
+            if self.lost(outgoing=False):
                 if packet.port in (Port.COMMANDER, Port.COMMANDER_GENERIC):
                     self.report["commands_dropped"] += 1
                 continue
             self._handle(packet, now)
-
-    def _lost(self, outgoing: bool) -> bool:
-        """Whether a datagram is lost: only in flight (the link's own retries cover the set-up)."""
-        f = self.faults
-        if not self.firmware.armed:
-            return False
-        lost = f.drop and self.rng.random() < f.drop
-        if outgoing:  # the radio's CRC drops a damaged packet
-            lost = (
-                lost or (f.corrupt and self.rng.random() < f.corrupt) or (f.bitflip and self.rng.random() < f.bitflip)
-            )
-        return bool(lost)
 
     def _send(self, packet: Packet, now: int, stamp: int | None = None) -> None:
         """Send a packet through the faulty link; a log packet's `stamp` (ms) is recorded if lost."""
@@ -363,23 +159,20 @@ class CrtpEmulator:
             return
         if stamp is not None:
             self.report["states_sent"] += 1
-        if self._lost(outgoing=True):
+        if self.lost(outgoing=True):
             if stamp is not None:
                 self.report["states_dropped"].append(stamp)
             return
-        f = self.faults
-        delay = f.latency_ms + (self.rng.uniform(0, f.jitter_ms) if f.jitter_ms else 0.0)
-        when = max(now + int(delay * 1e6), self.outbox[-1][0] if self.outbox else 0)
-        self.outbox.append((when, crtp.encode(packet)))
+        data, client = crtp.encode(packet), self.client
 
-    def _flush(self, now: int) -> None:
-        while self.outbox and self.outbox[0][0] <= now:
-            _, data = self.outbox.popleft()
-            if self.sock is not None and self.client is not None:
-                try:
-                    self.sock.sendto(data, self.client)
-                except OSError:  # the client went away
-                    pass
+        def send() -> None:
+            try:
+                if self.sock is not None:
+                    self.sock.sendto(data, client)
+            except OSError:  # the client went away
+                pass
+
+        self.send_later(now, send)
 
     def _handle(self, p: Packet, now: int) -> None:
         d = p.data
@@ -411,7 +204,7 @@ class CrtpEmulator:
             )
             unlock = isinstance(setpoint, crtp.Rpyt) and self.firmware.thrust_locked and setpoint.thrust == 0
             if self.firmware.armed and (unlock or (tracking and not self.launched)):
-                self._launch()
+                self.launch()
             if isinstance(setpoint, crtp.Rpyt):
                 self.firmware.rpyt(now, setpoint)
             elif isinstance(setpoint, crtp.FullState):
@@ -502,40 +295,10 @@ class CrtpEmulator:
         if p.channel == 0 and d[:1] == b"\x0c":
             self._send(Packet(Port.SUPERVISOR, 0, struct.pack("<BH", 0x8C, self.firmware.bitfield)), now)
         elif p.channel == 1 and d[:1] == b"\x01" and len(d) >= 2:
-            if d[1] and not self.firmware.armed and self.armed_at_ns is None:
-                self.armed_at_ns = now
-                self.report["sessions"] += 1
+            if d[1]:
+                self.arm_on_first(now)
             ok = self.firmware.arm(now, bool(d[1]), self.estimate[3:7])
             self._send(Packet(Port.SUPERVISOR, 1, bytes((0x81, ok, self.firmware.armed))), now)
-
-    def _launch(self) -> None:
-        """The flight starts where the task's episodes start (as the simulated device's activation
-        does), unless `keep_state`."""
-        if not self.keep_state:
-            self.server.restart()
-            self.estimate = self.server.robot.measure()
-        self.launched = True
-
-    # Timed faults -------------------------------------------------------------------------------
-    def _events(self, now: int) -> None:
-        if self.armed_at_ns is None:
-            return
-        while self.events_pending and now >= self.armed_at_ns + self.events_pending[0].at_s * 1e9:
-            event = self.events_pending.pop(0)
-            self.report["events"].append({"kind": event.kind, "at_ns": now, "duration_s": event.duration_s})
-            if event.kind == "frozen_sensor":
-                self.frozen_until_ns = now + (event.duration_s * 1e9 if event.duration_s else math.inf)
-            elif event.kind == "brownout":
-                self.silent_until_ns = now + int(event.duration_s * 1e9)
-                self.outbox.clear()
-                self.firmware.disarm(now, "power lost")
-                events = [*self.firmware.events, {"kind": "rebooted", "at_ns": self.silent_until_ns}]
-                self.firmware = Firmware(self.vehicle)
-                self.firmware.events = events
-                self.blocks.clear()
-            elif event.kind == "unplug":
-                self.unplugged = True
-                self.outbox.clear()
 
 
 def _as(kind: int, value: float) -> float | int:
