@@ -12,7 +12,7 @@ import pytest
 
 from hardware.apps.deploy import DeployOptions
 from hardware.apps.hil import detection_bound, run_hil
-from hardware.emulators.crazyflie import LEVEL_TIMEOUT_S, SHUTDOWN_TIMEOUT_S, Firmware
+from hardware.emulators.crazyflie import DEADMAN_S, LEVEL_TIMEOUT_S, SHUTDOWN_TIMEOUT_S, Firmware
 from hardware.emulators.crtp_emulator import CrtpEmulator
 from hardware.emulators.faults import FaultPlan
 from hardware.links import crtp
@@ -81,8 +81,9 @@ def test_rate_mode_follows_rates_and_angle_mode_levels():
 
 def test_the_supervisor_levels_after_half_a_second_and_cuts_the_motors_after_two():
     firmware = _firmware()
+    firmware.params["flightmode.stabModeRoll"] = firmware.params["flightmode.stabModePitch"] = 1  # angle mode
     firmware.rpyt(0, crtp.rates_setpoint([0.0, 0, 0, 0]))
-    firmware.rpyt(1 * MS, crtp.rates_setpoint([0.45, 0.5, 0, 0]))
+    firmware.rpyt(1 * MS, crtp.rates_setpoint([0.45, 0.1, 0, 0]))
     assert firmware.update(1 * MS + int(LEVEL_TIMEOUT_S * 1e9) - MS, _estimate(LEVEL)).any() and firmware.stage == "fly"
     firmware.update(1 * MS + int(LEVEL_TIMEOUT_S * 1e9) + MS, _estimate(LEVEL))
     assert firmware.stage == "level" and firmware.armed
@@ -92,6 +93,16 @@ def test_the_supervisor_levels_after_half_a_second_and_cuts_the_motors_after_two
     assert firmware.update(last + int(SHUTDOWN_TIMEOUT_S * 1e9) - MS, _estimate(LEVEL)).any()
     assert not firmware.update(last + int(SHUTDOWN_TIMEOUT_S * 1e9) + MS, _estimate(LEVEL)).any()
     assert not firmware.armed and [e["kind"] for e in firmware.events][-3:] == ["level", "off", "disarmed"]
+
+
+def test_body_rates_that_stop_level_out_after_the_dead_man_time():
+    firmware = _firmware()  # rate mode: a policy streams body rates
+    firmware.rpyt(0, crtp.rates_setpoint([0.0, 0, 0, 0]))
+    firmware.rpyt(1 * MS, crtp.rates_setpoint([0.45, 0.5, 0, 0]))
+    firmware.update(1 * MS + int(DEADMAN_S * 1e9) - MS, _estimate(LEVEL))
+    assert firmware.stage == "fly"
+    firmware.update(1 * MS + int(DEADMAN_S * 1e9) + MS, _estimate(LEVEL))
+    assert firmware.stage == "level" and DEADMAN_S < LEVEL_TIMEOUT_S
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@
   crazyswarm2's cmd_position and cmd_full_state): the on-board position
   controller (the geometric controller at the rates level) tracks them;
 - the supervisor: without set-points for `LEVEL_TIMEOUT_S` it levels the
-  vehicle out (thrust kept), after `SHUTDOWN_TIMEOUT_S` its motors go off and
+  vehicle out (thrust kept; after `DEADMAN_S` when a policy streams body rates,
+  Learning to Fly's dead-man), after `SHUTDOWN_TIMEOUT_S` its motors go off and
   it disarms.
 Its rate loop is `rate_loop.RateLoop` on its gyro at every physics step.
 
@@ -46,6 +47,9 @@ from sim.tasks import flight
 
 LEVEL_TIMEOUT_S = 0.5
 """Without a set-point for this long the supervisor levels the vehicle out, s."""
+DEADMAN_S = 0.2
+"""Body-rate set-points (rate mode) that stop for this long are a policy gone: level out sooner,
+s (Learning to Fly's deployment dead-man)."""
 SHUTDOWN_TIMEOUT_S = 2.0
 """...and after this long its motors go off, s."""
 # Supervisor bitfield bits (cflib's Supervisor).
@@ -124,7 +128,10 @@ class Firmware:
                 self._stage(now, "off")
                 self.disarm(now, "no set-point for 2 s: motors off")
                 return np.zeros(4)
-            if quiet > LEVEL_TIMEOUT_S:
+            rate_mode = self.reference is None and not (
+                self.params["flightmode.stabModeRoll"] or self.params["flightmode.stabModePitch"]
+            )
+            if quiet > (DEADMAN_S if rate_mode else LEVEL_TIMEOUT_S):
                 self._stage(now, "level")
         thrust, roll, pitch, yaw = self.setpoint
         if self.reference is not None and self.stage == "fly":
