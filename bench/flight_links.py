@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from hardware.apps.deploy import DeployOptions, binding_of
-from hardware.apps.hil import _device
+from hardware.apps.hil import emulated_device
 from hardware.clock import MonotonicClock
 from hardware.emulators.faults import FaultPlan
 from hardware.emulators.process import EmulatorProcess
@@ -230,7 +230,7 @@ def highest_rate(link: str, seconds: float) -> dict[str, dict]:
             action_history=0,
         )  # fmt: skip
         with _emulator(link) as emulator:
-            device = _device(link, emulator.port, options)
+            device = emulated_device(link, emulator.port, options)
             device.configure(robot_spec("crazyflie", load_robot_params("crazyflie", "l2f"), "rates"))
             device.activate()
             loop = ControlLoop(device, policy, binding_of(options), rate, MonotonicClock(), action_history=0)

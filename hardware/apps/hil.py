@@ -94,7 +94,6 @@ def run_hil(
             raise ValueError(f"--device {link} needs a port ({link}:PORT) or the emulator (--emulate)")
         device = None  # deploy opens the one the options name
         result = deploy(policy, options, device, records, should_stop)
-        device_counters = result["link"]
     else:
         emulated = {"robot": options.robot, "params": options.params, "imperfections": options.imperfections}
         emulated |= {"seed": options.seed, "faults": faults}
@@ -106,15 +105,15 @@ def run_hil(
             emulated["start"] = start
         transport = "crazyswarm2" if link == "ros2" else link
         with EmulatorProcess(transport=transport, **emulated) as emulator:
-            device = _device(link, emulator.port, options)
+            device = emulated_device(link, emulator.port, options)
             result = deploy(policy, options, device, records, should_stop)
             if link != "serial" and any(r.fault for r in records):
                 time.sleep(FAILSAFE_WAIT_S)  # the board's failsafe brings the vehicle down on its own
             report = emulator.stop()
-        device_counters = result["link"]
-    rtt = np.array(getattr(device, "rtt_us", []))
-    device_counters["rtt_p50_us"] = float(np.percentile(rtt, 50)) if len(rtt) else math.nan
-    device_counters["rtt_p99_us"] = float(np.percentile(rtt, 99)) if len(rtt) else math.nan
+    if link == "serial":  # its commands are echoed: a round trip per command
+        rtt = np.array(getattr(device, "rtt_us", []))
+        result["link"]["rtt_p50_us"] = float(np.percentile(rtt, 50)) if len(rtt) else math.nan
+        result["link"]["rtt_p99_us"] = float(np.percentile(rtt, 99)) if len(rtt) else math.nan
     checks = judge(records, options, result, report)
     result["checks"] = checks
     result["verdict"] = "pass" if all(c["ok"] for c in checks) else "fail"
@@ -137,8 +136,8 @@ FAILSAFE_WAIT_S = 3.0
 MSP: RC loss, 1.5 s level, the drop and the fall; over CRTP: 0.5 s, level until 2 s, motors off), s."""
 
 
-def _device(link: str, port: str, options: DeployOptions) -> Device:
-    """The host's side of an emulated link: the emulator's motion capture is Cyclone DDS on loopback."""
+def emulated_device(link: str, port: str, options: DeployOptions) -> Device:
+    """The host's side of a link to its emulator at `port` (the emulators' DDS is Cyclone on loopback)."""
     if link == "serial":
         return SerialDevice(port)
     if link == "crtp":
