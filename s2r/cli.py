@@ -491,8 +491,8 @@ def _deploy_options(args: argparse.Namespace, robot: str, policy):
         domain_id=getattr(args, "domain_id", 0),
         loopback=getattr(args, "loopback", False),
         ros2_backend=getattr(args, "ros2_backend", "auto"),
-        mocap_topic=getattr(args, "mocap_topic", None) or "/cf1/mocap/odom",
-        vehicle=getattr(args, "vehicle", None) or "cf1",
+        mocap_topic=args.mocap_topic,
+        vehicle=args.vehicle,
     )
 
 
@@ -807,6 +807,11 @@ def _add_loop_arguments(p: argparse.ArgumentParser, robots: tuple[str, ...] = tu
     p.add_argument("--log", type=Path, help="write an MCAP log (ROS 2 schemas) here")
 
 
+def _add_flight_link_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mocap-topic", default="/cf1/mocap/odom", help="motion capture's nav_msgs/Odometry (msp)")
+    p.add_argument("--vehicle", default="cf1", help="the quadrotor's crazyswarm2 name (ros2)")
+
+
 def _add_ros2_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--domain-id",
@@ -923,8 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sim (the simulated robot), serial:PORT, ros2 (ROS 2 topics), msp:PORT (a flight controller) "
         "or crtp:URI (a Crazyflie, cflib's URI); a quadrotor on ros2 is a crazyswarm2 vehicle",
     )
-    p.add_argument("--mocap-topic", default="/cf1/mocap/odom", help="motion capture's nav_msgs/Odometry (msp)")
-    p.add_argument("--vehicle", default="cf1", help="the quadrotor's crazyswarm2 name (ros2)")
+    _add_flight_link_arguments(p)
     _add_ros2_arguments(p)
     p.add_argument("--plot", type=Path, help="write a PNG of what the loop measured and sent, faults marked")
     mode = p.add_mutually_exclusive_group()
@@ -970,8 +974,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--domain-id", type=_number(int, 0, 232), default=0, help="ROS 2 domain (msp's motion capture, ros2)"
     )
-    p.add_argument("--vehicle", default="cf1", help="the quadrotor's crazyswarm2 name (ros2)")
-    p.add_argument("--mocap-topic", default="/cf1/mocap/odom", help="motion capture's nav_msgs/Odometry (msp)")
+    _add_flight_link_arguments(p)
     p.add_argument("--emulate", action="store_true", help="start the device emulator and run against it")
     p.add_argument("--start", choices=["down", "up"], default="down", help="emulated plant hanging or upright")
     _add_fault_arguments(p)

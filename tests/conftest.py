@@ -25,6 +25,33 @@ def red_team() -> Counter:
     return RED_TEAM
 
 
+@pytest.fixture
+def fly_hil(tmp_path):
+    """`fly_hil(device, plan, domain_id=0, duration=6.0)` -> (result, options): the crazyflie baseline
+    (rates level) over link `device` against its emulator with fault plan `plan` (a path), logged."""
+
+    def run(device: str, plan: str, domain_id: int = 0, duration: float = 6.0):
+        from hardware.apps.deploy import DeployOptions
+        from hardware.apps.hil import run_hil
+        from hardware.emulators.faults import FaultPlan
+        from policies import make_controller
+
+        policy = make_controller("baseline", "crazyflie", 100.0, "rates")
+        options = DeployOptions(
+            robot="crazyflie",
+            rate_hz=100.0,
+            duration_s=duration,
+            device=device,
+            domain_id=domain_id,
+            conditions=dict(policy.conditions),
+            action_history=0,
+            log_path=tmp_path / "hil.mcap",
+        )
+        return run_hil(policy, options, FaultPlan.from_yaml(plan)), options
+
+    return run
+
+
 def pytest_terminal_summary(terminalreporter):
     if RED_TEAM:
         keys = ("bad_inputs", "uncaught_exceptions", "outside_limits", "blind_torque", "lost_silently")

@@ -9,17 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from hardware.apps.deploy import DeployOptions
-from hardware.apps.hil import detection_bound, run_hil
+from hardware.apps.hil import detection_bound
 from hardware.backends.crazyswarm2_device import Crazyswarm2Device
 from hardware.device import DeviceError
 from hardware.emulators.crazyswarm2_emulator import Crazyswarm2Emulator
-from hardware.emulators.faults import FaultPlan
 from hardware.links import crtp
 from hardware.links import ros2_msgs as m
 from hardware.links.crazyswarm2 import THRUST_CAP, rpyt_of, twist_of
 from hardware.links.dds import DdsTransport
-from policies import make_controller
 from sim.robots import load_robot_params, robot_spec
 
 
@@ -77,24 +74,9 @@ def test_no_crazyswarm2_server_is_one_clear_error():
     device.close()
 
 
-def _hil(tmp_path, plan, domain_id, duration=6.0):
-    policy = make_controller("baseline", "crazyflie", 100.0, "rates")
-    options = DeployOptions(
-        robot="crazyflie",
-        rate_hz=100.0,
-        duration_s=duration,
-        device="ros2",
-        domain_id=domain_id,
-        conditions=dict(policy.conditions),
-        action_history=0,
-        log_path=tmp_path / "hil.mcap",
-    )
-    return run_hil(policy, options, FaultPlan.from_yaml(plan)), options
-
-
 @pytest.mark.hil
-def test_hil_over_crazyswarm2_holds_the_hover_through_loss_and_the_supervisor_lands_it_after_an_unplug(tmp_path):
-    result, options = _hil(tmp_path, "hardware/faults/quadrotor-loss-jitter-unplug.yaml", 73)
+def test_hil_over_crazyswarm2_holds_the_hover_through_loss_and_the_supervisor_lands_it_after_an_unplug(fly_hil):
+    result, options = fly_hil("ros2", "hardware/faults/quadrotor-loss-jitter-unplug.yaml", 73)
     checks = {c["name"]: c for c in result["checks"]}
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
     assert checks["losses"]["injected"] > 5 and checks["losses"]["counted"] >= checks["losses"]["injected"]
@@ -103,8 +85,8 @@ def test_hil_over_crazyswarm2_holds_the_hover_through_loss_and_the_supervisor_la
 
 
 @pytest.mark.hil
-def test_hil_over_crazyswarm2_catches_a_frozen_estimate(tmp_path):
-    result, _ = _hil(tmp_path, "hardware/faults/quadrotor-frozen-imu.yaml", 74, duration=5.0)
+def test_hil_over_crazyswarm2_catches_a_frozen_estimate(fly_hil):
+    result, _ = fly_hil("ros2", "hardware/faults/quadrotor-frozen-imu.yaml", 74, duration=5.0)
     checks = {c["name"]: c for c in result["checks"]}
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
     assert "frozen sensor" in checks["detect frozen_sensor"]["detail"]

@@ -10,13 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from hardware.apps.deploy import DeployOptions
-from hardware.apps.hil import detection_bound, run_hil
+from hardware.apps.hil import detection_bound
 from hardware.emulators.crazyflie import DEADMAN_S, LEVEL_TIMEOUT_S, SHUTDOWN_TIMEOUT_S, Firmware
 from hardware.emulators.crtp_emulator import CrtpEmulator
-from hardware.emulators.faults import FaultPlan
 from hardware.links import crtp
-from policies import make_controller
 from sim.robots import load_robot_params
 
 pytest.importorskip("cflib", reason="cflib (the crazyflie extra) is absent")
@@ -186,23 +183,9 @@ def test_a_low_battery_is_not_armed(emulator):
     device.close()
 
 
-def _hil(tmp_path, plan, duration=6.0):
-    policy = make_controller("baseline", "crazyflie", 100.0, "rates")
-    options = DeployOptions(
-        robot="crazyflie",
-        rate_hz=100.0,
-        duration_s=duration,
-        device="crtp",
-        conditions=dict(policy.conditions),
-        action_history=0,
-        log_path=tmp_path / "hil.mcap",
-    )
-    return run_hil(policy, options, FaultPlan.from_yaml(plan)), options
-
-
 @pytest.mark.hil
-def test_hil_over_crtp_holds_the_hover_through_loss_and_the_supervisor_lands_it_after_an_unplug(tmp_path):
-    result, options = _hil(tmp_path, "hardware/faults/quadrotor-loss-jitter-unplug.yaml")
+def test_hil_over_crtp_holds_the_hover_through_loss_and_the_supervisor_lands_it_after_an_unplug(fly_hil):
+    result, options = fly_hil("crtp", "hardware/faults/quadrotor-loss-jitter-unplug.yaml")
     checks = {c["name"]: c for c in result["checks"]}
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
     assert checks["losses"]["injected"] > 5 and checks["losses"]["counted"] >= checks["losses"]["injected"]
@@ -212,8 +195,8 @@ def test_hil_over_crtp_holds_the_hover_through_loss_and_the_supervisor_lands_it_
 
 
 @pytest.mark.hil
-def test_hil_over_crtp_catches_a_frozen_estimate_and_hands_the_vehicle_to_the_supervisor(tmp_path):
-    result, _ = _hil(tmp_path, "hardware/faults/quadrotor-frozen-imu.yaml", duration=5.0)
+def test_hil_over_crtp_catches_a_frozen_estimate_and_hands_the_vehicle_to_the_supervisor(fly_hil):
+    result, _ = fly_hil("crtp", "hardware/faults/quadrotor-frozen-imu.yaml", duration=5.0)
     checks = {c["name"]: c for c in result["checks"]}
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
     assert "frozen sensor" in checks["detect frozen_sensor"]["detail"]

@@ -9,16 +9,13 @@ import tty
 import numpy as np
 import pytest
 
-from hardware.apps.deploy import DeployOptions
-from hardware.apps.hil import detection_bound, run_hil
+from hardware.apps.hil import detection_bound
 from hardware.backends.msp_device import MspDevice
 from hardware.device import DeviceError, SpecMismatchError
-from hardware.emulators.faults import FaultPlan
 from hardware.emulators.msp_emulator import FAILSAFE_DELAY_S, RX_LOSS_S, FlightController
 from hardware.emulators.process import EmulatorProcess
 from hardware.emulators.rate_loop import attitude_rates
 from hardware.links import msp
-from policies import make_controller
 from s2r.cli import main
 from sim.robots import load_robot_params, robot_spec
 from sim.robots.quadrotor import MAX_BODY_RATE
@@ -135,24 +132,9 @@ def test_a_board_without_motion_capture_cannot_fly_a_position_policy():
         emulator.stop()
 
 
-def _hil(tmp_path, plan, domain_id, duration=6.0):
-    policy = make_controller("baseline", "crazyflie", 100.0, "rates")
-    options = DeployOptions(
-        robot="crazyflie",
-        rate_hz=100.0,
-        duration_s=duration,
-        device="msp",
-        domain_id=domain_id,
-        conditions=dict(policy.conditions),
-        action_history=0,
-        log_path=tmp_path / "hil.mcap",
-    )
-    return run_hil(policy, options, FaultPlan.from_yaml(plan)), options
-
-
 @pytest.mark.hil
-def test_hil_over_msp_holds_the_hover_through_loss_and_fails_safe_on_an_unplug(tmp_path):
-    result, options = _hil(tmp_path, "hardware/faults/quadrotor-loss-jitter-unplug.yaml", 61)
+def test_hil_over_msp_holds_the_hover_through_loss_and_fails_safe_on_an_unplug(fly_hil):
+    result, options = fly_hil("msp", "hardware/faults/quadrotor-loss-jitter-unplug.yaml", 61)
     checks = {c["name"]: c for c in result["checks"]}
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
     assert "hover held for" in checks["task"]["detail"]
@@ -168,8 +150,8 @@ def test_hil_over_msp_holds_the_hover_through_loss_and_fails_safe_on_an_unplug(t
 
 
 @pytest.mark.hil
-def test_hil_over_msp_catches_a_frozen_imu_and_leaves_the_vehicle_to_the_failsafe(tmp_path):
-    result, options = _hil(tmp_path, "hardware/faults/quadrotor-frozen-imu.yaml", 62, duration=5.0)
+def test_hil_over_msp_catches_a_frozen_imu_and_leaves_the_vehicle_to_the_failsafe(fly_hil):
+    result, options = fly_hil("msp", "hardware/faults/quadrotor-frozen-imu.yaml", 62, duration=5.0)
     checks = {c["name"]: c for c in result["checks"]}
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
     assert "IMU frozen" in checks["detect frozen_sensor"]["detail"]
@@ -196,8 +178,8 @@ def test_hil_link_mistakes_are_one_line(capsys, argv, message):
 
 
 @pytest.mark.hil
-def test_hil_over_msp_counts_damaged_replies_and_catches_a_brownout(tmp_path):
-    result, options = _hil(tmp_path, "hardware/faults/quadrotor-noise-brownout.yaml", 63, duration=5.0)
+def test_hil_over_msp_counts_damaged_replies_and_catches_a_brownout(fly_hil):
+    result, options = fly_hil("msp", "hardware/faults/quadrotor-noise-brownout.yaml", 63, duration=5.0)
     checks = {c["name"]: c for c in result["checks"]}
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
     assert result["link"]["crc_errors"] > 0 and checks["losses"]["counted"] >= checks["losses"]["injected"] > 0

@@ -26,13 +26,12 @@ still carries it and the device did not fault.
 from __future__ import annotations
 
 import logging
-import os
-import select
 import time
 
 import numpy as np
 import serial
 
+from hardware.backends.serial_port import read_available, write_frame
 from hardware.device import Command, Device, DeviceError, Lifecycle, State
 from hardware.links import msp
 from sim.dynamics.quadrotor import rotation
@@ -250,21 +249,13 @@ class MspDevice(Device):
     def _send(self, message: msp.Message) -> None:
         frame = msp.encode(message)
         try:
-            written = os.write(self._fd, frame)
-            if written < len(frame):
-                self._serial.write(frame[written:])
-        except BlockingIOError:
-            self._serial.write(frame)
+            write_frame(self._fd, self._serial, frame)
         except (serial.SerialException, OSError) as exc:
             raise DeviceError(f"MSP link to {self.port} lost while writing: {exc}") from exc
 
     def _pump(self) -> None:
         try:
-            data = b""
-            if select.select([self._fd], [], [], 0)[0]:
-                data = os.read(self._fd, 65536)
-                if not data:
-                    raise OSError("the port reports data but returns none: unplugged")
+            data = read_available(self._fd)
         except OSError as exc:
             raise DeviceError(f"MSP link to {self.port} lost: {exc}") from exc
         for message in self._decoder.feed(data):

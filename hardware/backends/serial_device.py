@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
-import select
 import time
 
 import numpy as np
 import serial
 
+from hardware.backends.serial_port import read_available, write_frame
 from hardware.device import Command, Device, DeviceError, State
 from hardware.links import protocol
 from hardware.links.protocol import Frame, Type
@@ -210,12 +209,7 @@ class SerialDevice(Device):
         self._tx_seq = (seq + 1) & 0xFFFF
         frame = protocol.encode_frame(kind, seq, payload)
         try:
-            # Straight to the file descriptor: pyserial's write costs more than the frame takes to send.
-            written = os.write(self._fd, frame)
-            if written < len(frame):  # the driver's buffer is full: wait for it, up to the write timeout
-                self._serial.write(frame[written:])
-        except BlockingIOError:
-            self._serial.write(frame)
+            write_frame(self._fd, self._serial, frame)
         except (serial.SerialException, OSError) as exc:
             raise DeviceError(f"serial link to {self.port} lost while writing: {exc}") from exc
         return seq
@@ -256,12 +250,7 @@ class SerialDevice(Device):
     def _pump(self) -> None:
         """Read everything that arrived and handle it: states update the latest, faults raise."""
         try:
-            # With pyserial's timeout=0 an empty port reads b"" too: only select tells a gone port apart.
-            data = b""
-            if select.select([self._fd], [], [], 0)[0]:
-                data = os.read(self._fd, 65536)
-                if not data:
-                    raise OSError("the port reports data but returns none: unplugged")
+            data = read_available(self._fd)
         except OSError as exc:
             raise DeviceError(f"serial link to {self.port} lost: {exc}") from exc
         now = time.monotonic_ns()

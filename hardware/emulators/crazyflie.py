@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from hardware.emulators.faults import FaultPlan
-from hardware.emulators.rate_loop import RateLoop, attitude_rates
+from hardware.emulators.rate_loop import RateLoop, attitude_rates, flight_report
 from hardware.links import crtp
 from policies.geometric import GeometricController
 from sim.flight import PHYSICS_DT
@@ -233,13 +233,7 @@ class EmulatedCrazyflie:
             if server.due(now):
                 self._events(now)
                 self._physics_step(now)
-        x = server.robot.env.plant.state()
-        self.report["flight"] = {
-            "events": self.firmware.events,
-            "armed": self.firmware.armed,
-            "final_position": [float(v) for v in x[:3]],
-            "final_speed": float(np.linalg.norm(x[7:10])),
-        }
+        self.report["flight"] = flight_report(server, self.firmware.events, self.firmware.armed)
         return self.report
 
     # For the link ----------------------------------------------------------------------------------

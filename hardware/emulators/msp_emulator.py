@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from hardware.emulators.faults import FaultPlan
-from hardware.emulators.rate_loop import RateLoop, attitude_rates
+from hardware.emulators.rate_loop import RateLoop, attitude_rates, flight_report
 from hardware.emulators.serial_emulator import Emulator
 from hardware.links import msp
 from sim.dynamics.quadrotor import rotation
@@ -174,13 +174,7 @@ class MspEmulator(Emulator):
 
     def run(self, duration_s: float | None = None, should_stop=lambda: False) -> dict[str, Any]:
         report = super().run(duration_s, should_stop)
-        x = self.server.robot.env.plant.state()
-        report["flight"] = {
-            "events": self.fc.events,
-            "armed": self.fc.armed,
-            "final_position": [float(v) for v in x[:3]],
-            "final_speed": float(np.linalg.norm(x[7:10])),
-        }
+        report["flight"] = flight_report(self.server, self.fc.events, self.fc.armed)
         if self.transport is not None:
             self.transport.close()
             self.transport = self.mocap = None
@@ -248,7 +242,6 @@ class MspEmulator(Emulator):
         if request.direction is not msp.Direction.REQUEST:
             return
         self.report["requests"] += 1
-        self.connected = True
         command, payload, state = request.command, b"", False
         if command == msp.Command.API_VERSION:
             payload = bytes((0, 1, 46))

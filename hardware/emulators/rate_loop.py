@@ -1,5 +1,6 @@
 """What a flight controller's firmware does with body-rate set-points: the rate loop and angle mode's
-level, shared by the emulated boards (Betaflight over MSP, the Crazyflie over CRTP).
+level, shared by the emulated boards (Betaflight over MSP, the Crazyflie over CRTP and ROS 2), and
+the record of how their flight ended (`flight_report`).
 
 The rate loop is the `rates` action level's own proportional loop
 (`sim.tasks.flight.rate_controller`, so a policy meets the loop it trained
@@ -10,9 +11,12 @@ centre of mass) then leaves no steady rate error.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from sim.dynamics.quadrotor import rotation
+from sim.simulated import PlantServer
 from sim.tasks import flight
 
 RATE_I_GAIN = 2.0
@@ -61,3 +65,15 @@ def attitude_rates(quaternion: np.ndarray, roll_rad: float = 0.0, pitch_rad: flo
     want = np.array([-sp * cr, sr, cp * cr])  # world z in a body rolled then pitched so
     axis = np.cross(want, up)
     return LEVEL_GAIN * np.array([axis[0], axis[1], 0.0])
+
+
+def flight_report(server: PlantServer, events: list[dict[str, Any]], armed: bool) -> dict[str, Any]:
+    """An emulated flight's end, for the HIL verdict: the firmware's `events` (each a kind and its
+    monotonic time, ns), whether it is still `armed`, and where the vehicle is (true state, m, m/s)."""
+    x = server.robot.env.plant.state()
+    return {
+        "events": events,
+        "armed": armed,
+        "final_position": [float(v) for v in x[:3]],
+        "final_speed": float(np.linalg.norm(x[7:10])),
+    }
